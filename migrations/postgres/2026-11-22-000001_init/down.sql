@@ -1,0 +1,2 @@
+DROP TABLE usage;
+DROP TABLE api_keys;

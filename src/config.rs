@@ -1,0 +1,367 @@
+//! Configuration: built-in defaults (`defaults.toml`), then the user's TOML file, then
+//! `PURA__SECTION__KEY` environment overrides, deserialised with `deny_unknown_fields` so a
+//! misspelt key is an error that names it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use crate::providers::{Dialect, ProviderSpec, Tier};
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+const ENV_PREFIX: &str = "PURA__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub routing: RoutingConfig,
+    pub free_tier: FreeTierConfig,
+    pub limits: LimitsConfig,
+    pub lightning: LightningConfig,
+    pub notify: NotifyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    pub admin_token_env: String,
+    pub max_body_bytes: usize,
+    pub open_key_minting: bool,
+    pub key_mint_per_ip_per_hour: u32,
+    /// actix worker threads; the number of cores when absent.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub dialect: Dialect,
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    pub tier: Tier,
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub price_per_1k: Option<f64>,
+    #[serde(default)]
+    pub input_price_per_1k: Option<f64>,
+    #[serde(default)]
+    pub output_price_per_1k: Option<f64>,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// `false` switches a provider off even when its key is present.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    pub default_model: String,
+    /// Scores below this go to the cheap tier.
+    pub cheap_below: f64,
+    /// Scores at or above this go to the premium tier; between the two, mid.
+    pub premium_from: f64,
+    /// How long an upstream with an open circuit rests before one probe request.
+    pub circuit_cooldown: String,
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeTierConfig {
+    pub requests: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub rpm: u32,
+    pub default_daily_budget_usd: f64,
+    pub default_monthly_budget_usd: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LightningConfig {
+    pub backend: String,
+    pub url: String,
+    pub invoice_key_env: String,
+    pub macaroon_env: String,
+    pub tls_cert_path: String,
+    pub usd_per_sat: f64,
+    pub default_fund_sats: i64,
+    pub min_fund_sats: i64,
+    pub max_fund_sats: i64,
+    pub invoice_expiry: String,
+    pub poll_interval: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub smtp_url: String,
+    pub from: String,
+}
+
+fn default_timeout() -> String {
+    "60s".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// Loads defaults, then `path` when given, then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(p) => {
+                Some(std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.display().to_string(), e))?)
+            }
+            None => None,
+        };
+        Config::from_parts(file.as_deref(), std::env::vars())
+    }
+
+    /// Builds a config from an optional TOML text and environment pairs (testable without globals).
+    pub fn from_parts(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: Table = DEFAULTS.parse().map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
+        if let Some(text) = file {
+            let user: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+            merge(&mut root, user);
+        }
+        for (k, v) in env {
+            if let Some(path) = k.strip_prefix(ENV_PREFIX) {
+                apply_env(&mut root, path, &v)?;
+            }
+        }
+        let config: Config = Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.routing;
+        if !(0.0..=1.0).contains(&r.cheap_below) || r.cheap_below > r.premium_from || r.premium_from > 1.0 {
+            return Err(ConfigError::Invalid(
+                "routing: need 0 <= cheap_below <= premium_from <= 1".into(),
+            ));
+        }
+        for (name, p) in &self.providers {
+            parse_duration(&p.timeout).map_err(|e| ConfigError::Invalid(format!("providers.{name}.timeout: {e}")))?;
+            if p.models.is_empty() {
+                return Err(ConfigError::Invalid(format!("providers.{name}.models is empty")));
+            }
+            if p.price_per_1k.is_none() && (p.input_price_per_1k.is_none() || p.output_price_per_1k.is_none()) {
+                return Err(ConfigError::Invalid(format!(
+                    "providers.{name}: set price_per_1k, or input_price_per_1k and output_price_per_1k"
+                )));
+            }
+        }
+        parse_duration(&r.circuit_cooldown).map_err(|e| ConfigError::Invalid(format!("routing.circuit_cooldown: {e}")))?;
+        parse_duration(&self.lightning.invoice_expiry)
+            .and(parse_duration(&self.lightning.poll_interval))
+            .map_err(|e| ConfigError::Invalid(format!("lightning: {e}")))?;
+        Ok(())
+    }
+
+    /// The enabled providers: those whose API key resolves (from `api_key` or its env var).
+    pub fn provider_specs(&self, env: impl Fn(&str) -> Option<String>) -> Vec<ProviderSpec> {
+        self.providers
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .filter_map(|(name, p)| {
+                let key = p
+                    .api_key
+                    .clone()
+                    .or_else(|| p.api_key_env.as_deref().and_then(&env).filter(|k| !k.is_empty()))?;
+                let flat = p.price_per_1k.unwrap_or(0.0);
+                Some(ProviderSpec {
+                    name: name.clone(),
+                    dialect: p.dialect,
+                    base_url: p.base_url.trim_end_matches('/').to_owned(),
+                    api_key: key,
+                    tier: p.tier,
+                    models: p.models.clone(),
+                    input_price_per_1k: p.input_price_per_1k.unwrap_or(flat),
+                    output_price_per_1k: p.output_price_per_1k.unwrap_or(flat),
+                    timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(60)),
+                })
+            })
+            .collect()
+    }
+
+    /// The admin token, when its env var is set and non-empty.
+    pub fn admin_token(&self) -> Option<String> {
+        std::env::var(&self.server.admin_token_env).ok().filter(|t| !t.is_empty())
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `PURA__PROVIDERS__OPENAI__BASE_URL=…` sets `providers.openai.base_url`. The value is read
+/// as a TOML literal when it is one (numbers, booleans, arrays), else as a string.
+fn apply_env(root: &mut Table, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return Ok(());
+    };
+    let mut table = root;
+    for k in parents {
+        let entry = table.entry(k.clone()).or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            _ => return Err(ConfigError::Invalid(format!("{ENV_PREFIX}{path}: `{k}` is not a table"))),
+        };
+    }
+    let value = format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_owned()));
+    let value = match (table.get(last), value) {
+        // Keep strings strings: `api_key = 12345` in the environment means the text.
+        (Some(Value::String(_)), v) if !v.is_str() => Value::String(raw.to_owned()),
+        (_, v) => v,
+    };
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Parses `500ms`, `2s`, `5m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration `{s}`"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("bad duration unit in `{s}` (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_alone_are_valid_and_have_four_seed_providers() {
+        let c = Config::from_parts(None, env(&[])).expect("defaults parse");
+        assert_eq!(c.server.bind, "127.0.0.1:8080");
+        assert_eq!(c.providers.len(), 4);
+        assert!(c.provider_specs(|_| None).is_empty());
+        let specs = c.provider_specs(|k| (k == "GROQ_API_KEY").then(|| "gsk".to_owned()));
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].tier, Tier::Cheap);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_parts(Some("[server]\nbnid = \"x\"\n"), env(&[])).expect_err("must fail");
+        assert!(err.to_string().contains("bnid"), "{err}");
+        let err = Config::from_parts(None, env(&[("PURA__LIMITS__RPMM", "3")])).expect_err("must fail");
+        assert!(err.to_string().contains("rpmm"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_with_typed_values() {
+        let file = "[free_tier]\nrequests = 10\n[providers.openai]\nbase_url = \"http://a/v1\"\n";
+        let c = Config::from_parts(
+            Some(file),
+            env(&[
+                ("PURA__FREE_TIER__REQUESTS", "3"),
+                ("PURA__PROVIDERS__OPENAI__API_KEY", "12345"),
+                ("PURA__PROVIDERS__LOCAL__DIALECT", "openai"),
+                ("PURA__PROVIDERS__LOCAL__BASE_URL", "http://127.0.0.1:11434/v1/"),
+                ("PURA__PROVIDERS__LOCAL__TIER", "cheap"),
+                ("PURA__PROVIDERS__LOCAL__MODELS", "[\"llama3\"]"),
+                ("PURA__PROVIDERS__LOCAL__PRICE_PER_1K", "0"),
+                ("PURA__PROVIDERS__LOCAL__API_KEY", ""),
+            ]),
+        )
+        .expect("parses");
+        assert_eq!(c.free_tier.requests, 3);
+        let specs = c.provider_specs(|_| None);
+        let openai = specs.iter().find(|s| s.name == "openai").expect("openai enabled");
+        assert_eq!(openai.base_url, "http://a/v1");
+        assert_eq!(openai.api_key, "12345");
+        let local = specs.iter().find(|s| s.name == "local").expect("local enabled");
+        assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("2 weeks").is_err());
+    }
+
+    #[test]
+    fn example_file_parses_and_documents_every_key() {
+        let example = include_str!("../config.example.toml");
+        Config::from_parts(Some(example), env(&[])).expect("config.example.toml parses");
+        let defaults: Table = DEFAULTS.parse().expect("defaults");
+        let example: Table = example.parse().expect("example");
+        for (section, v) in &defaults {
+            let Some(t) = v.as_table() else { continue };
+            for key in t.keys() {
+                if section == "providers" {
+                    continue;
+                }
+                let documented = example.get(section).and_then(|s| s.get(key)).is_some();
+                assert!(documented, "config.example.toml lacks {section}.{key}");
+            }
+        }
+    }
+}

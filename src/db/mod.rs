@@ -1,0 +1,129 @@
+//! The database: a `MultiConnection` over SQLite and PostgreSQL, an r2d2 pool whose manager
+//! picks the backend from the URL scheme (diesel's own `establish` would try each variant in
+//! turn, and SQLite accepts any string as a path), embedded migrations, and the query modules.
+//! All SQL lives under this module; handlers reach it through `web::block`.
+
+pub mod models;
+pub mod schema;
+pub mod usage_writer;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises migrations when several replicas start at once against one PostgreSQL.
+const PG_MIGRATION_LOCK: i64 = 0x7075_7261; // "pura"
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connect(String),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Sqlite(String),
+    Pg(String),
+}
+
+/// r2d2 manager that opens the right backend for the URL and sets SQLite's pragmas.
+#[derive(Debug)]
+pub struct Manager {
+    target: Target,
+}
+
+impl Manager {
+    /// `sqlite://pura.db` (relative), `sqlite:///abs/path.db`, `postgres://…` or `postgresql://…`.
+    pub fn new(url: &str) -> Result<Manager, DbError> {
+        let target = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Target::Pg(url.to_owned())
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Target::Sqlite(path.to_owned())
+        } else {
+            return Err(DbError::Connect(format!(
+                "unsupported database url `{url}` (use sqlite://… or postgres://…)"
+            )));
+        };
+        Ok(Manager { target })
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        match &self.target {
+            Target::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(path).map_err(|e| DbError::Connect(e.to_string()))?;
+                // WAL lets readers run beside the one writer; busy_timeout makes a second
+                // writer wait instead of failing with SQLITE_BUSY.
+                c.batch_execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )?;
+                Ok(DbConn::Sqlite(c))
+            }
+            Target::Pg(url) => PgConnection::establish(url)
+                .map(DbConn::Pg)
+                .map_err(|e| DbError::Connect(e.to_string())),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::from)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// Builds the pool; fails fast when the database cannot be reached.
+pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {
+    Ok(r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(5))
+        .build(Manager::new(url)?)?)
+}
+
+/// Runs pending migrations of the connection's backend.
+pub fn migrate(conn: &mut DbConn) -> Result<(), DbError> {
+    let result = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConn::Pg(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))?;
+            let r = c.run_pending_migrations(PG_MIGRATIONS).map(|_| ());
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))?;
+            r
+        }
+    };
+    result.map_err(|e| DbError::Connect(format!("migration failed: {e}")))
+}
+
+/// Cheap liveness check for `/health`.
+pub fn ping(pool: &Pool) -> Result<(), DbError> {
+    let mut conn = pool.get()?;
+    conn.batch_execute("SELECT 1")?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The `usage` table: one row per chat request that reached an upstream.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use super::super::schema::usage;
+use super::super::{DbConn, DbError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = usage)]
+pub struct UsageRow {
+    pub id: String,
+    pub key_id: String,
+    pub provider: String,
+    pub model: String,
+    pub tier: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub status: String,
+    pub stream: bool,
+    pub upstream_request_id: Option<String>,
+    pub client_request_id: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// Inserts a batch in one transaction (the group commit of [`super::super::usage_writer`]).
+pub fn insert_batch(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        for row in rows {
+            diesel::insert_into(usage::table).values(row).execute(conn)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(())
+}
+
+/// Total cost in micro-dollars of a key's requests since `since`.
+pub fn spend_since(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> Result<i64, DbError> {
+    // CAST keeps the type BigInt on PostgreSQL, whose SUM(bigint) is numeric.
+    Ok(usage::table
+        .filter(usage::key_id.eq(key))
+        .filter(usage::created_at.ge(since))
+        .select(sql::<BigInt>("CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT)"))
+        .first(conn)?)
+}
+
+/// All rows of a key, newest first (tests and reports).
+pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<UsageRow>, DbError> {
+    Ok(usage::table
+        .filter(usage::key_id.eq(key))
+        .order(usage::created_at.desc())
+        .select(UsageRow::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,189 @@
+//! The one error type of the HTTP surface and its OpenAI-shaped envelope:
+//! `{"error":{"message","type","param","code"}}`. Every failure, actix's own included
+//! (see [`json_error_handler`] and [`rewrite_plain_errors`]), leaves through here.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<&'static str>,
+        code: &'static str,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Request body is larger than the limit of {0} bytes.")]
+    TooLarge(usize),
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    UpstreamFailed(String),
+    #[error("{0}")]
+    UpstreamTimeout(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            param: None,
+            code: "invalid_request",
+        }
+    }
+
+    pub fn bad_param(param: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            param: Some(param),
+            code: "invalid_request",
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => ("invalid_request_error", code),
+            ApiError::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
+            ApiError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
+            ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
+            ApiError::TooLarge(_) => ("invalid_request_error", "request_too_large"),
+            ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            ApiError::UpstreamFailed(_) => ("upstream_error", "upstream_failed"),
+            ApiError::UpstreamTimeout(_) => ("upstream_error", "upstream_timeout"),
+            ApiError::Unavailable(_) => ("api_error", "unavailable"),
+            ApiError::Internal(_) => ("api_error", "internal_error"),
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ApiError::BadRequest { param, .. } => *param,
+            ApiError::ModelNotFound(_) => Some("model"),
+            ApiError::TooLarge(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The OpenAI error object (the value under `"error"`).
+    pub fn body(&self) -> serde_json::Value {
+        let (kind, code) = self.kind_and_code();
+        json!({"message": self.to_string(), "type": kind, "param": self.param(), "code": code})
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            log::error!("internal error: {e}");
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        resp.json(json!({ "error": self.body() }))
+    }
+}
+
+/// `JsonConfig::error_handler`: bad JSON, wrong content type and oversize bodies become our envelope.
+pub fn json_error_handler(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+            ApiError::TooLarge(*limit)
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::TooLarge(0),
+        JsonPayloadError::ContentType => ApiError::BadRequest {
+            message: "Content-Type must be application/json.".into(),
+            param: None,
+            code: "invalid_content_type",
+        },
+        JsonPayloadError::Deserialize(e) => ApiError::BadRequest {
+            message: format!("Invalid request body: {e}"),
+            param: None,
+            code: "invalid_request",
+        },
+        other => ApiError::bad_request(format!("Invalid request body: {other}")),
+    };
+    api.into()
+}
+
+/// `QueryConfig::error_handler`: bad query strings become our envelope.
+pub fn query_error_handler(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("Invalid query string: {err}")).into()
+}
+
+/// `ErrorHandlers` fallback for responses actix produced itself (404 for unknown paths,
+/// 405, or any plain-text error): rewrite them into the OpenAI envelope, unless the body is
+/// already JSON.
+pub fn rewrite_plain_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (kind, code, message) = match status {
+        StatusCode::NOT_FOUND => ("invalid_request_error", "not_found", "Unknown path.".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "invalid_request_error",
+            "method_not_allowed",
+            "Method not allowed on this path.".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "invalid_request_error",
+            "request_too_large",
+            "Request body is too large.".to_owned(),
+        ),
+        s if s.is_client_error() => (
+            "invalid_request_error",
+            "invalid_request",
+            s.canonical_reason().unwrap_or("Bad request").to_owned(),
+        ),
+        s => ("api_error", "internal_error", s.canonical_reason().unwrap_or("Error").to_owned()),
+    };
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let (req, _) = res.into_parts();
+    let resp: HttpResponse<BoxBody> = HttpResponse::build(status).json(body);
+    let res = ServiceResponse::new(req, resp).map_into_right_body::<B>();
+    Ok(ErrorHandlerResponse::Response(res))
+}

@@ -1,0 +1,28 @@
+//! Pura: a self-hosted, OpenAI-compatible LLM inference gateway.
+
+pub mod actors;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod providers;
+pub mod relay;
+pub mod routes;
+pub mod routing;
+pub mod state;
+pub mod time;
+
+use actix_web::web;
+
+/// Body limits, JSON and query error handlers, and every route. Used by `main` and tests.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(error::json_error_handler),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error_handler));
+    routes::configure(cfg);
+}

@@ -1,0 +1,82 @@
+//! Boot only: logging, config, migrations, actors, then the HTTP server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::{web, App, HttpServer};
+
+use pura::auth::KeyCache;
+use pura::config::Config;
+use pura::db::{self, usage_writer::UsageWriter};
+use pura::error::rewrite_plain_errors;
+use pura::routing::Router;
+use pura::state::{AppState, MintLimiter};
+
+/// Upper bound for one upstream call; each provider's own `timeout` is applied per request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn config_path() -> Option<PathBuf> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+    }
+    std::env::var_os("PURA_CONFIG").map(PathBuf::from)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let fail = |e: String| std::io::Error::other(e);
+    let config = Config::load(config_path().as_deref()).map_err(|e| fail(e.to_string()))?;
+    let pool = db::pool(&config.database.url, config.database.pool_size).map_err(|e| fail(e.to_string()))?;
+    {
+        let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
+        db::migrate(&mut conn).map_err(|e| fail(e.to_string()))?;
+    }
+    let specs = config.provider_specs(|k| std::env::var(k).ok());
+    if specs.is_empty() {
+        log::warn!("no provider is configured: chat will answer 503 until one is");
+    }
+    for s in &specs {
+        log::info!("provider {} ({:?}, {}) at {}", s.name, s.dialect, s.tier.as_str(), s.base_url);
+    }
+    let state = web::Data::new(AppState {
+        router: Router::start(&config, specs),
+        usage: UsageWriter::start(pool.clone()),
+        admin_token: config.admin_token(),
+        keys: KeyCache::default(),
+        mint_limiter: MintLimiter::default(),
+        pool,
+        config: config.clone(),
+    });
+    let max_body = config.server.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        // awc::Client is !Send: one per worker, made here, used by that worker's handlers.
+        let client = awc::Client::builder()
+            .timeout(CLIENT_TIMEOUT)
+            .connector(awc::Connector::new().timeout(CONNECT_TIMEOUT))
+            .finish();
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(client))
+            .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
+            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            .configure(|cfg| pura::configure(cfg, max_body))
+    });
+    if let Some(w) = config.server.workers {
+        server = server.workers(w);
+    }
+    let server = server.bind(&config.server.bind)?;
+    for addr in server.addrs() {
+        // Tests and scripts read this line to learn the port when binding to :0.
+        println!("pura listening on http://{addr}");
+    }
+    server.run().await
+}

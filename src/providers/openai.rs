@@ -1,0 +1,130 @@
+//! The OpenAI dialect: OpenAI itself, Groq, and any OpenAI-compatible server (Ollama, vLLM,
+//! llama.cpp). The request passes through with the concrete model set; streams always ask
+//! for usage so that cost is known even when the client did not ask for it.
+
+use serde_json::{json, Value};
+
+use super::sse::SseEvent;
+use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
+use crate::api::{ChatRequest, Usage};
+use crate::error::ApiError;
+
+pub fn build(p: &ProviderSpec, model: &str, req: &ChatRequest, stream: bool) -> Result<UpstreamCall, ApiError> {
+    let mut req = req.clone();
+    req.model = Some(model.to_owned());
+    req.stream = Some(stream);
+    if stream {
+        let opts = req.stream_options.get_or_insert_with(Default::default);
+        opts.include_usage = true;
+    } else {
+        req.stream_options = None;
+    }
+    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    Ok(UpstreamCall {
+        url: format!("{}/chat/completions", p.base_url),
+        headers: vec![("authorization", format!("Bearer {}", p.api_key))],
+        body,
+    })
+}
+
+pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
+    if !v.get("choices").is_some_and(Value::is_array) {
+        return Err("upstream answer has no choices".into());
+    }
+    let usage = v.get("usage").and_then(Usage::from_openai);
+    if v.get("model").and_then(Value::as_str).is_none() {
+        v["model"] = json!(model);
+    }
+    Ok(Completion { body: v, usage })
+}
+
+/// OpenAI chunks are already in the client's shape; the translator only separates usage
+/// (the `choices: []` chunk, or Groq's `x_groq.usage`) and in-stream errors from content.
+#[derive(Debug, Default)]
+pub struct Translator;
+
+impl StreamTranslator for Translator {
+    fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        if data == "[DONE]" {
+            return Ok(vec![StreamItem::Done]);
+        }
+        let mut v: Value = serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
+        let mut out = Vec::new();
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            return Ok(vec![StreamItem::Error(normalize_error(err))]);
+        }
+        let usage = v
+            .get("usage")
+            .and_then(Usage::from_openai)
+            .or_else(|| v.pointer("/x_groq/usage").and_then(Usage::from_openai));
+        if let Some(u) = usage {
+            out.push(StreamItem::Usage(u));
+        }
+        let has_choices = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty());
+        if has_choices {
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("usage");
+            }
+            out.push(StreamItem::Chunk(v));
+        }
+        Ok(out)
+    }
+}
+
+/// Groq sends `x_groq.error` as a string; others send OpenAI's object.
+fn normalize_error(err: &Value) -> Value {
+    match err {
+        Value::String(s) => json!({"message": s, "type": "upstream_error", "param": null, "code": null}),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn separates_usage_chunk_from_content() {
+        let mut t = Translator;
+        let items = t
+            .on_event(&ev(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}"#))
+            .unwrap_or_default();
+        assert_eq!(items, vec![StreamItem::Usage(Usage::new(9, 9))]);
+        let items = t
+            .on_event(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#))
+            .unwrap_or_default();
+        assert!(matches!(&items[..], [StreamItem::Chunk(_)]));
+    }
+
+    #[test]
+    fn reads_groq_usage_on_finish_chunk() {
+        let mut t = Translator;
+        let items = t
+            .on_event(&ev(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":18,"completion_tokens":439,"total_tokens":457}}}"#))
+            .unwrap_or_default();
+        assert_eq!(items[0], StreamItem::Usage(Usage::new(18, 439)));
+        assert!(matches!(items[1], StreamItem::Chunk(_)));
+    }
+
+    #[test]
+    fn malformed_chunk_is_an_error_and_done_ends() {
+        let mut t = Translator;
+        assert!(t.on_event(&ev("{not json")).is_err());
+        assert_eq!(t.on_event(&ev("[DONE]")).unwrap_or_default(), vec![StreamItem::Done]);
+    }
+}

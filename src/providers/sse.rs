@@ -1,0 +1,134 @@
+//! An incremental Server-Sent Events parser for upstream streams. Bytes arrive in arbitrary
+//! pieces; events are dispatched on a blank line. Handles `\n`, `\r\n` and `\r` line ends,
+//! comments, a missing space after the colon, and multi-line data (joined with `\n`).
+
+/// One dispatched SSE event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    /// The previous byte was `\r`, so a following `\n` belongs to the same line end.
+    after_cr: bool,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events completed by them.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if self.after_cr && b == b'\n' {
+                self.after_cr = false;
+                continue;
+            }
+            self.after_cr = b == b'\r';
+            if b == b'\n' || b == b'\r' {
+                let line = std::mem::take(&mut self.line);
+                if let Some(ev) = self.take_line(&line) {
+                    out.push(ev);
+                }
+            } else {
+                self.line.push(b);
+            }
+        }
+        out
+    }
+
+    /// Called at end of input: a last event without its blank line is still dispatched.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        let line = std::mem::take(&mut self.line);
+        if !line.is_empty() {
+            self.take_line(&line);
+        }
+        self.dispatch()
+    }
+
+    fn take_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line[0] == b':' {
+            return None;
+        }
+        let text = String::from_utf8_lossy(line);
+        let (field, value) = match text.find(':') {
+            Some(i) => {
+                let v = &text[i + 1..];
+                (&text[..i], v.strip_prefix(' ').unwrap_or(v))
+            }
+            None => (&text[..], ""),
+        };
+        match field {
+            "data" => match &mut self.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => self.data = Some(value.to_owned()),
+            },
+            "event" => self.event = Some(value.to_owned()),
+            _ => {}
+        }
+        None
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        let event = self.event.take();
+        let data = self.data.take();
+        match (event, data) {
+            (None, None) => None,
+            (event, data) => Some(SseEvent {
+                event,
+                data: data.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_events_across_arbitrary_chunks() {
+        let mut p = SseParser::default();
+        let mut got = p.feed(b"event: message_start\nda");
+        assert!(got.is_empty());
+        got.extend(p.feed(b"ta: {\"a\":1}\n\n: ping\n\ndata:{\"b\":2}\r\n\r\n"));
+        assert_eq!(
+            got,
+            vec![
+                SseEvent {
+                    event: Some("message_start".into()),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    event: None,
+                    data: "{\"b\":2}".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn joins_multiline_data_and_flushes_at_eof() {
+        let mut p = SseParser::default();
+        assert!(p.feed(b"data: a\ndata: b").is_empty());
+        assert_eq!(p.finish().map(|e| e.data), Some("a\nb".to_owned()));
+    }
+
+    #[test]
+    fn crlf_split_between_chunks_is_one_line_end() {
+        let mut p = SseParser::default();
+        let mut got = p.feed(b"data: x\r");
+        got.extend(p.feed(b"\n\r\n"));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data, "x");
+    }
+}

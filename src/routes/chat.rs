@@ -1,0 +1,164 @@
+//! The chat paths: `POST /v1/chat/completions`, `/api/chat/completions` (stream defaults to
+//! false, as OpenAI) and Pura's `POST /api/chat` (stream defaults to true).
+
+use std::time::Instant;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse, Responder};
+use actix_web_lab::sse::Sse;
+
+use crate::api::{ChatRequest, Usage};
+use crate::auth::AuthedKey;
+use crate::db::models::usage as usage_db;
+use crate::error::ApiError;
+use crate::relay::{estimate_tokens, usd, Meta, Relay};
+use crate::routing::fallback::{self, Answer};
+use crate::state::AppState;
+
+/// Output tokens assumed for the reserved estimate when the client sets no cap.
+const DEFAULT_OUTPUT_CAP: u64 = 4096;
+
+/// The body, extracted without failing so the key is checked first.
+type JsonBody = Result<web::Json<ChatRequest>, actix_web::Error>;
+
+pub async fn openai(
+    req: HttpRequest,
+    key: AuthedKey,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    body: JsonBody,
+) -> actix_web::Result<HttpResponse> {
+    // Authentication is judged before the body: a bad key is a 401 whatever was sent.
+    Ok(chat(req, key, state, client, body?.into_inner(), false).await?)
+}
+
+pub async fn native(
+    req: HttpRequest,
+    key: AuthedKey,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    body: JsonBody,
+) -> actix_web::Result<HttpResponse> {
+    Ok(chat(req, key, state, client, body?.into_inner(), true).await?)
+}
+
+fn validate(body: &ChatRequest) -> Result<(), ApiError> {
+    if body.messages.is_empty() {
+        return Err(ApiError::bad_param("messages", "`messages` must contain at least one message."));
+    }
+    if body.n == Some(0) {
+        return Err(ApiError::bad_param("n", "`n` must be at least 1."));
+    }
+    if body.stream_options.is_some() && body.stream != Some(true) {
+        return Err(ApiError::bad_param(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true.",
+        ));
+    }
+    Ok(())
+}
+
+async fn chat(
+    req: HttpRequest,
+    AuthedKey(key): AuthedKey,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    body: ChatRequest,
+    stream_default: bool,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    validate(&body)?;
+    let stream = body.stream.unwrap_or(stream_default);
+    let target = state.router.resolve(body.model.as_deref())?;
+    let (_, candidates) = state.router.plan(&target, &body).await?;
+    let spent_today = spent_today(&state, &key.id).await?;
+    let served = fallback::run(&client, candidates, &body, stream).await?;
+
+    let prompt_chars: usize = body.messages.iter().map(|m| m.text().len()).sum();
+    let meta = Meta {
+        request_id: format!("req_{}", crate::providers::random_alnum(24)),
+        key_id: key.id.clone(),
+        client_request_id: header(&req, "x-client-request-id"),
+        upstream_request_id: served.upstream_request_id,
+        provider: served.candidate.provider.clone(),
+        model: served.candidate.model.clone(),
+        started,
+        stream,
+        include_usage: body.wants_stream_usage(),
+        prompt_estimate: estimate_tokens(prompt_chars),
+    };
+    let daily = key
+        .daily_budget_micros
+        .unwrap_or((state.config.limits.default_daily_budget_usd * 1_000_000.0) as i64);
+    match served.answer {
+        Answer::Json(completion) => {
+            let usage = completion
+                .usage
+                .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
+            let cost = meta.provider.cost_micros(&usage);
+            let committed = state.usage.write(meta.row(&usage, "ok", None)).await.unwrap_or(false);
+            if !committed {
+                log::error!("request {}: usage row not committed", meta.request_id);
+            }
+            let mut resp = HttpResponse::Ok().json(completion.body);
+            pura_headers(&mut resp, &meta, &key, cost, daily - spent_today - cost);
+            Ok(resp)
+        }
+        Answer::Stream(open) => {
+            // The final cost travels in the last chunk; the header carries the reserved estimate.
+            let max_out = body.max_output_tokens().map_or(DEFAULT_OUTPUT_CAP, u64::from);
+            let estimate = meta.provider.cost_micros(&Usage::new(meta.prompt_estimate, max_out));
+            let relay = Relay::new(meta.clone(), state.clone(), served.candidate.actor.clone(), open);
+            let mut resp = Sse::from_stream(relay.into_stream())
+                .respond_to(&req)
+                .map_into_boxed_body();
+            pura_headers(&mut resp, &meta, &key, estimate, daily - spent_today - estimate);
+            Ok(resp)
+        }
+    }
+}
+
+async fn spent_today(state: &web::Data<AppState>, key_id: &str) -> Result<i64, ApiError> {
+    let pool = state.pool.clone();
+    let key_id = key_id.to_owned();
+    let since = crate::time::start_of_day(crate::time::now());
+    web::block(move || usage_db::spend_since(&mut *pool.get()?, &key_id, since))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))
+}
+
+fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect())
+}
+
+fn pura_headers(
+    resp: &mut HttpResponse,
+    meta: &Meta,
+    key: &crate::db::models::api_key::ApiKey,
+    cost: i64,
+    budget_left: i64,
+) {
+    let request_id = meta.upstream_request_id.as_deref().unwrap_or(&meta.request_id);
+    let pairs = [
+        ("x-pura-provider", meta.provider.name.clone()),
+        ("x-pura-model", meta.model.clone()),
+        ("x-pura-cost", usd(cost)),
+        ("x-pura-tier", meta.provider.tier.as_str().to_owned()),
+        ("x-pura-budget-remaining", usd(budget_left.max(0))),
+        ("x-pura-free-requests-remaining", key.free_requests_remaining.to_string()),
+        ("x-request-id", request_id.to_owned()),
+    ];
+    let headers = resp.headers_mut();
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Some(v) = meta.client_request_id.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(HeaderName::from_static("x-client-request-id"), v);
+    }
+}

@@ -1,0 +1,180 @@
+//! Routing: what the client asked for (`auto`, an alias, a tier, a concrete model) becomes an
+//! ordered list of candidate (provider, model) pairs, asking each ProviderActor whether it
+//! can take traffic and preferring the fast and cheap among the healthy.
+
+pub mod fallback;
+pub mod scorer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use futures_util::future::join_all;
+
+use crate::actors::provider::{Pick, ProviderActor};
+use crate::api::ChatRequest;
+use crate::config::{parse_duration, Config};
+use crate::error::ApiError;
+use crate::providers::{ProviderSpec, Tier};
+
+/// What a request's `model` asks for, after aliases.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Let the scorer pick the tier.
+    Auto,
+    /// A forced tier (`auto:cheap`, or an alias to a tier).
+    Tier(Tier),
+    /// A concrete model; only providers serving it are tried.
+    Model(String),
+}
+
+/// One provider to try, with the model to ask it for.
+#[derive(Clone)]
+pub struct Candidate {
+    pub provider: Arc<ProviderSpec>,
+    pub actor: Addr<ProviderActor>,
+    pub model: String,
+}
+
+pub struct Router {
+    providers: Vec<(Arc<ProviderSpec>, Addr<ProviderActor>)>,
+    /// Every model the catalogue knows, enabled or not, to tell 404 from 503.
+    known_models: Vec<String>,
+    aliases: BTreeMap<String, String>,
+    default_model: String,
+    cheap_below: f64,
+    premium_from: f64,
+}
+
+impl Router {
+    /// Starts one ProviderActor per enabled provider (on the current actix system).
+    pub fn start(config: &Config, specs: Vec<ProviderSpec>) -> Router {
+        use actix::Actor;
+        let cooldown = parse_duration(&config.routing.circuit_cooldown).unwrap_or(Duration::from_secs(10));
+        let providers = specs
+            .into_iter()
+            .map(|s| {
+                let actor = ProviderActor::new(&s.name, cooldown, s.timeout * 2).start();
+                (Arc::new(s), actor)
+            })
+            .collect();
+        let known_models = config.providers.values().flat_map(|p| p.models.clone()).collect();
+        Router {
+            providers,
+            known_models,
+            aliases: config.routing.aliases.clone(),
+            default_model: config.routing.default_model.clone(),
+            cheap_below: config.routing.cheap_below,
+            premium_from: config.routing.premium_from,
+        }
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderSpec>> {
+        self.providers.iter().map(|(p, _)| p)
+    }
+
+    pub fn actors(&self) -> impl Iterator<Item = (&Arc<ProviderSpec>, &Addr<ProviderActor>)> {
+        self.providers.iter().map(|(p, a)| (p, a))
+    }
+
+    /// Model ids for `/v1/models`: `auto`, the tier forms, aliases, every enabled model.
+    pub fn model_ids(&self) -> Vec<(String, String)> {
+        let mut ids: Vec<(String, String)> = vec![("auto".into(), "pura".into())];
+        ids.extend(Tier::ALL.iter().map(|t| (format!("auto:{}", t.as_str()), "pura".into())));
+        ids.extend(self.aliases.keys().map(|a| (a.clone(), "pura".into())));
+        for p in self.providers() {
+            for m in &p.models {
+                if !ids.iter().any(|(id, _)| id == m) {
+                    ids.push((m.clone(), p.name.clone()));
+                }
+            }
+        }
+        ids
+    }
+
+    /// Resolves the request's model through aliases into a [`Target`].
+    pub fn resolve(&self, model: Option<&str>) -> Result<Target, ApiError> {
+        let requested = model.filter(|m| !m.is_empty()).unwrap_or(&self.default_model);
+        let name = self.aliases.get(requested).map_or(requested, String::as_str);
+        if name == "auto" {
+            return Ok(Target::Auto);
+        }
+        if let Some(t) = name.strip_prefix("auto:").and_then(Tier::parse).or_else(|| Tier::parse(name)) {
+            return Ok(Target::Tier(t));
+        }
+        if self.known_models.iter().any(|m| m == name) || self.providers().any(|p| p.serves(name)) {
+            return Ok(Target::Model(name.to_owned()));
+        }
+        Err(ApiError::ModelNotFound(requested.to_owned()))
+    }
+
+    /// The tier for a complexity score under the configured thresholds.
+    pub fn tier_for(&self, score: f64) -> Tier {
+        if score < self.cheap_below {
+            Tier::Cheap
+        } else if score >= self.premium_from {
+            Tier::Premium
+        } else {
+            Tier::Mid
+        }
+    }
+
+    /// Candidates in the order to try them, and the tier the request was routed to.
+    pub async fn plan(&self, target: &Target, req: &ChatRequest) -> Result<(Tier, Vec<Candidate>), ApiError> {
+        if self.providers.is_empty() {
+            return Err(ApiError::Unavailable(
+                "No provider is configured: set an API key (e.g. OPENAI_API_KEY) or add a [providers.*] table.".into(),
+            ));
+        }
+        let (tier, pool): (Tier, Vec<&(Arc<ProviderSpec>, Addr<ProviderActor>)>) = match target {
+            Target::Model(m) => {
+                let serving: Vec<_> = self.providers.iter().filter(|(p, _)| p.serves(m)).collect();
+                let Some((first, _)) = serving.first() else {
+                    return Err(ApiError::Unavailable(format!("No configured provider serves model `{m}`.")));
+                };
+                (first.tier, serving)
+            }
+            Target::Tier(t) => (*t, self.providers.iter().collect()),
+            Target::Auto => (self.tier_for(scorer::score(req).value), self.providers.iter().collect()),
+        };
+        let healths = join_all(pool.iter().map(|(_, a)| a.send(Pick))).await;
+        let mut healthy: Vec<(usize, f64, &(Arc<ProviderSpec>, Addr<ProviderActor>))> = Vec::new();
+        for (entry, health) in pool.into_iter().zip(healths) {
+            if let Ok(Some(h)) = health {
+                let order = tier_order(tier)
+                    .iter()
+                    .position(|t| *t == entry.0.tier)
+                    .unwrap_or(usize::MAX);
+                // Latency times price, so a fast and cheap provider leads its tier.
+                let price = entry.0.input_price_per_1k + entry.0.output_price_per_1k;
+                healthy.push((order, (h.ewma_latency_ms + 1.0) * (price + 1e-6), entry));
+            }
+        }
+        if healthy.is_empty() {
+            return Err(ApiError::Unavailable("No healthy provider is available right now.".into()));
+        }
+        healthy.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let candidates = healthy
+            .into_iter()
+            .map(|(_, _, (p, a))| Candidate {
+                provider: p.clone(),
+                actor: a.clone(),
+                model: match target {
+                    Target::Model(m) => m.clone(),
+                    _ => p.models[0].clone(),
+                },
+            })
+            .collect();
+        Ok((tier, candidates))
+    }
+}
+
+/// The chosen tier first, then the next tier up, then down.
+fn tier_order(tier: Tier) -> [Tier; 3] {
+    match tier {
+        Tier::Cheap => [Tier::Cheap, Tier::Mid, Tier::Premium],
+        Tier::Mid => [Tier::Mid, Tier::Premium, Tier::Cheap],
+        Tier::Premium => [Tier::Premium, Tier::Mid, Tier::Cheap],
+    }
+}
