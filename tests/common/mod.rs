@@ -1,7 +1,7 @@
 //! Test harness: the real `pura` binary on a random port, a fresh database per gateway
 //! (a temp SQLite file, or the PostgreSQL of `PURA_TEST_DATABASE_URL`), and fake upstreams.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod fake_upstream;
 
