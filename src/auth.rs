@@ -44,7 +44,10 @@ impl KeyCache {
 
 /// A new random key (shown to the client once) and its hash (stored).
 pub fn mint_key() -> (String, String) {
-    let key = format!("{KEY_PREFIX}{}", crate::providers::random_alnum(KEY_RANDOM_LEN));
+    let key = format!(
+        "{KEY_PREFIX}{}",
+        crate::providers::random_alnum(KEY_RANDOM_LEN)
+    );
     let hash = hash_key(&key);
     (key, hash)
 }
@@ -65,7 +68,10 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-async fn authenticate(state: web::Data<AppState>, token: Option<String>) -> Result<AuthedKey, ApiError> {
+async fn authenticate(
+    state: web::Data<AppState>,
+    token: Option<String>,
+) -> Result<AuthedKey, ApiError> {
     let Some(token) = token else {
         return Err(ApiError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer pura_…`.".into(),
@@ -91,7 +97,9 @@ async fn authenticate(state: web::Data<AppState>, token: Option<String>) -> Resu
     // the final accept/reject decision free of data-dependent timing.
     match key {
         Some(k) if secrets_equal(&k.key_hash, &hash) && !k.disabled => Ok(AuthedKey(k)),
-        Some(k) if k.disabled => Err(ApiError::Unauthorized("This API key has been disabled.".into())),
+        Some(k) if k.disabled => Err(ApiError::Unauthorized(
+            "This API key has been disabled.".into(),
+        )),
         _ => Err(ApiError::Unauthorized("Incorrect API key provided.".into())),
     }
 }

@@ -13,6 +13,8 @@ use crate::providers::{Dialect, ProviderSpec, Tier};
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 const ENV_PREFIX: &str = "PURA__";
+/// Keys whose environment values are always text, even when they look like numbers.
+const STRING_KEYS: [&str; 6] = ["api_key", "api_key_env", "base_url", "bind", "url", "from"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -141,9 +143,10 @@ impl Config {
     /// Loads defaults, then `path` when given, then the process environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let file = match path {
-            Some(p) => {
-                Some(std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.display().to_string(), e))?)
-            }
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::Read(p.display().to_string(), e))?,
+            ),
             None => None,
         };
         Config::from_parts(file.as_deref(), std::env::vars())
@@ -154,9 +157,13 @@ impl Config {
         file: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut root: Table = DEFAULTS.parse().map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
+        let mut root: Table = DEFAULTS
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
         if let Some(text) = file {
-            let user: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+            let user: Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
             merge(&mut root, user);
         }
         for (k, v) in env {
@@ -173,23 +180,32 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.routing;
-        if !(0.0..=1.0).contains(&r.cheap_below) || r.cheap_below > r.premium_from || r.premium_from > 1.0 {
+        if !(0.0..=1.0).contains(&r.cheap_below)
+            || r.cheap_below > r.premium_from
+            || r.premium_from > 1.0
+        {
             return Err(ConfigError::Invalid(
                 "routing: need 0 <= cheap_below <= premium_from <= 1".into(),
             ));
         }
         for (name, p) in &self.providers {
-            parse_duration(&p.timeout).map_err(|e| ConfigError::Invalid(format!("providers.{name}.timeout: {e}")))?;
+            parse_duration(&p.timeout)
+                .map_err(|e| ConfigError::Invalid(format!("providers.{name}.timeout: {e}")))?;
             if p.models.is_empty() {
-                return Err(ConfigError::Invalid(format!("providers.{name}.models is empty")));
+                return Err(ConfigError::Invalid(format!(
+                    "providers.{name}.models is empty"
+                )));
             }
-            if p.price_per_1k.is_none() && (p.input_price_per_1k.is_none() || p.output_price_per_1k.is_none()) {
+            if p.price_per_1k.is_none()
+                && (p.input_price_per_1k.is_none() || p.output_price_per_1k.is_none())
+            {
                 return Err(ConfigError::Invalid(format!(
                     "providers.{name}: set price_per_1k, or input_price_per_1k and output_price_per_1k"
                 )));
             }
         }
-        parse_duration(&r.circuit_cooldown).map_err(|e| ConfigError::Invalid(format!("routing.circuit_cooldown: {e}")))?;
+        parse_duration(&r.circuit_cooldown)
+            .map_err(|e| ConfigError::Invalid(format!("routing.circuit_cooldown: {e}")))?;
         parse_duration(&self.lightning.invoice_expiry)
             .and(parse_duration(&self.lightning.poll_interval))
             .map_err(|e| ConfigError::Invalid(format!("lightning: {e}")))?;
@@ -202,10 +218,12 @@ impl Config {
             .iter()
             .filter(|(_, p)| p.enabled)
             .filter_map(|(name, p)| {
-                let key = p
-                    .api_key
-                    .clone()
-                    .or_else(|| p.api_key_env.as_deref().and_then(&env).filter(|k| !k.is_empty()))?;
+                let key = p.api_key.clone().or_else(|| {
+                    p.api_key_env
+                        .as_deref()
+                        .and_then(&env)
+                        .filter(|k| !k.is_empty())
+                })?;
                 let flat = p.price_per_1k.unwrap_or(0.0);
                 Some(ProviderSpec {
                     name: name.clone(),
@@ -224,7 +242,9 @@ impl Config {
 
     /// The admin token, when its env var is set and non-empty.
     pub fn admin_token(&self) -> Option<String> {
-        std::env::var(&self.server.admin_token_env).ok().filter(|t| !t.is_empty())
+        std::env::var(&self.server.admin_token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
     }
 }
 
@@ -249,10 +269,16 @@ fn apply_env(root: &mut Table, path: &str, raw: &str) -> Result<(), ConfigError>
     };
     let mut table = root;
     for k in parents {
-        let entry = table.entry(k.clone()).or_insert_with(|| Value::Table(Table::new()));
+        let entry = table
+            .entry(k.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
         table = match entry {
             Value::Table(t) => t,
-            _ => return Err(ConfigError::Invalid(format!("{ENV_PREFIX}{path}: `{k}` is not a table"))),
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{ENV_PREFIX}{path}: `{k}` is not a table"
+                )))
+            }
         };
     }
     let value = format!("v = {raw}")
@@ -260,10 +286,15 @@ fn apply_env(root: &mut Table, path: &str, raw: &str) -> Result<(), ConfigError>
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| Value::String(raw.to_owned()));
-    let value = match (table.get(last), value) {
-        // Keep strings strings: `api_key = 12345` in the environment means the text.
-        (Some(Value::String(_)), v) if !v.is_str() => Value::String(raw.to_owned()),
-        (_, v) => v,
+    let value = match value {
+        // Keep secrets and addresses strings: `api_key=12345` in the environment means the text.
+        v if !v.is_str()
+            && (STRING_KEYS.contains(&last.as_str())
+                || table.get(last).is_some_and(Value::is_str)) =>
+        {
+            Value::String(raw.to_owned())
+        }
+        v => v,
     };
     table.insert(last.clone(), value);
     Ok(())
@@ -272,7 +303,9 @@ fn apply_env(root: &mut Table, path: &str, raw: &str) -> Result<(), ConfigError>
 /// Parses `500ms`, `2s`, `5m`, `1h` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().map_err(|_| format!("bad duration `{s}`"))?;
     let secs = match unit {
@@ -291,7 +324,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -307,9 +343,11 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_parts(Some("[server]\nbnid = \"x\"\n"), env(&[])).expect_err("must fail");
+        let err =
+            Config::from_parts(Some("[server]\nbnid = \"x\"\n"), env(&[])).expect_err("must fail");
         assert!(err.to_string().contains("bnid"), "{err}");
-        let err = Config::from_parts(None, env(&[("PURA__LIMITS__RPMM", "3")])).expect_err("must fail");
+        let err =
+            Config::from_parts(None, env(&[("PURA__LIMITS__RPMM", "3")])).expect_err("must fail");
         assert!(err.to_string().contains("rpmm"), "{err}");
     }
 
@@ -322,7 +360,10 @@ mod tests {
                 ("PURA__FREE_TIER__REQUESTS", "3"),
                 ("PURA__PROVIDERS__OPENAI__API_KEY", "12345"),
                 ("PURA__PROVIDERS__LOCAL__DIALECT", "openai"),
-                ("PURA__PROVIDERS__LOCAL__BASE_URL", "http://127.0.0.1:11434/v1/"),
+                (
+                    "PURA__PROVIDERS__LOCAL__BASE_URL",
+                    "http://127.0.0.1:11434/v1/",
+                ),
                 ("PURA__PROVIDERS__LOCAL__TIER", "cheap"),
                 ("PURA__PROVIDERS__LOCAL__MODELS", "[\"llama3\"]"),
                 ("PURA__PROVIDERS__LOCAL__PRICE_PER_1K", "0"),
@@ -332,10 +373,16 @@ mod tests {
         .expect("parses");
         assert_eq!(c.free_tier.requests, 3);
         let specs = c.provider_specs(|_| None);
-        let openai = specs.iter().find(|s| s.name == "openai").expect("openai enabled");
+        let openai = specs
+            .iter()
+            .find(|s| s.name == "openai")
+            .expect("openai enabled");
         assert_eq!(openai.base_url, "http://a/v1");
         assert_eq!(openai.api_key, "12345");
-        let local = specs.iter().find(|s| s.name == "local").expect("local enabled");
+        let local = specs
+            .iter()
+            .find(|s| s.name == "local")
+            .expect("local enabled");
         assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
     }
 

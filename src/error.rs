@@ -27,7 +27,10 @@ pub enum ApiError {
     #[error("Request body is larger than the limit of {0} bytes.")]
     TooLarge(usize),
     #[error("{message}")]
-    RateLimited { message: String, retry_after_secs: u64 },
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     UpstreamFailed(String),
     #[error("{0}")]
@@ -113,7 +116,10 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
             resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         resp.json(json!({ "error": self.body() }))
@@ -123,9 +129,8 @@ impl ResponseError for ApiError {
 /// `JsonConfig::error_handler`: bad JSON, wrong content type and oversize bodies become our envelope.
 pub fn json_error_handler(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            ApiError::TooLarge(*limit)
-        }
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::TooLarge(*limit),
         JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::TooLarge(0),
         JsonPayloadError::ContentType => ApiError::BadRequest {
             message: "Content-Type must be application/json.".into(),
@@ -163,7 +168,11 @@ pub fn rewrite_plain_errors<B: MessageBody + 'static>(
     }
     let status = res.status();
     let (kind, code, message) = match status {
-        StatusCode::NOT_FOUND => ("invalid_request_error", "not_found", "Unknown path.".to_owned()),
+        StatusCode::NOT_FOUND => (
+            "invalid_request_error",
+            "not_found",
+            "Unknown path.".to_owned(),
+        ),
         StatusCode::METHOD_NOT_ALLOWED => (
             "invalid_request_error",
             "method_not_allowed",
@@ -179,7 +188,11 @@ pub fn rewrite_plain_errors<B: MessageBody + 'static>(
             "invalid_request",
             s.canonical_reason().unwrap_or("Bad request").to_owned(),
         ),
-        s => ("api_error", "internal_error", s.canonical_reason().unwrap_or("Error").to_owned()),
+        s => (
+            "api_error",
+            "internal_error",
+            s.canonical_reason().unwrap_or("Error").to_owned(),
+        ),
     };
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     let (req, _) = res.into_parts();

@@ -35,7 +35,8 @@ async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let fail = |e: String| std::io::Error::other(e);
     let config = Config::load(config_path().as_deref()).map_err(|e| fail(e.to_string()))?;
-    let pool = db::pool(&config.database.url, config.database.pool_size).map_err(|e| fail(e.to_string()))?;
+    let pool = db::pool(&config.database.url, config.database.pool_size)
+        .map_err(|e| fail(e.to_string()))?;
     {
         let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
         db::migrate(&mut conn).map_err(|e| fail(e.to_string()))?;
@@ -45,7 +46,13 @@ async fn main() -> std::io::Result<()> {
         log::warn!("no provider is configured: chat will answer 503 until one is");
     }
     for s in &specs {
-        log::info!("provider {} ({:?}, {}) at {}", s.name, s.dialect, s.tier.as_str(), s.base_url);
+        log::info!(
+            "provider {} ({:?}, {}) at {}",
+            s.name,
+            s.dialect,
+            s.tier.as_str(),
+            s.base_url
+        );
     }
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),

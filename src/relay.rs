@@ -93,7 +93,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(meta: Meta, state: web::Data<AppState>, actor: Addr<ProviderActor>, mut upstream: OpenStream) -> Relay {
+    pub fn new(
+        meta: Meta,
+        state: web::Data<AppState>,
+        actor: Addr<ProviderActor>,
+        mut upstream: OpenStream,
+    ) -> Relay {
         let first = std::mem::take(&mut upstream.first);
         let mut relay = Relay {
             meta,
@@ -114,7 +119,9 @@ impl Relay {
     }
 
     /// The SSE stream to hand to actix-web-lab.
-    pub fn into_stream(self) -> impl futures_util::Stream<Item = Result<sse::Event, std::convert::Infallible>> {
+    pub fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<sse::Event, std::convert::Infallible>> {
         futures_util::stream::unfold(self, |mut relay| async move {
             let line = relay.next_line().await?;
             Some((Ok(sse::Event::Data(sse::Data::new(line))), relay))
@@ -139,8 +146,16 @@ impl Relay {
         let idle = self.meta.provider.timeout;
         let next = tokio::time::timeout(idle, self.upstream.body.next()).await;
         let events = match next {
-            Err(_) => return self.finish(Some("upstream stream stalled past its timeout".into())).await,
-            Ok(Some(Err(e))) => return self.finish(Some(format!("upstream connection broke: {e}"))).await,
+            Err(_) => {
+                return self
+                    .finish(Some("upstream stream stalled past its timeout".into()))
+                    .await
+            }
+            Ok(Some(Err(e))) => {
+                return self
+                    .finish(Some(format!("upstream connection broke: {e}")))
+                    .await
+            }
             Ok(Some(Ok(bytes))) => self.upstream.parser.feed(&bytes),
             Ok(None) => {
                 let last = self.upstream.parser.finish();
@@ -150,7 +165,8 @@ impl Relay {
                         return;
                     }
                 }
-                let err = (!self.saw_finish).then(|| "upstream stream ended before it finished".to_owned());
+                let err = (!self.saw_finish)
+                    .then(|| "upstream stream ended before it finished".to_owned());
                 return self.finish(err).await;
             }
         };
@@ -171,7 +187,10 @@ impl Relay {
                     }
                 }
             }
-            Err(e) => self.finish(Some(format!("malformed upstream stream: {e}"))).await,
+            Err(e) => {
+                self.finish(Some(format!("malformed upstream stream: {e}")))
+                    .await
+            }
         }
     }
 
@@ -197,7 +216,11 @@ impl Relay {
                 None
             }
             StreamItem::Error(e) => {
-                let msg = e.get("message").and_then(Value::as_str).unwrap_or("upstream error").to_owned();
+                let msg = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream error")
+                    .to_owned();
                 Some(Some(msg))
             }
             StreamItem::Done => Some(None),
@@ -205,8 +228,12 @@ impl Relay {
     }
 
     fn final_usage(&self) -> Usage {
-        self.usage
-            .unwrap_or_else(|| Usage::new(self.meta.prompt_estimate, estimate_tokens(self.streamed_chars)))
+        self.usage.unwrap_or_else(|| {
+            Usage::new(
+                self.meta.prompt_estimate,
+                estimate_tokens(self.streamed_chars),
+            )
+        })
     }
 
     /// Ends the stream: finish chunks with `x_pura`, the usage chunk when asked for, the error
@@ -247,7 +274,11 @@ impl Relay {
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),
-            outcome: if error.is_some() { Outcome::Failure } else { Outcome::Success },
+            outcome: if error.is_some() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
         });
         self.out.push_back("[DONE]".to_owned());
     }
@@ -261,7 +292,11 @@ impl Drop for Relay {
             return;
         }
         let usage = self.final_usage();
-        let _ack = self.state.usage.write(self.meta.row(&usage, "client_closed", Some(self.upstream.ttft)));
+        let _ack = self.state.usage.write(self.meta.row(
+            &usage,
+            "client_closed",
+            Some(self.upstream.ttft),
+        ));
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),

@@ -3,7 +3,8 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 pub fn rfc3339(t: NaiveDateTime) -> String {
-    DateTime::<Utc>::from_naive_utc_and_offset(t, Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    DateTime::<Utc>::from_naive_utc_and_offset(t, Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub fn now() -> NaiveDateTime {

@@ -16,20 +16,29 @@ fn hello(model: &str, stream: bool) -> Value {
 fn pair(primary: FakeDialect, backup: FakeDialect) -> (FakeUpstream, FakeUpstream, Gateway) {
     let a = FakeUpstream::start(primary);
     let b = FakeUpstream::start(backup);
-    let toml = provider_toml("primary", &a, "mid", "model-a", 0.001) + &provider_toml("backup", &b, "mid", "model-b", 0.002);
+    let toml = provider_toml("primary", &a, "mid", "model-a", 0.001)
+        + &provider_toml("backup", &b, "mid", "model-b", 0.002);
     let gw = Gateway::start(&toml, &[]);
     (a, b, gw)
 }
 
 #[actix_web::test]
 async fn failure_before_first_byte_falls_back() {
-    let behaviors = [Behavior::Status(500), Behavior::Status(503), Behavior::Status(429), Behavior::Status(401), Behavior::Malformed];
+    let behaviors = [
+        Behavior::Status(500),
+        Behavior::Status(503),
+        Behavior::Status(429),
+        Behavior::Status(401),
+        Behavior::Malformed,
+    ];
     for behavior in behaviors {
         for stream in [false, true] {
             let (a, b, gw) = pair(FakeDialect::Anthropic, FakeDialect::OpenAi);
             a.set_behavior(behavior.clone());
             let (key_id, key) = gw.key().await;
-            let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", stream)).await;
+            let r = gw
+                .post("/v1/chat/completions", &key, &hello("auto:mid", stream))
+                .await;
             assert_eq!(r.status, 200, "{behavior:?} stream={stream}: {}", r.text());
             assert_eq!(r.header("x-pura-provider"), Some("backup"), "{behavior:?}");
             if stream {
@@ -49,14 +58,25 @@ async fn every_upstream_failing_is_502_listing_each_reason() {
     a.set_behavior(Behavior::Status(500));
     b.set_behavior(Behavior::Status(503));
     let (key_id, key) = gw.key().await;
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+        .await;
     assert_eq!(r.status, 502);
     let v = r.json();
     assert_eq!(v["error"]["type"], "upstream_error");
     assert_eq!(v["error"]["code"], "upstream_failed");
     let msg = v["error"]["message"].as_str().unwrap_or("");
-    assert!(msg.contains("primary") && msg.contains("backup") && msg.contains("500") && msg.contains("503"), "{msg}");
-    assert!(gw.usage_rows(&key_id).is_empty(), "nothing was served, nothing is billed");
+    assert!(
+        msg.contains("primary")
+            && msg.contains("backup")
+            && msg.contains("500")
+            && msg.contains("503"),
+        "{msg}"
+    );
+    assert!(
+        gw.usage_rows(&key_id).is_empty(),
+        "nothing was served, nothing is billed"
+    );
 }
 
 #[actix_web::test]
@@ -71,11 +91,18 @@ async fn unreachable_upstream_falls_back_and_connection_errors_are_502() {
     ) + &provider_toml("backup", &b, "mid", "model-b", 0.002);
     let gw = Gateway::start(&toml, &[]);
     let (_, key) = gw.key().await;
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-pura-provider"), Some("backup"));
-    let r = gw.post("/v1/chat/completions", &key, &hello("model-a", false)).await;
-    assert_eq!(r.status, 502, "an explicit model tries only its own provider");
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("model-a", false))
+        .await;
+    assert_eq!(
+        r.status, 502,
+        "an explicit model tries only its own provider"
+    );
     assert_eq!(r.json()["error"]["code"], "upstream_failed");
 }
 
@@ -86,7 +113,9 @@ async fn last_upstream_timing_out_is_504() {
     let gw = Gateway::start(&provider_toml("slow", &fake, "mid", "model-a", 0.001), &[]);
     let (_, key) = gw.key().await;
     for stream in [false, true] {
-        let r = gw.post("/v1/chat/completions", &key, &hello("model-a", stream)).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &hello("model-a", stream))
+            .await;
         assert_eq!(r.status, 504, "{}", r.text());
         assert_eq!(r.json()["error"]["code"], "upstream_timeout");
         assert_eq!(r.json()["error"]["type"], "upstream_error");
@@ -100,17 +129,25 @@ async fn failure_after_first_byte_ends_with_one_error_line_then_done() {
             let (a, b, gw) = pair(dialect, FakeDialect::OpenAi);
             a.set_behavior(behavior.clone());
             let (key_id, key) = gw.key().await;
-            let r = gw.post("/v1/chat/completions", &key, &hello("model-a", true)).await;
+            let r = gw
+                .post("/v1/chat/completions", &key, &hello("model-a", true))
+                .await;
             assert_eq!(r.status, 200);
             let data = r.sse_data();
-            assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{dialect:?} {behavior:?}");
+            assert_eq!(
+                data.last().map(String::as_str),
+                Some("[DONE]"),
+                "{dialect:?} {behavior:?}"
+            );
             let errors: Vec<Value> = data
                 .iter()
                 .filter_map(|d| serde_json::from_str::<Value>(d).ok())
                 .filter(|v| v.get("error").is_some())
                 .collect();
             assert_eq!(errors.len(), 1, "{dialect:?} {behavior:?}: {data:?}");
-            assert!(errors[0]["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(errors[0]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
             assert_eq!(b.hits(), 0, "no fallback once bytes went out");
             let rows = gw.usage_rows(&key_id);
             assert_eq!(rows.len(), 1);
@@ -126,21 +163,37 @@ async fn circuit_opens_after_repeated_failures_and_probes_after_cooldown() {
     a.set_behavior(Behavior::Status(500));
     let (_, key) = gw.key().await;
     for _ in 0..3 {
-        let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+            .await;
         assert_eq!(r.header("x-pura-provider"), Some("backup"));
     }
     assert_eq!(a.hits(), 3);
     for _ in 0..3 {
-        let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+            .await;
         assert_eq!(r.status, 200);
     }
-    assert_eq!(a.hits(), 3, "an open circuit sends nothing to the failing upstream");
+    assert_eq!(
+        a.hits(),
+        3,
+        "an open circuit sends nothing to the failing upstream"
+    );
     a.set_behavior(Behavior::Normal);
     actix_web::rt::time::sleep(Duration::from_millis(1600)).await;
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
-    assert_eq!(r.header("x-pura-provider"), Some("primary"), "the half-open probe goes to the recovered upstream");
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+        .await;
+    assert_eq!(
+        r.header("x-pura-provider"),
+        Some("primary"),
+        "the half-open probe goes to the recovered upstream"
+    );
     assert_eq!(a.hits(), 4);
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+        .await;
     assert_eq!(r.header("x-pura-provider"), Some("primary"));
     assert!(b.hits() >= 6);
 }
@@ -149,13 +202,22 @@ async fn circuit_opens_after_repeated_failures_and_probes_after_cooldown() {
 async fn auto_steps_to_the_next_tier_when_its_tier_fails() {
     let cheap = FakeUpstream::start(FakeDialect::Groq);
     let mid = FakeUpstream::start(FakeDialect::OpenAi);
-    let toml = provider_toml("groq", &cheap, "cheap", "llama", 0.0003) + &provider_toml("openai", &mid, "mid", "gpt-4o", 0.005);
+    let toml = provider_toml("groq", &cheap, "cheap", "llama", 0.0003)
+        + &provider_toml("openai", &mid, "mid", "gpt-4o", 0.005);
     let gw = Gateway::start(&toml, &[]);
     let (_, key) = gw.key().await;
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto", false)).await;
-    assert_eq!(r.header("x-pura-tier"), Some("cheap"), "a greeting is cheap");
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto", false))
+        .await;
+    assert_eq!(
+        r.header("x-pura-tier"),
+        Some("cheap"),
+        "a greeting is cheap"
+    );
     cheap.set_behavior(Behavior::Status(503));
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto", false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto", false))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-pura-provider"), Some("openai"));
     assert_eq!(r.header("x-pura-tier"), Some("mid"));
@@ -166,7 +228,9 @@ async fn upstream_rejecting_the_request_is_a_400_without_fallback() {
     let (a, b, gw) = pair(FakeDialect::OpenAi, FakeDialect::OpenAi);
     a.set_behavior(Behavior::Status(400));
     let (_, key) = gw.key().await;
-    let r = gw.post("/v1/chat/completions", &key, &hello("auto:mid", false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("auto:mid", false))
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
     assert_eq!(b.hits(), 0);
@@ -201,7 +265,13 @@ async fn client_disconnect_mid_stream_stops_the_upstream_and_bills_what_was_sent
     }
     assert_eq!(rows.len(), 1, "the abandoned stream is recorded");
     assert_eq!(rows[0].status, "client_closed");
-    assert!(rows[0].completion_tokens < 100, "billed on what was streamed, not the whole answer");
+    assert!(
+        rows[0].completion_tokens < 100,
+        "billed on what was streamed, not the whole answer"
+    );
     actix_web::rt::time::sleep(Duration::from_millis(600)).await;
-    assert!(fake.streams_cancelled() >= 1, "the upstream stream was dropped");
+    assert!(
+        fake.streams_cancelled() >= 1,
+        "the upstream stream was dropped"
+    );
 }

@@ -18,7 +18,13 @@ async fn openai_python_sdk_is_a_happy_client() {
     let groq = FakeUpstream::start(FakeDialect::Groq);
     let toml = [
         provider_toml("openai", &openai, "mid", "gpt-4o", 0.005),
-        provider_toml("anthropic", &anthropic, "premium", "claude-sonnet-4-20250514", 0.003),
+        provider_toml(
+            "anthropic",
+            &anthropic,
+            "premium",
+            "claude-sonnet-4-20250514",
+            0.003,
+        ),
         provider_toml("gemini", &gemini, "cheap", "gemini-2.0-flash", 0.0005),
         provider_toml("groq", &groq, "cheap", "llama-3.3-70b-versatile", 0.0003),
     ]
@@ -27,7 +33,14 @@ async fn openai_python_sdk_is_a_happy_client() {
     let (_, key) = gw.key().await;
     let models = "gpt-4o,claude-sonnet-4-20250514,gemini-2.0-flash,llama-3.3-70b-versatile";
     let out = std::process::Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/sdk/test_openai_sdk.py"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/sdk/test_openai_sdk.py",
+        ])
         .env("PURA_BASE", &gw.url)
         .env("PURA_KEY", &key)
         .env("PURA_MODELS", models)
@@ -36,5 +49,9 @@ async fn openai_python_sdk_is_a_happy_client() {
         .expect("run pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the SDK suite failed:\n{stdout}\ngateway log:\n{}", gw.log());
+    assert!(
+        out.status.success(),
+        "the SDK suite failed:\n{stdout}\ngateway log:\n{}",
+        gw.log()
+    );
 }

@@ -25,7 +25,9 @@ pub enum Circuit {
     /// Refusing traffic until the instant, then half-open.
     Open(Instant),
     /// One probe request may go through; its outcome closes or re-opens the circuit.
-    HalfOpen { probe_since: Option<Instant> },
+    HalfOpen {
+        probe_since: Option<Instant>,
+    },
 }
 
 /// What the router learns about a provider.
@@ -90,7 +92,11 @@ impl ProviderActor {
     }
 
     fn health(&self) -> Health {
-        let failures = self.window.iter().filter(|(_, o)| *o == Outcome::Failure).count();
+        let failures = self
+            .window
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Failure)
+            .count();
         let error_ratio = if self.window.is_empty() {
             0.0
         } else {
@@ -105,13 +111,21 @@ impl ProviderActor {
     }
 
     fn prune(&mut self, now: Instant) {
-        while self.window.front().is_some_and(|(t, _)| now.duration_since(*t) > WINDOW) {
+        while self
+            .window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
             self.window.pop_front();
         }
     }
 
     fn open(&mut self, now: Instant) {
-        log::warn!("provider {}: circuit open for {:?}", self.name, self.cooldown);
+        log::warn!(
+            "provider {}: circuit open for {:?}",
+            self.name,
+            self.cooldown
+        );
         self.circuit = Circuit::Open(now + self.cooldown);
     }
 
@@ -123,7 +137,9 @@ impl ProviderActor {
                 log::info!("provider {}: circuit half-open", self.name);
                 self.circuit = Circuit::HalfOpen { probe_since: None };
             }
-            Circuit::HalfOpen { probe_since: Some(t) } if now.duration_since(t) > self.probe_timeout => {
+            Circuit::HalfOpen {
+                probe_since: Some(t),
+            } if now.duration_since(t) > self.probe_timeout => {
                 self.circuit = Circuit::HalfOpen { probe_since: None };
             }
             _ => {}
@@ -153,7 +169,10 @@ impl Handler<Pick> for ProviderActor {
     fn handle(&mut self, _: Pick, _: &mut Context<Self>) -> Option<Health> {
         match self.circuit {
             Circuit::Closed => Some(self.health()),
-            Circuit::Open(_) | Circuit::HalfOpen { probe_since: Some(_) } => None,
+            Circuit::Open(_)
+            | Circuit::HalfOpen {
+                probe_since: Some(_),
+            } => None,
             Circuit::HalfOpen { probe_since: None } => {
                 self.circuit = Circuit::HalfOpen {
                     probe_since: Some(Instant::now()),
@@ -181,7 +200,8 @@ impl Handler<Observe> for ProviderActor {
         self.window.push_back((now, msg.outcome));
         match msg.outcome {
             Outcome::Success => {
-                self.ewma_latency_ms = ewma(self.ewma_latency_ms, msg.latency.as_secs_f64() * 1000.0);
+                self.ewma_latency_ms =
+                    ewma(self.ewma_latency_ms, msg.latency.as_secs_f64() * 1000.0);
                 if let Some(t) = msg.ttft {
                     self.ewma_ttft_ms = ewma(self.ewma_ttft_ms, t.as_secs_f64() * 1000.0);
                 }
@@ -194,7 +214,8 @@ impl Handler<Observe> for ProviderActor {
             }
             Outcome::Failure => {
                 self.consecutive_failures += 1;
-                let ratio_bad = self.window.len() >= MIN_SAMPLES && self.health().error_ratio >= ERROR_RATIO_TO_OPEN;
+                let ratio_bad = self.window.len() >= MIN_SAMPLES
+                    && self.health().error_ratio >= ERROR_RATIO_TO_OPEN;
                 let half_open = matches!(self.circuit, Circuit::HalfOpen { .. });
                 if half_open || self.consecutive_failures >= FAILURES_TO_OPEN || ratio_bad {
                     self.open(now);
@@ -218,15 +239,25 @@ mod tests {
 
     #[actix_web::test]
     async fn opens_after_repeated_failures_then_probes_and_closes() {
-        let addr = ProviderActor::new("t", Duration::from_millis(300), Duration::from_secs(5)).start();
+        let addr =
+            ProviderActor::new("t", Duration::from_millis(300), Duration::from_secs(5)).start();
         for _ in 0..FAILURES_TO_OPEN {
             assert!(addr.send(Pick).await.ok().flatten().is_some());
             addr.do_send(fail());
         }
-        assert!(addr.send(Pick).await.ok().flatten().is_none(), "circuit should be open");
+        assert!(
+            addr.send(Pick).await.ok().flatten().is_none(),
+            "circuit should be open"
+        );
         actix_web::rt::time::sleep(Duration::from_millis(700)).await;
-        assert!(addr.send(Pick).await.ok().flatten().is_some(), "half-open grants one probe");
-        assert!(addr.send(Pick).await.ok().flatten().is_none(), "only one probe at a time");
+        assert!(
+            addr.send(Pick).await.ok().flatten().is_some(),
+            "half-open grants one probe"
+        );
+        assert!(
+            addr.send(Pick).await.ok().flatten().is_none(),
+            "only one probe at a time"
+        );
         addr.do_send(Observe {
             latency: Duration::from_millis(40),
             ttft: Some(Duration::from_millis(10)),
@@ -239,7 +270,8 @@ mod tests {
 
     #[actix_web::test]
     async fn failed_probe_reopens() {
-        let addr = ProviderActor::new("t", Duration::from_millis(300), Duration::from_secs(5)).start();
+        let addr =
+            ProviderActor::new("t", Duration::from_millis(300), Duration::from_secs(5)).start();
         for _ in 0..FAILURES_TO_OPEN {
             addr.do_send(fail());
         }

@@ -123,7 +123,9 @@ impl ChatRequest {
 
     /// Whether the client asked for a final usage chunk in a stream.
     pub fn wants_stream_usage(&self) -> bool {
-        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
     }
 }
 

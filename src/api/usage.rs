@@ -22,7 +22,10 @@ impl Usage {
     /// Reads an OpenAI `usage` object (also Groq's `x_groq.usage`); None when absent or null.
     pub fn from_openai(v: &Value) -> Option<Usage> {
         let prompt = v.get("prompt_tokens")?.as_u64()?;
-        let completion = v.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+        let completion = v
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let total = v
             .get("total_tokens")
             .and_then(Value::as_u64)

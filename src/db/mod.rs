@@ -75,7 +75,8 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<DbConn, DbError> {
         match &self.target {
             Target::Sqlite(path) => {
-                let mut c = SqliteConnection::establish(path).map_err(|e| DbError::Connect(e.to_string()))?;
+                let mut c = SqliteConnection::establish(path)
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
                 // WAL lets readers run beside the one writer; busy_timeout makes a second
                 // writer wait instead of failing with SQLITE_BUSY.
                 c.batch_execute(

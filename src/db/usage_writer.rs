@@ -46,7 +46,14 @@ impl UsageWriter {
     /// Queues a row; the returned receiver resolves to `true` once it is committed.
     pub fn write(&self, row: UsageRow) -> oneshot::Receiver<bool> {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Job { row, done: Some(done) }).is_err() {
+        if self
+            .tx
+            .send(Job {
+                row,
+                done: Some(done),
+            })
+            .is_err()
+        {
             log::error!("usage writer is gone; a usage row was not recorded");
         }
         rx
@@ -75,15 +82,25 @@ fn run(pool: Pool, rx: Receiver<Job>) {
 fn commit(pool: &Pool, jobs: &[Job]) -> bool {
     let rows: Vec<UsageRow> = jobs.iter().map(|j| j.row.clone()).collect();
     for attempt in 0..=MAX_RETRIES {
-        let result = pool.get().map_err(Into::into).and_then(|mut c| usage::insert_batch(&mut c, &rows));
+        let result = pool
+            .get()
+            .map_err(Into::into)
+            .and_then(|mut c| usage::insert_batch(&mut c, &rows));
         match result {
             Ok(()) => return true,
             Err(e) => {
-                log::warn!("usage commit of {} rows failed (attempt {attempt}): {e}", rows.len());
+                log::warn!(
+                    "usage commit of {} rows failed (attempt {attempt}): {e}",
+                    rows.len()
+                );
                 thread::sleep(RETRY_PAUSE);
             }
         }
     }
-    log::error!("gave up on {} usage rows: {:?}", rows.len(), rows.iter().map(|r| &r.id).collect::<Vec<_>>());
+    log::error!(
+        "gave up on {} usage rows: {:?}",
+        rows.len(),
+        rows.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
     false
 }

@@ -3,6 +3,7 @@
 //! the typed event stream is re-cut into OpenAI deltas (wire-formats.md §3.6).
 
 use std::collections::HashMap;
+use std::fmt::Display;
 
 use serde_json::{json, Map, Value};
 
@@ -17,25 +18,30 @@ use crate::error::ApiError;
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// Builds the `POST {base_url}/messages` call for `model`.
-pub fn build(p: &ProviderSpec, model: &str, req: &ChatRequest, stream: bool) -> Result<UpstreamCall, ApiError> {
+pub fn build(
+    p: &ProviderSpec,
+    model: &str,
+    req: &ChatRequest,
+    stream: bool,
+) -> Result<UpstreamCall, ApiError> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(ApiError::bad_param("n", "n > 1 is not supported by Anthropic models."));
+        return Err(ApiError::bad_param(
+            "n",
+            "Anthropic models do not support n > 1.",
+        ));
     }
     let mut system = Vec::new();
     let mut messages = Vec::new();
     for m in &req.messages {
         let (role, blocks) = match m.role {
             Role::System | Role::Developer => {
-                let text = m.text();
-                if !text.is_empty() {
-                    system.push(text);
-                }
+                system.extend(Some(m.text()).filter(|t| !t.is_empty()));
                 continue;
             }
             Role::User => ("user", content_blocks(m.content.as_ref())?),
             Role::Assistant => ("assistant", assistant_blocks(m)?),
             Role::Tool => ("user", vec![tool_result(m)?]),
-            Role::Function => return Err(bad_messages("Role `function` is deprecated; send `tool` messages.")),
+            Role::Function => return Err(bad_messages("Use `tool` messages, not `function`.")),
         };
         push_merged(&mut messages, role, blocks);
     }
@@ -86,6 +92,14 @@ fn bad_messages(message: impl Into<String>) -> ApiError {
     ApiError::bad_param("messages", message)
 }
 
+fn text_of(v: &Value) -> &str {
+    v["text"].as_str().unwrap_or("")
+}
+
+fn count(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
 /// User or assistant content as Anthropic blocks. Empty text is dropped: Anthropic rejects it.
 fn content_blocks(content: Option<&Value>) -> Result<Vec<Value>, ApiError> {
     let text = |t: &str| (!t.is_empty()).then(|| json!({"type": "text", "text": t}));
@@ -95,65 +109,70 @@ fn content_blocks(content: Option<&Value>) -> Result<Vec<Value>, ApiError> {
         Some(Value::Array(parts)) => {
             let mut out = Vec::new();
             for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => out.extend(text(part.get("text").and_then(Value::as_str).unwrap_or(""))),
-                    Some("image_url") => out.push(image_block(part)?),
-                    other => {
-                        let kind = other.unwrap_or("(none)");
-                        return Err(bad_messages(format!("Content part type `{kind}` is not supported by Anthropic models.")));
+                match part["type"].as_str().unwrap_or("") {
+                    "text" => out.extend(text(text_of(part))),
+                    "image_url" => out.push(image_block(part)?),
+                    kind => {
+                        return Err(bad_messages(format!("Unsupported content part `{kind}`.")))
                     }
                 }
             }
             Ok(out)
         }
-        Some(_) => Err(bad_messages("Message content must be a string, an array of parts or null.")),
+        Some(_) => Err(bad_messages(
+            "Content must be a string, an array of parts or null.",
+        )),
     }
 }
 
 /// `data:` URLs become inline base64 sources; http(s) URLs are fetched by Anthropic itself.
 fn image_block(part: &Value) -> Result<Value, ApiError> {
-    let url = part
-        .pointer("/image_url/url")
-        .or_else(|| part.get("image_url"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad_messages("An image_url part has no url."))?;
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (mime, data) = rest
-            .split_once(";base64,")
-            .ok_or_else(|| bad_messages("Image data URLs must be base64-encoded."))?;
-        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}));
+    let url = part["image_url"]["url"]
+        .as_str()
+        .or(part["image_url"].as_str())
+        .unwrap_or("");
+    let image = |source: Value| Ok(json!({"type": "image", "source": source}));
+    if let Some((mime, data)) = url
+        .strip_prefix("data:")
+        .and_then(|u| u.split_once(";base64,"))
+    {
+        return image(json!({"type": "base64", "media_type": mime, "data": data}));
     }
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return image(json!({"type": "url", "url": url}));
     }
-    Err(bad_messages("Image URLs must be data: or http(s) URLs."))
+    Err(bad_messages(
+        "Image URLs must be base64 data: URLs or http(s) URLs.",
+    ))
+}
+
+fn bad_args(id: &str, why: impl Display) -> ApiError {
+    bad_messages(format!("Arguments of tool call `{id}`: {why}"))
 }
 
 /// Assistant text first, then one `tool_use` block per tool call (Anthropic's order).
 fn assistant_blocks(m: &Message) -> Result<Vec<Value>, ApiError> {
     let mut blocks = content_blocks(m.content.as_ref())?;
     for tc in m.tool_calls.iter().flatten() {
-        let args = tc.function.arguments.trim();
         // Some clients send "" for a call without arguments; Anthropic needs an object.
-        let input: Value = if args.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(args)
-                .map_err(|e| bad_messages(format!("Tool call `{}` has invalid JSON arguments: {e}", tc.id)))?
+        let input: Value = match tc.function.arguments.trim() {
+            "" => json!({}),
+            args => serde_json::from_str(args).map_err(|e| bad_args(&tc.id, e))?,
         };
         if !input.is_object() {
-            return Err(bad_messages(format!("Tool call `{}` arguments must be a JSON object.", tc.id)));
+            return Err(bad_args(&tc.id, "not a JSON object"));
         }
-        blocks.push(json!({"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input}));
+        blocks.push(json!({
+            "type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input
+        }));
     }
     Ok(blocks)
 }
 
 fn tool_result(m: &Message) -> Result<Value, ApiError> {
-    let id = m
-        .tool_call_id
-        .as_deref()
-        .ok_or_else(|| bad_messages("A tool message needs a tool_call_id."))?;
+    let Some(id) = m.tool_call_id.as_deref() else {
+        return Err(bad_messages("A tool message needs a tool_call_id."));
+    };
     let mut block = json!({"type": "tool_result", "tool_use_id": id});
     let text = m.text();
     if !text.is_empty() {
@@ -171,12 +190,13 @@ fn push_merged(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
     if let Some(last) = messages.last_mut().filter(|l| l["role"] == role) {
         if let Some(content) = last["content"].as_array_mut() {
             for block in blocks {
-                if block["type"] == "tool_result" {
-                    let at = content.iter().take_while(|b| b["type"] == "tool_result").count();
-                    content.insert(at, block);
+                let results = content.iter().take_while(|b| b["type"] == "tool_result");
+                let at = if block["type"] == "tool_result" {
+                    results.count()
                 } else {
-                    content.push(block);
-                }
+                    content.len()
+                };
+                content.insert(at, block);
             }
             return;
         }
@@ -189,7 +209,10 @@ fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, ApiError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(json!([s]))),
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(Some(json!(a))),
-        Some(_) => Err(ApiError::bad_param("stop", "stop must be a string or an array of strings.")),
+        Some(_) => Err(ApiError::bad_param(
+            "stop",
+            "stop must be a string or strings.",
+        )),
     }
 }
 
@@ -211,15 +234,12 @@ fn tool_choice(choice: Option<&Value>, parallel: Option<bool>) -> Result<Option<
     let mut tc = match choice {
         None | Some(Value::Null) if !serial => return Ok(None),
         None | Some(Value::Null) => json!({"type": "auto"}),
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => json!({"type": "auto"}),
-            "required" => json!({"type": "any"}),
-            "none" => json!({"type": "none"}),
-            _ => return Err(ApiError::bad_param("tool_choice", format!("Unknown tool_choice `{s}`."))),
-        },
-        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+        Some(Value::String(s)) if s == "auto" => json!({"type": "auto"}),
+        Some(Value::String(s)) if s == "required" => json!({"type": "any"}),
+        Some(Value::String(s)) if s == "none" => json!({"type": "none"}),
+        Some(v) => match v["function"]["name"].as_str() {
             Some(name) => json!({"type": "tool", "name": name}),
-            None => return Err(ApiError::bad_param("tool_choice", "tool_choice object needs function.name.")),
+            None => return Err(ApiError::bad_param("tool_choice", "Unknown tool_choice.")),
         },
     };
     if serial && tc["type"] != "none" {
@@ -239,65 +259,63 @@ fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 }
 
 /// Prompt tokens include cache writes and reads: Anthropic counts them apart from `input_tokens`.
-fn prompt_tokens(usage: &Value) -> u64 {
-    ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
-        .iter()
-        .filter_map(|k| usage.get(*k).and_then(Value::as_u64))
-        .sum()
+fn prompt_tokens(u: &Value) -> u64 {
+    let cache = count(u, "cache_creation_input_tokens") + count(u, "cache_read_input_tokens");
+    count(u, "input_tokens") + cache
 }
 
 /// Translates an Anthropic `message` into an OpenAI `chat.completion`.
 pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
-    if v.get("type").and_then(Value::as_str) == Some("error") {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    if v["type"] == "error" {
         return Err(format!("upstream error: {}", error_message(body)));
     }
-    let blocks = v
-        .get("content")
-        .and_then(Value::as_array)
+    let blocks = v["content"]
+        .as_array()
         .ok_or("upstream answer has no content")?;
     let mut text = String::new();
     let mut calls = Vec::new();
     for b in blocks {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+        match b["type"].as_str() {
+            Some("text") => text.push_str(text_of(b)),
             Some("tool_use") => {
-                let args = b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string);
-                calls.push(json!({"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": args}}));
+                let args = b.get("input").map_or("{}".into(), Value::to_string);
+                let function = json!({"name": b["name"], "arguments": args});
+                calls.push(json!({"id": b["id"], "type": "function", "function": function}));
             }
             _ => {} // thinking and server-tool blocks have no OpenAI equivalent
         }
     }
-    let content = if text.is_empty() { Value::Null } else { json!(text) };
+    let content = (!text.is_empty()).then_some(text);
     let mut message = json!({"role": "assistant", "content": content, "refusal": null});
     if !calls.is_empty() {
         message["tool_calls"] = json!(calls);
     }
-    let u = v.get("usage").unwrap_or(&Value::Null);
-    let output = u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0);
-    let usage = Usage::new(prompt_tokens(u), output);
-    let cached = u.get("cache_read_input_tokens").and_then(Value::as_u64).unwrap_or(0);
-    let id = v.get("id").and_then(Value::as_str).map_or_else(completion_id, str::to_owned);
+    let u = &v["usage"];
+    let usage = Usage::new(prompt_tokens(u), count(u, "output_tokens"));
     let body = json!({
-        "id": id,
+        "id": v["id"].as_str().map_or_else(completion_id, str::to_owned),
         "object": "chat.completion",
         "created": now_unix(),
-        "model": v.get("model").and_then(Value::as_str).unwrap_or(model),
+        "model": v["model"].as_str().unwrap_or(model),
         "system_fingerprint": null,
         "choices": [{
             "index": 0,
             "message": message,
             "logprobs": null,
-            "finish_reason": finish_reason(v.get("stop_reason").and_then(Value::as_str)),
+            "finish_reason": finish_reason(v["stop_reason"].as_str()),
         }],
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached},
+            "prompt_tokens_details": {"cached_tokens": count(u, "cache_read_input_tokens")},
         },
     });
-    Ok(Completion { body, usage: Some(usage) })
+    Ok(Completion {
+        body,
+        usage: Some(usage),
+    })
 }
 
 /// Re-cuts one Anthropic event stream into OpenAI chunks. Anthropic numbers content blocks
@@ -327,12 +345,15 @@ impl Translator {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> StreamItem {
         StreamItem::Chunk(chunk(&self.id, self.created, &self.model, delta, finish))
     }
+
+    fn tool_delta(&self, call: Value) -> StreamItem {
+        self.chunk(json!({ "tool_calls": [call] }), None)
+    }
 }
 
 fn block_index(v: &Value) -> Result<u64, String> {
-    v.get("index")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| "content block event without index".to_owned())
+    let index = v["index"].as_u64();
+    index.ok_or_else(|| "content block event without index".into())
 }
 
 impl StreamTranslator for Translator {
@@ -341,75 +362,70 @@ impl StreamTranslator for Translator {
         if data.is_empty() {
             return Ok(Vec::new());
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| format!("malformed stream event: {e}"))?;
-        let name = event.event.as_deref().or_else(|| v.get("type").and_then(Value::as_str));
-        Ok(match name.unwrap_or("") {
+        let v: Value = serde_json::from_str(data).map_err(|e| format!("malformed event: {e}"))?;
+        let name = event.event.as_deref().or(v["type"].as_str()).unwrap_or("");
+        let items = match name {
             "message_start" => {
-                let msg = v.get("message").ok_or("message_start without message")?;
-                if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                let msg = &v["message"];
+                if let Some(id) = msg["id"].as_str() {
                     self.id = id.to_owned();
                 }
-                if let Some(model) = msg.get("model").and_then(Value::as_str) {
+                if let Some(model) = msg["model"].as_str() {
                     self.model = model.to_owned();
                 }
-                self.prompt_tokens = prompt_tokens(msg.get("usage").unwrap_or(&Value::Null));
+                self.prompt_tokens = prompt_tokens(&msg["usage"]);
                 vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
             }
-            "content_block_start" => {
+            "content_block_start" if v["content_block"]["type"] == "tool_use" => {
                 let block = &v["content_block"];
-                if block["type"] != "tool_use" {
-                    return Ok(Vec::new());
-                }
                 let k = self.tool_index.len();
                 self.tool_index.insert(block_index(&v)?, k);
                 let call = json!({"index": k, "id": block["id"], "type": "function",
                     "function": {"name": block["name"], "arguments": ""}});
-                vec![self.chunk(json!({ "tool_calls": [call] }), None)]
+                vec![self.tool_delta(call)]
             }
             "content_block_delta" => {
-                let delta = &v["delta"];
-                match delta["type"].as_str() {
-                    Some("text_delta") => vec![self.chunk(json!({"content": delta["text"]}), None)],
+                match v["delta"]["type"].as_str() {
+                    Some("text_delta") => {
+                        vec![self.chunk(json!({"content": v["delta"]["text"]}), None)]
+                    }
                     Some("input_json_delta") => {
-                        let k = *self
-                            .tool_index
-                            .get(&block_index(&v)?)
-                            .ok_or("input_json_delta outside a tool_use block")?;
+                        let Some(&k) = self.tool_index.get(&block_index(&v)?) else {
+                            return Err("input_json_delta outside a tool_use block".into());
+                        };
                         // The first fragment is usually ""; it carries nothing for the client.
-                        match delta["partial_json"].as_str().filter(|s| !s.is_empty()) {
-                            Some(part) => {
-                                let call = json!({"index": k, "function": {"arguments": part}});
-                                vec![self.chunk(json!({ "tool_calls": [call] }), None)]
-                            }
-                            None => Vec::new(),
+                        let part = v["delta"]["partial_json"].as_str().unwrap_or("");
+                        if part.is_empty() {
+                            return Ok(Vec::new());
                         }
+                        vec![self.tool_delta(json!({"index": k, "function": {"arguments": part}}))]
                     }
                     _ => Vec::new(), // thinking, signature and citation deltas have no OpenAI form
                 }
             }
             "message_delta" => {
-                let u = v.get("usage").unwrap_or(&Value::Null);
+                let u = &v["usage"];
                 // Newer API versions repeat the input counts here; they are final then.
                 if u.get("input_tokens").is_some() {
                     self.prompt_tokens = prompt_tokens(u);
                 }
-                let output = u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0);
-                let finish = finish_reason(v.pointer("/delta/stop_reason").and_then(Value::as_str));
+                let usage = Usage::new(self.prompt_tokens, count(u, "output_tokens"));
+                let finish = finish_reason(v["delta"]["stop_reason"].as_str());
                 vec![
                     self.chunk(json!({}), Some(finish)),
-                    StreamItem::Usage(Usage::new(self.prompt_tokens, output)),
+                    StreamItem::Usage(usage),
                 ]
             }
             "message_stop" => vec![StreamItem::Done],
             "error" => {
-                let message = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("upstream error");
-                let kind = v.pointer("/error/type").and_then(Value::as_str).unwrap_or("upstream_error");
-                vec![StreamItem::Error(
-                    json!({"message": message, "type": kind, "param": null, "code": null}),
-                )]
+                let message = v["error"]["message"].as_str().unwrap_or("upstream error");
+                let kind = v["error"]["type"].as_str().unwrap_or("upstream_error");
+                let error = json!({"message": message, "type": kind, "param": null, "code": null});
+                vec![StreamItem::Error(error)]
             }
-            _ => Vec::new(), // ping, content_block_stop, unknown future events
-        })
+            _ => Vec::new(), // ping, text block starts, content_block_stop, future events
+        };
+        Ok(items)
     }
 }
 
@@ -441,7 +457,10 @@ mod tests {
 
     #[test]
     fn hoists_system_merges_roles_and_puts_tool_results_first() {
-        let call = |id: &str, args: &str| json!({"id": id, "type": "function", "function": {"name": "get_weather", "arguments": args}});
+        let call = |id: &str, args: &str| {
+            json!({"id": id, "type": "function",
+                "function": {"name": "get_weather", "arguments": args}})
+        };
         let b = body_of(json!({"messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
@@ -458,20 +477,35 @@ mod tests {
         assert!(b.get("stream").is_none() && b.get("tool_choice").is_none());
         let msgs = b["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 3);
-        assert_eq!(msgs[0]["content"][0], json!({"type": "text", "text": "Weather?"}));
-        assert_eq!(msgs[0]["content"][1]["source"], json!({"type": "base64", "media_type": "image/png", "data": "iVBO"}));
-        assert_eq!(msgs[0]["content"][2]["source"], json!({"type": "url", "url": "https://x/y.png"}));
+        assert_eq!(
+            msgs[0]["content"][0],
+            json!({"type": "text", "text": "Weather?"})
+        );
+        assert_eq!(
+            msgs[0]["content"][1]["source"],
+            json!({"type": "base64", "media_type": "image/png", "data": "iVBO"})
+        );
+        assert_eq!(
+            msgs[0]["content"][2]["source"],
+            json!({"type": "url", "url": "https://x/y.png"})
+        );
         // The empty assistant text is dropped; each call becomes a tool_use with parsed input.
-        assert_eq!(msgs[1]["content"], json!([
-            {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}},
-            {"type": "tool_use", "id": "t2", "name": "get_weather", "input": {}},
-        ]));
+        assert_eq!(
+            msgs[1]["content"],
+            json!([
+                {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "t2", "name": "get_weather", "input": {}},
+            ])
+        );
         assert_eq!(msgs[2]["role"], "user");
-        assert_eq!(msgs[2]["content"], json!([
-            {"type": "tool_result", "tool_use_id": "t1", "content": "21C"},
-            {"type": "tool_result", "tool_use_id": "t2", "content": "18C"},
-            {"type": "text", "text": "And?"},
-        ]));
+        assert_eq!(
+            msgs[2]["content"],
+            json!([
+                {"type": "tool_result", "tool_use_id": "t1", "content": "21C"},
+                {"type": "tool_result", "tool_use_id": "t2", "content": "18C"},
+                {"type": "text", "text": "And?"},
+            ])
+        );
     }
 
     #[test]
@@ -488,16 +522,33 @@ mod tests {
         assert_eq!(b["stop_sequences"], json!(["END"]));
         assert_eq!(b["metadata"], json!({"user_id": "u1"}));
         assert_eq!(b["stream"], true);
-        assert_eq!(b["tools"], json!([{"name": "f", "description": "d", "input_schema": {"type": "object", "properties": {}}}]));
-        assert_eq!(b["tool_choice"], json!({"type": "any", "disable_parallel_tool_use": true}));
+        assert_eq!(
+            b["tools"],
+            json!([{"name": "f", "description": "d", "input_schema": {"type": "object", "properties": {}}}])
+        );
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
         let mut named = req;
         named["tool_choice"] = json!({"type": "function", "function": {"name": "f"}});
         named["parallel_tool_calls"] = json!(true);
-        assert_eq!(body_of(named, false).unwrap()["tool_choice"], json!({"type": "tool", "name": "f"}));
-        let r: ChatRequest = serde_json::from_value(json!({"messages": [{"role": "user", "content": "hi"}]})).unwrap();
+        assert_eq!(
+            body_of(named, false).unwrap()["tool_choice"],
+            json!({"type": "tool", "name": "f"})
+        );
+        let r: ChatRequest =
+            serde_json::from_value(json!({"messages": [{"role": "user", "content": "hi"}]}))
+                .unwrap();
         let call = build(&spec(), "claude-x", &r, false).unwrap();
         assert_eq!(call.url, "https://api.anthropic.com/v1/messages");
-        assert_eq!(call.headers, vec![("x-api-key", "sk-ant".to_owned()), ("anthropic-version", "2023-06-01".to_owned())]);
+        assert_eq!(
+            call.headers,
+            vec![
+                ("x-api-key", "sk-ant".to_owned()),
+                ("anthropic-version", "2023-06-01".to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -507,11 +558,20 @@ mod tests {
             _ => None,
         };
         let user = json!({"role": "user", "content": "hi"});
-        assert_eq!(param(body_of(json!({"messages": [user], "n": 2}), false)), Some("n"));
+        assert_eq!(
+            param(body_of(json!({"messages": [user], "n": 2}), false)),
+            Some("n")
+        );
         let bad = json!({"role": "assistant", "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]});
-        assert_eq!(param(body_of(json!({"messages": [user, bad]}), false)), Some("messages"));
+        assert_eq!(
+            param(body_of(json!({"messages": [user, bad]}), false)),
+            Some("messages")
+        );
         let sys = json!({"role": "system", "content": "x"});
-        assert_eq!(param(body_of(json!({"messages": [sys]}), false)), Some("messages"));
+        assert_eq!(
+            param(body_of(json!({"messages": [sys]}), false)),
+            Some("messages")
+        );
     }
 
     #[test]
@@ -529,11 +589,15 @@ mod tests {
         let choice = &b["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         assert_eq!(choice["logprobs"], Value::Null);
-        assert_eq!(choice["message"]["content"], "I'll check the current weather in Paris for you.");
+        assert_eq!(
+            choice["message"]["content"],
+            "I'll check the current weather in Paris for you."
+        );
         let tc = &choice["message"]["tool_calls"][0];
         assert_eq!(tc["id"], "toolu_01NRLabsLyVHZPKxbKvkfSMn");
         assert_eq!(tc["function"]["name"], "get_weather");
-        let args: Value = serde_json::from_str(tc["function"]["arguments"].as_str().unwrap()).unwrap();
+        let args: Value =
+            serde_json::from_str(tc["function"]["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(args, json!({"location": "Paris"}));
         assert_eq!(c.usage, Some(Usage::new(407, 65)));
         assert_eq!(b["usage"]["total_tokens"], 472);
@@ -544,9 +608,15 @@ mod tests {
 
     #[test]
     fn maps_stop_reasons() {
-        for (stop, finish) in [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"),
-            ("tool_use", "tool_calls"), ("refusal", "content_filter"), ("pause_turn", "stop"),
-            ("model_context_window_exceeded", "length")] {
+        for (stop, finish) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+            ("pause_turn", "stop"),
+            ("model_context_window_exceeded", "length"),
+        ] {
             assert_eq!(finish_reason(Some(stop)), finish);
             let body = json!({"content": [], "stop_reason": stop, "usage": {"input_tokens": 1, "output_tokens": 1}});
             let c = parse(body.to_string().as_bytes(), "m").unwrap();
@@ -608,15 +678,32 @@ data: {"type":"message_stop"}
             items.extend(t.on_event(&ev).unwrap());
         }
         let c = |delta: Value, finish: Option<&str>| {
-            StreamItem::Chunk(chunk("msg_019Q1hrJbZG26Fb9BQhrkHEr", t.created, "claude-sonnet-4-20250514", delta, finish))
+            StreamItem::Chunk(chunk(
+                "msg_019Q1hrJbZG26Fb9BQhrkHEr",
+                t.created,
+                "claude-sonnet-4-20250514",
+                delta,
+                finish,
+            ))
         };
-        let args = |s: &str| c(json!({"tool_calls": [{"index": 0, "function": {"arguments": s}}]}), None);
+        let args = |s: &str| {
+            c(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": s}}]}),
+                None,
+            )
+        };
         let expected = vec![
             c(json!({"role": "assistant", "content": ""}), None),
             c(json!({"content": "I"}), None),
-            c(json!({"content": "'ll check the current weather in Paris for you."}), None),
-            c(json!({"tool_calls": [{"index": 0, "id": "toolu_01NRLabsLyVHZPKxbKvkfSMn", "type": "function",
-                "function": {"name": "get_weather", "arguments": ""}}]}), None),
+            c(
+                json!({"content": "'ll check the current weather in Paris for you."}),
+                None,
+            ),
+            c(
+                json!({"tool_calls": [{"index": 0, "id": "toolu_01NRLabsLyVHZPKxbKvkfSMn", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}]}),
+                None,
+            ),
             args("{\"locati"),
             args("on\": \"P"),
             args("aris\"}"),
@@ -630,12 +717,20 @@ data: {"type":"message_stop"}
     #[test]
     fn maps_error_event_and_rejects_malformed_json() {
         let mut t = Translator::new("claude-x");
-        let ev = |event: Option<&str>, data: &str| SseEvent { event: event.map(str::to_owned), data: data.into() };
+        let ev = |event: Option<&str>, data: &str| SseEvent {
+            event: event.map(str::to_owned),
+            data: data.into(),
+        };
         let items = t.on_event(&ev(Some("error"), r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#)).unwrap();
         let err = json!({"message": "Overloaded", "type": "overloaded_error", "param": null, "code": null});
         assert_eq!(items, vec![StreamItem::Error(err)]);
         // Without an `event:` line the data's own type decides.
-        assert_eq!(t.on_event(&ev(None, r#"{"type":"message_stop"}"#)).unwrap(), vec![StreamItem::Done]);
-        assert!(t.on_event(&ev(Some("content_block_delta"), "{broken")).is_err());
+        assert_eq!(
+            t.on_event(&ev(None, r#"{"type":"message_stop"}"#)).unwrap(),
+            vec![StreamItem::Done]
+        );
+        assert!(t
+            .on_event(&ev(Some("content_block_delta"), "{broken"))
+            .is_err());
     }
 }

@@ -147,7 +147,7 @@ pub fn parse_completion(dialect: Dialect, body: &[u8], model: &str) -> Result<Co
 /// A fresh stream translator for the dialect.
 pub fn translator(dialect: Dialect, model: &str) -> Box<dyn StreamTranslator> {
     match dialect {
-        Dialect::Openai => Box::new(openai::Translator::default()),
+        Dialect::Openai => Box::new(openai::Translator),
         Dialect::Anthropic => Box::new(anthropic::Translator::new(model)),
         Dialect::Gemini => Box::new(gemini::Translator::new(model)),
     }

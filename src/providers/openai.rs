@@ -9,7 +9,12 @@ use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall
 use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
 
-pub fn build(p: &ProviderSpec, model: &str, req: &ChatRequest, stream: bool) -> Result<UpstreamCall, ApiError> {
+pub fn build(
+    p: &ProviderSpec,
+    model: &str,
+    req: &ChatRequest,
+    stream: bool,
+) -> Result<UpstreamCall, ApiError> {
     let mut req = req.clone();
     req.model = Some(model.to_owned());
     req.stream = Some(stream);
@@ -28,7 +33,8 @@ pub fn build(p: &ProviderSpec, model: &str, req: &ChatRequest, stream: bool) -> 
 }
 
 pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
+    let mut v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
     if !v.get("choices").is_some_and(Value::is_array) {
         return Err("upstream answer has no choices".into());
     }
@@ -53,7 +59,8 @@ impl StreamTranslator for Translator {
         if data == "[DONE]" {
             return Ok(vec![StreamItem::Done]);
         }
-        let mut v: Value = serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
+        let mut v: Value =
+            serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
         let mut out = Vec::new();
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Ok(vec![StreamItem::Error(normalize_error(err))]);
@@ -82,7 +89,9 @@ impl StreamTranslator for Translator {
 /// Groq sends `x_groq.error` as a string; others send OpenAI's object.
 fn normalize_error(err: &Value) -> Value {
     match err {
-        Value::String(s) => json!({"message": s, "type": "upstream_error", "param": null, "code": null}),
+        Value::String(s) => {
+            json!({"message": s, "type": "upstream_error", "param": null, "code": null})
+        }
         other => other.clone(),
     }
 }
@@ -106,7 +115,9 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(items, vec![StreamItem::Usage(Usage::new(9, 9))]);
         let items = t
-            .on_event(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#))
+            .on_event(&ev(
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
+            ))
             .unwrap_or_default();
         assert!(matches!(&items[..], [StreamItem::Chunk(_)]));
     }
@@ -125,6 +136,9 @@ mod tests {
     fn malformed_chunk_is_an_error_and_done_ends() {
         let mut t = Translator;
         assert!(t.on_event(&ev("{not json")).is_err());
-        assert_eq!(t.on_event(&ev("[DONE]")).unwrap_or_default(), vec![StreamItem::Done]);
+        assert_eq!(
+            t.on_event(&ev("[DONE]")).unwrap_or_default(),
+            vec![StreamItem::Done]
+        );
     }
 }

@@ -44,7 +44,10 @@ pub async fn native(
 
 fn validate(body: &ChatRequest) -> Result<(), ApiError> {
     if body.messages.is_empty() {
-        return Err(ApiError::bad_param("messages", "`messages` must contain at least one message."));
+        return Err(ApiError::bad_param(
+            "messages",
+            "`messages` must contain at least one message.",
+        ));
     }
     if body.n == Some(0) {
         return Err(ApiError::bad_param("n", "`n` must be at least 1."));
@@ -96,7 +99,11 @@ async fn chat(
                 .usage
                 .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
             let cost = meta.provider.cost_micros(&usage);
-            let committed = state.usage.write(meta.row(&usage, "ok", None)).await.unwrap_or(false);
+            let committed = state
+                .usage
+                .write(meta.row(&usage, "ok", None))
+                .await
+                .unwrap_or(false);
             if !committed {
                 log::error!("request {}: usage row not committed", meta.request_id);
             }
@@ -106,13 +113,28 @@ async fn chat(
         }
         Answer::Stream(open) => {
             // The final cost travels in the last chunk; the header carries the reserved estimate.
-            let max_out = body.max_output_tokens().map_or(DEFAULT_OUTPUT_CAP, u64::from);
-            let estimate = meta.provider.cost_micros(&Usage::new(meta.prompt_estimate, max_out));
-            let relay = Relay::new(meta.clone(), state.clone(), served.candidate.actor.clone(), open);
+            let max_out = body
+                .max_output_tokens()
+                .map_or(DEFAULT_OUTPUT_CAP, u64::from);
+            let estimate = meta
+                .provider
+                .cost_micros(&Usage::new(meta.prompt_estimate, max_out));
+            let relay = Relay::new(
+                meta.clone(),
+                state.clone(),
+                served.candidate.actor.clone(),
+                open,
+            );
             let mut resp = Sse::from_stream(relay.into_stream())
                 .respond_to(&req)
                 .map_into_boxed_body();
-            pura_headers(&mut resp, &meta, &key, estimate, daily - spent_today - estimate);
+            pura_headers(
+                &mut resp,
+                &meta,
+                &key,
+                estimate,
+                daily - spent_today - estimate,
+            );
             Ok(resp)
         }
     }
@@ -142,14 +164,20 @@ fn pura_headers(
     cost: i64,
     budget_left: i64,
 ) {
-    let request_id = meta.upstream_request_id.as_deref().unwrap_or(&meta.request_id);
+    let request_id = meta
+        .upstream_request_id
+        .as_deref()
+        .unwrap_or(&meta.request_id);
     let pairs = [
         ("x-pura-provider", meta.provider.name.clone()),
         ("x-pura-model", meta.model.clone()),
         ("x-pura-cost", usd(cost)),
         ("x-pura-tier", meta.provider.tier.as_str().to_owned()),
         ("x-pura-budget-remaining", usd(budget_left.max(0))),
-        ("x-pura-free-requests-remaining", key.free_requests_remaining.to_string()),
+        (
+            "x-pura-free-requests-remaining",
+            key.free_requests_remaining.to_string(),
+        ),
         ("x-request-id", request_id.to_owned()),
     ];
     let headers = resp.headers_mut();
@@ -158,7 +186,11 @@ fn pura_headers(
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    if let Some(v) = meta.client_request_id.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+    if let Some(v) = meta
+        .client_request_id
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         headers.insert(HeaderName::from_static("x-client-request-id"), v);
     }
 }

@@ -29,20 +29,30 @@ pub async fn create(
         _ => false,
     };
     if !state.config.server.open_key_minting && !is_admin {
-        return Err(ApiError::Unauthorized("Minting keys needs the admin token.".into()));
+        return Err(ApiError::Unauthorized(
+            "Minting keys needs the admin token.".into(),
+        ));
     }
     if !is_admin {
         if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
             let limit = state.config.server.key_mint_per_ip_per_hour;
-            state.mint_limiter.check(ip, limit).map_err(|wait| ApiError::RateLimited {
-                message: format!("Too many keys minted from this address; try again in {wait} s."),
-                retry_after_secs: wait,
-            })?;
+            state
+                .mint_limiter
+                .check(ip, limit)
+                .map_err(|wait| ApiError::RateLimited {
+                    message: format!(
+                        "Too many keys minted from this address; try again in {wait} s."
+                    ),
+                    retry_after_secs: wait,
+                })?;
         }
     }
     let label = body.and_then(|b| b.into_inner().label).unwrap_or_default();
     if label.len() > MAX_LABEL {
-        return Err(ApiError::bad_param("label", format!("label is longer than {MAX_LABEL} bytes")));
+        return Err(ApiError::bad_param(
+            "label",
+            format!("label is longer than {MAX_LABEL} bytes"),
+        ));
     }
     let (secret, hash) = mint_key();
     let row = ApiKey {

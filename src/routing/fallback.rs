@@ -56,7 +56,12 @@ enum Failure {
 }
 
 /// Tries each candidate in turn. Every attempt is reported to its ProviderActor.
-pub async fn run(client: &awc::Client, candidates: Vec<Candidate>, req: &ChatRequest, stream: bool) -> Result<Served, ApiError> {
+pub async fn run(
+    client: &awc::Client,
+    candidates: Vec<Candidate>,
+    req: &ChatRequest,
+    stream: bool,
+) -> Result<Served, ApiError> {
     let mut reasons = Vec::new();
     let mut last_timed_out = false;
     for candidate in candidates {
@@ -91,7 +96,10 @@ pub async fn run(client: &awc::Client, candidates: Vec<Candidate>, req: &ChatReq
                         // The upstream is healthy; the request is not. Tell the client.
                         candidate.actor.do_send(observe(started, Outcome::Success));
                         return Err(ApiError::BadRequest {
-                            message: format!("{} rejected the request (HTTP {status}): {msg}", candidate.provider.name),
+                            message: format!(
+                                "{} rejected the request (HTTP {status}): {msg}",
+                                candidate.provider.name
+                            ),
                             param: None,
                             code: "upstream_rejected",
                         });
@@ -143,7 +151,9 @@ async fn attempt(
         request = request.insert_header((*name, value.as_str()));
     }
     let mut resp = request.send_body(call.body).await.map_err(|e| match e {
-        SendRequestError::Timeout => Failure::Timeout(format!("no response within {:?}", spec.timeout)),
+        SendRequestError::Timeout => {
+            Failure::Timeout(format!("no response within {:?}", spec.timeout))
+        }
         other => Failure::Upstream(format!("request failed: {other}")),
     })?;
     let request_id = providers::request_id_header(spec.dialect)
@@ -159,12 +169,17 @@ async fn attempt(
     if !stream {
         let left = deadline.saturating_duration_since(Instant::now());
         let body = match tokio::time::timeout(left, resp.body().limit(MAX_UPSTREAM_BODY)).await {
-            Err(_) => return Err(Failure::Timeout(format!("answer not complete within {:?}", spec.timeout))),
+            Err(_) => {
+                return Err(Failure::Timeout(format!(
+                    "answer not complete within {:?}",
+                    spec.timeout
+                )))
+            }
             Ok(Err(e)) => return Err(Failure::Upstream(format!("reading answer: {e}"))),
             Ok(Ok(b)) => b,
         };
-        let completion =
-            providers::parse_completion(spec.dialect, &body, &candidate.model).map_err(Failure::Upstream)?;
+        let completion = providers::parse_completion(spec.dialect, &body, &candidate.model)
+            .map_err(Failure::Upstream)?;
         return Ok((request_id, Answer::Json(completion)));
     }
     let started = Instant::now();
@@ -199,23 +214,38 @@ async fn peek(
             .map_err(|_| Failure::Timeout("no stream data before the timeout".into()))?;
         let events = match next {
             Some(Ok(bytes)) => parser.feed(&bytes),
-            Some(Err(e)) => return Err(Failure::Upstream(format!("stream broke before its first chunk: {e}"))),
+            Some(Err(e)) => {
+                return Err(Failure::Upstream(format!(
+                    "stream broke before its first chunk: {e}"
+                )))
+            }
             None => match parser.finish() {
                 Some(ev) => vec![ev],
-                None => return Err(Failure::Upstream("stream ended before its first chunk".into())),
+                None => {
+                    return Err(Failure::Upstream(
+                        "stream ended before its first chunk".into(),
+                    ))
+                }
             },
         };
         for ev in &events {
             let items = translator.on_event(ev).map_err(Failure::Upstream)?;
             for item in items {
                 if let StreamItem::Error(e) = &item {
-                    let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("error event");
-                    return Err(Failure::Upstream(format!("stream error before first chunk: {msg}")));
+                    let msg = e
+                        .get("message")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or("error event");
+                    return Err(Failure::Upstream(format!(
+                        "stream error before first chunk: {msg}"
+                    )));
                 }
                 first.push(item);
             }
         }
-        let ready = first.iter().any(|i| matches!(i, StreamItem::Chunk(_) | StreamItem::Done));
+        let ready = first
+            .iter()
+            .any(|i| matches!(i, StreamItem::Chunk(_) | StreamItem::Done));
         if ready {
             return Ok(OpenStream {
                 body,

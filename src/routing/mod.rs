@@ -37,8 +37,11 @@ pub struct Candidate {
     pub model: String,
 }
 
+/// An enabled provider and its actor.
+type Entry = (Arc<ProviderSpec>, Addr<ProviderActor>);
+
 pub struct Router {
-    providers: Vec<(Arc<ProviderSpec>, Addr<ProviderActor>)>,
+    providers: Vec<Entry>,
     /// Every model the catalogue knows, enabled or not, to tell 404 from 503.
     known_models: Vec<String>,
     aliases: BTreeMap<String, String>,
@@ -51,7 +54,8 @@ impl Router {
     /// Starts one ProviderActor per enabled provider (on the current actix system).
     pub fn start(config: &Config, specs: Vec<ProviderSpec>) -> Router {
         use actix::Actor;
-        let cooldown = parse_duration(&config.routing.circuit_cooldown).unwrap_or(Duration::from_secs(10));
+        let cooldown =
+            parse_duration(&config.routing.circuit_cooldown).unwrap_or(Duration::from_secs(10));
         let providers = specs
             .into_iter()
             .map(|s| {
@@ -59,7 +63,11 @@ impl Router {
                 (Arc::new(s), actor)
             })
             .collect();
-        let known_models = config.providers.values().flat_map(|p| p.models.clone()).collect();
+        let known_models = config
+            .providers
+            .values()
+            .flat_map(|p| p.models.clone())
+            .collect();
         Router {
             providers,
             known_models,
@@ -81,7 +89,11 @@ impl Router {
     /// Model ids for `/v1/models`: `auto`, the tier forms, aliases, every enabled model.
     pub fn model_ids(&self) -> Vec<(String, String)> {
         let mut ids: Vec<(String, String)> = vec![("auto".into(), "pura".into())];
-        ids.extend(Tier::ALL.iter().map(|t| (format!("auto:{}", t.as_str()), "pura".into())));
+        ids.extend(
+            Tier::ALL
+                .iter()
+                .map(|t| (format!("auto:{}", t.as_str()), "pura".into())),
+        );
         ids.extend(self.aliases.keys().map(|a| (a.clone(), "pura".into())));
         for p in self.providers() {
             for m in &p.models {
@@ -95,12 +107,21 @@ impl Router {
 
     /// Resolves the request's model through aliases into a [`Target`].
     pub fn resolve(&self, model: Option<&str>) -> Result<Target, ApiError> {
-        let requested = model.filter(|m| !m.is_empty()).unwrap_or(&self.default_model);
-        let name = self.aliases.get(requested).map_or(requested, String::as_str);
+        let requested = model
+            .filter(|m| !m.is_empty())
+            .unwrap_or(&self.default_model);
+        let name = self
+            .aliases
+            .get(requested)
+            .map_or(requested, String::as_str);
         if name == "auto" {
             return Ok(Target::Auto);
         }
-        if let Some(t) = name.strip_prefix("auto:").and_then(Tier::parse).or_else(|| Tier::parse(name)) {
+        if let Some(t) = name
+            .strip_prefix("auto:")
+            .and_then(Tier::parse)
+            .or_else(|| Tier::parse(name))
+        {
             return Ok(Target::Tier(t));
         }
         if self.known_models.iter().any(|m| m == name) || self.providers().any(|p| p.serves(name)) {
@@ -121,25 +142,34 @@ impl Router {
     }
 
     /// Candidates in the order to try them, and the tier the request was routed to.
-    pub async fn plan(&self, target: &Target, req: &ChatRequest) -> Result<(Tier, Vec<Candidate>), ApiError> {
+    pub async fn plan(
+        &self,
+        target: &Target,
+        req: &ChatRequest,
+    ) -> Result<(Tier, Vec<Candidate>), ApiError> {
         if self.providers.is_empty() {
             return Err(ApiError::Unavailable(
                 "No provider is configured: set an API key (e.g. OPENAI_API_KEY) or add a [providers.*] table.".into(),
             ));
         }
-        let (tier, pool): (Tier, Vec<&(Arc<ProviderSpec>, Addr<ProviderActor>)>) = match target {
+        let (tier, pool): (Tier, Vec<&Entry>) = match target {
             Target::Model(m) => {
                 let serving: Vec<_> = self.providers.iter().filter(|(p, _)| p.serves(m)).collect();
                 let Some((first, _)) = serving.first() else {
-                    return Err(ApiError::Unavailable(format!("No configured provider serves model `{m}`.")));
+                    return Err(ApiError::Unavailable(format!(
+                        "No configured provider serves model `{m}`."
+                    )));
                 };
                 (first.tier, serving)
             }
             Target::Tier(t) => (*t, self.providers.iter().collect()),
-            Target::Auto => (self.tier_for(scorer::score(req).value), self.providers.iter().collect()),
+            Target::Auto => (
+                self.tier_for(scorer::score(req).value),
+                self.providers.iter().collect(),
+            ),
         };
         let healths = join_all(pool.iter().map(|(_, a)| a.send(Pick))).await;
-        let mut healthy: Vec<(usize, f64, &(Arc<ProviderSpec>, Addr<ProviderActor>))> = Vec::new();
+        let mut healthy: Vec<(usize, f64, &Entry)> = Vec::new();
         for (entry, health) in pool.into_iter().zip(healths) {
             if let Ok(Some(h)) = health {
                 let order = tier_order(tier)
@@ -152,7 +182,9 @@ impl Router {
             }
         }
         if healthy.is_empty() {
-            return Err(ApiError::Unavailable("No healthy provider is available right now.".into()));
+            return Err(ApiError::Unavailable(
+                "No healthy provider is available right now.".into(),
+            ));
         }
         healthy.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let candidates = healthy

@@ -19,18 +19,58 @@ pub struct Score {
 }
 
 const MATH_WORDS: &[&str] = &[
-    "prove", "proof", "theorem", "lemma", "integral", "derivative", "equation", "probability", "matrix",
-    "polynomial", "prime", "modulo", "combinatori", "eigen", "\\frac", "\\sum", "\\int", "$$",
+    "prove",
+    "proof",
+    "theorem",
+    "lemma",
+    "integral",
+    "derivative",
+    "equation",
+    "probability",
+    "matrix",
+    "polynomial",
+    "prime",
+    "modulo",
+    "combinatori",
+    "eigen",
+    "\\frac",
+    "\\sum",
+    "\\int",
+    "$$",
 ];
 const STEP_WORDS: &[&str] = &[
-    "step by step", "first,", "then ", "finally", "must ", "ensure", "constraint", "at least", "at most",
-    "without using", "explain why", "justify", "show your work", "compare",
+    "step by step",
+    "first,",
+    "then ",
+    "finally",
+    "must ",
+    "ensure",
+    "constraint",
+    "at least",
+    "at most",
+    "without using",
+    "explain why",
+    "justify",
+    "show your work",
+    "compare",
 ];
 const DESIGN_WORDS: &[&str] = &[
-    "architecture", "design", "scalab", "distributed", "trade-off", "tradeoff", "refactor", "concurren",
-    "algorithm", "complexity", "optimi", "implement",
+    "architecture",
+    "design",
+    "scalab",
+    "distributed",
+    "trade-off",
+    "tradeoff",
+    "refactor",
+    "concurren",
+    "algorithm",
+    "complexity",
+    "optimi",
+    "implement",
 ];
-const CODE_MARKERS: &[&str] = &["```", "fn ", "def ", "class ", "=>", "();", "#include", "select ", "import "];
+const CODE_MARKERS: &[&str] = &[
+    "```", "fn ", "def ", "class ", "=>", "();", "#include", "select ", "import ",
+];
 
 fn count_any(text: &str, needles: &[&str]) -> usize {
     needles.iter().filter(|n| text.contains(*n)).count()
@@ -54,13 +94,32 @@ pub fn score(req: &ChatRequest) -> Score {
     };
     add("length", (last_user.len() as f64 / 2000.0).min(1.0) * 0.25);
     add("context", (total_chars as f64 / 20000.0).min(1.0) * 0.10);
-    add("code", (count_any(&last_user, CODE_MARKERS) as f64 / 2.0).min(1.0) * 0.20);
-    add("math", (count_any(&last_user, MATH_WORDS) as f64 / 2.0).min(1.0) * 0.35);
-    add("steps", (count_any(&last_user, STEP_WORDS) as f64 / 3.0).min(1.0) * 0.15);
-    add("design", (count_any(&last_user, DESIGN_WORDS) as f64 / 3.0).min(1.0) * 0.20);
+    add(
+        "code",
+        (count_any(&last_user, CODE_MARKERS) as f64 / 2.0).min(1.0) * 0.20,
+    );
+    add(
+        "math",
+        (count_any(&last_user, MATH_WORDS) as f64 / 2.0).min(1.0) * 0.35,
+    );
+    add(
+        "steps",
+        (count_any(&last_user, STEP_WORDS) as f64 / 3.0).min(1.0) * 0.15,
+    );
+    add(
+        "design",
+        (count_any(&last_user, DESIGN_WORDS) as f64 / 3.0).min(1.0) * 0.20,
+    );
     let tools = req.tools.as_ref().map_or(0, Vec::len);
     add("tools", (tools as f64 / 4.0).min(1.0) * 0.10);
-    add("json_output", if req.response_format.is_some() { 0.05 } else { 0.0 });
+    add(
+        "json_output",
+        if req.response_format.is_some() {
+            0.05
+        } else {
+            0.0
+        },
+    );
     let max_out = req.max_output_tokens().unwrap_or(0);
     add("output_size", (f64::from(max_out) / 8000.0).min(1.0) * 0.10);
     let value = signals.iter().map(|s| s.weight).sum::<f64>().min(1.0);

@@ -14,7 +14,12 @@ use serde_json::{json, Value};
 pub use fake_upstream::{Behavior, FakeDialect, FakeUpstream};
 
 /// Seed providers' key variables, removed so a developer's real keys never leak into tests.
-const SEED_KEYS: [&str; 4] = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY"];
+const SEED_KEYS: [&str; 4] = [
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "GROQ_API_KEY",
+];
 
 pub struct Gateway {
     pub url: String,
@@ -32,7 +37,13 @@ fn database_url(dir: &std::path::Path) -> String {
 }
 
 /// A `[providers.NAME]` table pointing at a fake upstream.
-pub fn provider_toml(name: &str, fake: &FakeUpstream, tier: &str, model: &str, price: f64) -> String {
+pub fn provider_toml(
+    name: &str,
+    fake: &FakeUpstream,
+    tier: &str,
+    model: &str,
+    price: f64,
+) -> String {
     let dialect = match fake.dialect() {
         FakeDialect::OpenAi | FakeDialect::Groq => "openai",
         FakeDialect::Anthropic => "anthropic",
@@ -89,12 +100,18 @@ impl Gateway {
                     }
                 }
                 _ => {
-                    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
                     panic!("pura exited before listening:\n{log}");
                 }
             }
         };
-        Gateway { url, db_url, child, dir }
+        Gateway {
+            url,
+            db_url,
+            child,
+            dir,
+        }
     }
 
     /// Starts the gateway and expects it to fail; returns its stderr.
@@ -117,7 +134,9 @@ impl Gateway {
     }
 
     pub fn client(&self) -> awc::Client {
-        awc::Client::builder().timeout(Duration::from_secs(30)).finish()
+        awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish()
     }
 
     /// Mints a key; returns (id, secret).
@@ -151,8 +170,17 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect();
-        let body = resp.body().limit(64 * 1024 * 1024).await.expect("body").to_vec();
-        Reply { status, headers, body }
+        let body = resp
+            .body()
+            .limit(64 * 1024 * 1024)
+            .await
+            .expect("body")
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Usage rows of a key, read straight from the gateway's database.
@@ -185,7 +213,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn text(&self) -> String {
@@ -195,17 +224,28 @@ impl Reply {
     /// The `data:` payloads of an SSE body, in order (`[DONE]` included).
     pub fn sse_data(&self) -> Vec<String> {
         let text = self.text();
-        assert!(!text.contains("\nevent:") && !text.starts_with("event:"), "no event: lines allowed:\n{text}");
+        assert!(
+            !text.contains("\nevent:") && !text.starts_with("event:"),
+            "no event: lines allowed:\n{text}"
+        );
         text.split("\n\n")
             .filter(|e| !e.trim().is_empty())
-            .map(|e| e.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data line: {e:?}")).to_owned())
+            .map(|e| {
+                e.strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not a data line: {e:?}"))
+                    .to_owned()
+            })
             .collect()
     }
 
     /// Parsed JSON chunks of an SSE body (without `[DONE]`), asserting it ends with `[DONE]`.
     pub fn chunks(&self) -> Vec<Value> {
         let data = self.sse_data();
-        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "stream must end with [DONE]");
+        assert_eq!(
+            data.last().map(String::as_str),
+            Some("[DONE]"),
+            "stream must end with [DONE]"
+        );
         data[..data.len() - 1]
             .iter()
             .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("bad chunk {d}: {e}")))
@@ -217,6 +257,9 @@ impl Reply {
 pub fn streamed_text(chunks: &[Value]) -> String {
     chunks
         .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str))
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
         .collect()
 }

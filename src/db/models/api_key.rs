@@ -23,7 +23,9 @@ pub struct ApiKey {
 }
 
 pub fn insert(conn: &mut DbConn, key: &ApiKey) -> Result<(), DbError> {
-    diesel::insert_into(api_keys::table).values(key).execute(conn)?;
+    diesel::insert_into(api_keys::table)
+        .values(key)
+        .execute(conn)?;
     Ok(())
 }
 

@@ -32,7 +32,9 @@ pub struct UsageRow {
 pub fn insert_batch(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), DbError> {
     conn.transaction(|conn| {
         for row in rows {
-            diesel::insert_into(usage::table).values(row).execute(conn)?;
+            diesel::insert_into(usage::table)
+                .values(row)
+                .execute(conn)?;
         }
         Ok::<_, diesel::result::Error>(())
     })?;
@@ -45,7 +47,9 @@ pub fn spend_since(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> Result
     Ok(usage::table
         .filter(usage::key_id.eq(key))
         .filter(usage::created_at.ge(since))
-        .select(sql::<BigInt>("CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT)"))
+        .select(sql::<BigInt>(
+            "CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT)",
+        ))
         .first(conn)?)
 }
 
