@@ -33,6 +33,13 @@ impl KeyCache {
         self.map.read().ok()?.get(hash).cloned()
     }
 
+    /// Drops a hash (a rotated-away secret) so it is refused at once.
+    pub fn forget(&self, hash: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.remove(hash);
+        }
+    }
+
     pub fn put(&self, key: ApiKey) -> Arc<ApiKey> {
         let key = Arc::new(key);
         if let Ok(mut m) = self.map.write() {

@@ -27,10 +27,16 @@ pub enum ApiError {
     #[error("Request body is larger than the limit of {0} bytes.")]
     TooLarge(usize),
     #[error("{message}")]
+    /// `limit` adds the `x-ratelimit-*-requests` headers (per-key RPM).
     RateLimited {
         message: String,
         retry_after_secs: u64,
+        limit: Option<u32>,
     },
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("{0}")]
     UpstreamFailed(String),
     #[error("{0}")]
@@ -70,6 +76,8 @@ impl ApiError {
             ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
             ApiError::TooLarge(_) => ("invalid_request_error", "request_too_large"),
             ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            ApiError::QuotaExceeded { .. } => ("insufficient_quota", "insufficient_quota"),
+            ApiError::PaymentRequired(_) => ("payment_required", "payment_required"),
             ApiError::UpstreamFailed(_) => ("upstream_error", "upstream_failed"),
             ApiError::UpstreamTimeout(_) => ("upstream_error", "upstream_timeout"),
             ApiError::Unavailable(_) => ("api_error", "unavailable"),
@@ -100,7 +108,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -116,11 +125,23 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if let ApiError::RateLimited {
-            retry_after_secs, ..
-        } = self
-        {
-            resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        match self {
+            ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+                ..
+            } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                if let Some(limit) = limit {
+                    resp.insert_header(("x-ratelimit-limit-requests", limit.to_string()));
+                    resp.insert_header(("x-ratelimit-remaining-requests", "0"));
+                    resp.insert_header(("x-ratelimit-reset-requests", format!("{retry_after_secs}s")));
+                }
+            }
+            ApiError::QuotaExceeded { retry_after_secs, .. } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            _ => {}
         }
         resp.json(json!({ "error": self.body() }))
     }

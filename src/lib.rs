@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod notify;
 pub mod providers;
 pub mod relay;
 pub mod routes;
@@ -25,4 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::PayloadConfig::default().limit(max_body_bytes))
     .app_data(web::QueryConfig::default().error_handler(error::query_error_handler));
     routes::configure(cfg);
+}
+
+/// USD (as configured or sent by a client) to integer micro-dollars.
+pub fn usd_to_micros(usd: f64) -> i64 {
+    (usd * 1_000_000.0).round() as i64
 }

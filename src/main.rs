@@ -6,7 +6,10 @@ use std::time::Duration;
 use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
+use pura::actors::budget::Defaults;
+use pura::actors::budgets::Budgets;
 use pura::auth::KeyCache;
+use pura::notify::Notifier;
 use pura::config::Config;
 use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
@@ -28,6 +31,14 @@ fn config_path() -> Option<PathBuf> {
         }
     }
     std::env::var_os("PURA_CONFIG").map(PathBuf::from)
+}
+
+fn budget_defaults(config: &Config) -> Defaults {
+    Defaults {
+        daily_budget_micros: pura::usd_to_micros(config.limits.default_daily_budget_usd),
+        monthly_budget_micros: pura::usd_to_micros(config.limits.default_monthly_budget_usd),
+        rpm: config.limits.rpm,
+    }
 }
 
 #[actix_web::main]
@@ -56,7 +67,12 @@ async fn main() -> std::io::Result<()> {
     }
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
-        usage: UsageWriter::start(pool.clone()),
+        budgets: Budgets::new(
+            pool.clone(),
+            UsageWriter::start(pool.clone()),
+            Notifier::start(pool.clone(), config.notify.smtp_url.clone(), config.notify.from.clone()),
+            budget_defaults(&config),
+        ),
         admin_token: config.admin_token(),
         keys: KeyCache::default(),
         mint_limiter: MintLimiter::default(),

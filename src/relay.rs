@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use actix_web::web;
 use actix_web_lab::sse;
 use serde_json::{json, Value};
 
+use crate::actors::budget::Settle;
+use crate::actors::budgets::Ticket;
 use crate::actors::provider::{Observe, Outcome, ProviderActor};
 use crate::api::Usage;
 use crate::db::models::usage::UsageRow;
 use crate::providers::{ProviderSpec, StreamItem};
 use crate::routing::fallback::OpenStream;
-use crate::state::AppState;
 
 /// Everything about one chat request that ends up in headers and its usage row.
 #[derive(Clone)]
@@ -80,7 +80,7 @@ pub fn estimate_tokens(chars: usize) -> u64 {
 /// The SSE relay over an open upstream stream.
 pub struct Relay {
     meta: Meta,
-    state: web::Data<AppState>,
+    ticket: Ticket,
     actor: Addr<ProviderActor>,
     upstream: OpenStream,
     out: VecDeque<String>,
@@ -95,14 +95,14 @@ pub struct Relay {
 impl Relay {
     pub fn new(
         meta: Meta,
-        state: web::Data<AppState>,
+        ticket: Ticket,
         actor: Addr<ProviderActor>,
         mut upstream: OpenStream,
     ) -> Relay {
         let first = std::mem::take(&mut upstream.first);
         let mut relay = Relay {
             meta,
-            state,
+            ticket,
             actor,
             upstream,
             out: VecDeque::new(),
@@ -267,8 +267,7 @@ impl Relay {
         };
         let row = self.meta.row(&usage, status, Some(self.upstream.ttft));
         self.settled = true;
-        let committed = self.state.usage.write(row).await.unwrap_or(false);
-        if !committed {
+        if !settle(&self.ticket, row).await {
             log::error!("request {}: usage row not committed", self.meta.request_id);
         }
         self.actor.do_send(Observe {
@@ -292,16 +291,28 @@ impl Drop for Relay {
             return;
         }
         let usage = self.final_usage();
-        let _ack = self.state.usage.write(self.meta.row(
-            &usage,
-            "client_closed",
-            Some(self.upstream.ttft),
-        ));
+        self.ticket.actor.do_send(Settle {
+            reservation: self.ticket.reservation.id,
+            row: self.meta.row(&usage, "client_closed", Some(self.upstream.ttft)),
+        });
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),
             outcome: Outcome::Success,
         });
+    }
+}
+
+/// Settles the reservation with the served request's row and waits until it is committed.
+/// Returns false when the commit failed (logged by the writer).
+pub async fn settle(ticket: &Ticket, row: UsageRow) -> bool {
+    let msg = Settle {
+        reservation: ticket.reservation.id,
+        row,
+    };
+    match ticket.actor.send(msg).await {
+        Ok(settled) => settled.committed.await.unwrap_or(false),
+        Err(_) => false,
     }
 }
 

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::actors::budgets::Budgets;
 use crate::auth::KeyCache;
 use crate::config::Config;
-use crate::db::usage_writer::UsageWriter;
 use crate::db::Pool;
 use crate::routing::Router;
 
@@ -17,7 +17,7 @@ pub struct AppState {
     pub pool: Pool,
     pub keys: KeyCache,
     pub router: Router,
-    pub usage: UsageWriter,
+    pub budgets: Budgets,
     pub admin_token: Option<String>,
     pub mint_limiter: MintLimiter,
 }

@@ -1,4 +1,6 @@
 //! Actors hold state, not I/O: the handler performs upstream calls on its own worker (awc's
 //! client is `!Send`) and tells the actors what happened.
 
+pub mod budget;
+pub mod budgets;
 pub mod provider;

@@ -14,6 +14,7 @@ diesel::table! {
         rpm_limit -> Nullable<Integer>,
         notify_email -> Nullable<Text>,
         webhook_url -> Nullable<Text>,
+        balance_micros -> BigInt,
     }
 }
 
@@ -39,3 +40,36 @@ diesel::table! {
 
 diesel::joinable!(usage -> api_keys (key_id));
 diesel::allow_tables_to_appear_in_same_query!(api_keys, usage);
+
+diesel::table! {
+    ledger (id) {
+        id -> Text,
+        key_id -> Text,
+        kind -> Text,
+        reference -> Text,
+        amount_micros -> BigInt,
+        memo -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notifications (key_id, budget_window, window_start, threshold) {
+        key_id -> Text,
+        budget_window -> Text,
+        window_start -> Timestamp,
+        threshold -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    retired_keys (key_hash) {
+        key_hash -> Text,
+        key_id -> Text,
+        retired_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(ledger -> api_keys (key_id));
+diesel::allow_tables_to_appear_in_same_query!(api_keys, ledger);

@@ -1,7 +1,7 @@
-//! Group commit for usage rows: one thread takes whatever rows have queued up, writes them in
-//! a single transaction, then acknowledges each. A request waits for its acknowledgement
-//! before its final byte leaves, so a completed response is always on disk, while many
-//! requests share one commit (and one fsync).
+//! Group commit for settlements (a usage row, plus the ledger debit or the free request it
+//! used): one thread takes whatever has queued up, writes it in a single transaction, then
+//! acknowledges each. A request waits for its acknowledgement before its final byte leaves,
+//! so a completed response is always on disk, while many requests share one commit.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::models::usage::{self, UsageRow};
-use super::Pool;
+use super::models::usage::UsageRow;
+use super::models::{api_key, ledger, usage};
+use super::{DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
 const MAX_BATCH: usize = 512;
@@ -19,8 +20,18 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Retries of one batch before its rows are given up on (and logged).
 const MAX_RETRIES: u32 = 25;
 
+/// What one finished request leaves in the database.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub row: UsageRow,
+    /// Micro-dollars taken from the prepaid balance (0 for a free-tier request).
+    pub debit_micros: i64,
+    /// The request used one of the key's free requests.
+    pub free: bool,
+}
+
 struct Job {
-    row: UsageRow,
+    settlement: Settlement,
     done: Option<oneshot::Sender<bool>>,
 }
 
@@ -43,18 +54,15 @@ impl UsageWriter {
         UsageWriter { tx }
     }
 
-    /// Queues a row; the returned receiver resolves to `true` once it is committed.
-    pub fn write(&self, row: UsageRow) -> oneshot::Receiver<bool> {
+    /// Queues a settlement; the receiver resolves to `true` once it is committed.
+    pub fn write(&self, settlement: Settlement) -> oneshot::Receiver<bool> {
         let (done, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Job {
-                row,
-                done: Some(done),
-            })
-            .is_err()
-        {
-            log::error!("usage writer is gone; a usage row was not recorded");
+        let job = Job {
+            settlement,
+            done: Some(done),
+        };
+        if self.tx.send(job).is_err() {
+            log::error!("settlement writer is gone; a settlement was not recorded");
         }
         rx
     }
@@ -80,27 +88,46 @@ fn run(pool: Pool, rx: Receiver<Job>) {
 }
 
 fn commit(pool: &Pool, jobs: &[Job]) -> bool {
-    let rows: Vec<UsageRow> = jobs.iter().map(|j| j.row.clone()).collect();
+    let batch: Vec<&Settlement> = jobs.iter().map(|j| &j.settlement).collect();
     for attempt in 0..=MAX_RETRIES {
-        let result = pool
-            .get()
-            .map_err(Into::into)
-            .and_then(|mut c| usage::insert_batch(&mut c, &rows));
+        let result = pool.get().map_err(Into::into).and_then(|mut c| write_batch(&mut c, &batch));
         match result {
             Ok(()) => return true,
             Err(e) => {
-                log::warn!(
-                    "usage commit of {} rows failed (attempt {attempt}): {e}",
-                    rows.len()
-                );
+                log::warn!("settlement commit of {} failed (attempt {attempt}): {e}", batch.len());
                 thread::sleep(RETRY_PAUSE);
             }
         }
     }
-    log::error!(
-        "gave up on {} usage rows: {:?}",
-        rows.len(),
-        rows.iter().map(|r| &r.id).collect::<Vec<_>>()
-    );
+    let ids: Vec<&str> = batch.iter().map(|s| s.row.id.as_str()).collect();
+    log::error!("gave up on {} settlements: {ids:?}", batch.len());
     false
+}
+
+fn write_batch(conn: &mut DbConn, batch: &[&Settlement]) -> Result<(), DbError> {
+    use diesel::Connection;
+    conn.transaction(|conn| {
+        for s in batch {
+            usage::insert(conn, &s.row)?;
+            if s.free {
+                api_key::use_free_request(conn, &s.row.key_id)?;
+            }
+            if s.debit_micros != 0 {
+                ledger::record(conn, &debit_entry(&s.row, s.debit_micros))?;
+            }
+        }
+        Ok::<_, DbError>(())
+    })
+}
+
+fn debit_entry(row: &UsageRow, micros: i64) -> ledger::Entry {
+    ledger::Entry {
+        id: format!("led_{}", crate::providers::random_alnum(20)),
+        key_id: row.key_id.clone(),
+        kind: ledger::DEBIT.to_owned(),
+        reference: row.id.clone(),
+        amount_micros: -micros,
+        memo: None,
+        created_at: row.created_at,
+    }
 }

@@ -7,11 +7,12 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, Responder};
 use actix_web_lab::sse::Sse;
 
+use crate::actors::budget::Reservation;
+use crate::actors::budgets::Budgets;
 use crate::api::{ChatRequest, Usage};
 use crate::auth::AuthedKey;
-use crate::db::models::usage as usage_db;
 use crate::error::ApiError;
-use crate::relay::{estimate_tokens, usd, Meta, Relay};
+use crate::relay::{estimate_tokens, settle, usd, Meta, Relay};
 use crate::routing::fallback::{self, Answer};
 use crate::state::AppState;
 
@@ -74,10 +75,20 @@ async fn chat(
     let stream = body.stream.unwrap_or(stream_default);
     let target = state.router.resolve(body.model.as_deref())?;
     let (_, candidates) = state.router.plan(&target, &body).await?;
-    let spent_today = spent_today(&state, &key.id).await?;
-    let served = fallback::run(&client, candidates, &body, stream).await?;
-
     let prompt_chars: usize = body.messages.iter().map(|m| m.text().len()).sum();
+    let max_out = body.max_output_tokens().map_or(DEFAULT_OUTPUT_CAP, u64::from);
+    // The worst case over every candidate, since a fallback may land on a pricier one.
+    let worst = Usage::new(estimate_tokens(prompt_chars), max_out);
+    let estimate = candidates.iter().map(|c| c.provider.cost_micros(&worst)).max().unwrap_or(0);
+    let ticket = state.budgets.reserve(&key.id, estimate).await?;
+    let served = match fallback::run(&client, candidates, &body, stream).await {
+        Ok(s) => s,
+        Err(e) => {
+            Budgets::release(&ticket);
+            return Err(e);
+        }
+    };
+
     let meta = Meta {
         request_id: format!("req_{}", crate::providers::random_alnum(24)),
         key_id: key.id.clone(),
@@ -90,64 +101,34 @@ async fn chat(
         include_usage: body.wants_stream_usage(),
         prompt_estimate: estimate_tokens(prompt_chars),
     };
-    let daily = key
-        .daily_budget_micros
-        .unwrap_or((state.config.limits.default_daily_budget_usd * 1_000_000.0) as i64);
+    drop(key);
+    let reservation = ticket.reservation.clone();
     match served.answer {
         Answer::Json(completion) => {
             let usage = completion
                 .usage
                 .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
             let cost = meta.provider.cost_micros(&usage);
-            let committed = state
-                .usage
-                .write(meta.row(&usage, "ok", None))
-                .await
-                .unwrap_or(false);
-            if !committed {
-                log::error!("request {}: usage row not committed", meta.request_id);
+            // Committed before the body leaves: a response the client saw is always billed.
+            if !settle(&ticket, meta.row(&usage, "ok", None)).await {
+                log::error!("request {}: settlement not committed", meta.request_id);
             }
             let mut resp = HttpResponse::Ok().json(completion.body);
-            pura_headers(&mut resp, &meta, &key, cost, daily - spent_today - cost);
+            let left = reservation.budget_remaining_micros + reservation.estimate_micros - cost;
+            pura_headers(&mut resp, &meta, &reservation, cost, left);
             Ok(resp)
         }
         Answer::Stream(open) => {
             // The final cost travels in the last chunk; the header carries the reserved estimate.
-            let max_out = body
-                .max_output_tokens()
-                .map_or(DEFAULT_OUTPUT_CAP, u64::from);
-            let estimate = meta
-                .provider
-                .cost_micros(&Usage::new(meta.prompt_estimate, max_out));
-            let relay = Relay::new(
-                meta.clone(),
-                state.clone(),
-                served.candidate.actor.clone(),
-                open,
-            );
+            let relay = Relay::new(meta.clone(), ticket, served.candidate.actor.clone(), open);
             let mut resp = Sse::from_stream(relay.into_stream())
                 .respond_to(&req)
                 .map_into_boxed_body();
-            pura_headers(
-                &mut resp,
-                &meta,
-                &key,
-                estimate,
-                daily - spent_today - estimate,
-            );
+            let (cost, left) = (reservation.estimate_micros, reservation.budget_remaining_micros);
+            pura_headers(&mut resp, &meta, &reservation, cost, left);
             Ok(resp)
         }
     }
-}
-
-async fn spent_today(state: &web::Data<AppState>, key_id: &str) -> Result<i64, ApiError> {
-    let pool = state.pool.clone();
-    let key_id = key_id.to_owned();
-    let since = crate::time::start_of_day(crate::time::now());
-    web::block(move || usage_db::spend_since(&mut *pool.get()?, &key_id, since))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))
 }
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {
@@ -157,13 +138,7 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|s| s.chars().take(512).collect())
 }
 
-fn pura_headers(
-    resp: &mut HttpResponse,
-    meta: &Meta,
-    key: &crate::db::models::api_key::ApiKey,
-    cost: i64,
-    budget_left: i64,
-) {
+fn pura_headers(resp: &mut HttpResponse, meta: &Meta, r: &Reservation, cost: i64, budget_left: i64) {
     let request_id = meta
         .upstream_request_id
         .as_deref()
@@ -174,11 +149,11 @@ fn pura_headers(
         ("x-pura-cost", usd(cost)),
         ("x-pura-tier", meta.provider.tier.as_str().to_owned()),
         ("x-pura-budget-remaining", usd(budget_left.max(0))),
-        (
-            "x-pura-free-requests-remaining",
-            key.free_requests_remaining.to_string(),
-        ),
+        ("x-pura-free-requests-remaining", r.free_remaining.max(0).to_string()),
         ("x-request-id", request_id.to_owned()),
+        ("x-ratelimit-limit-requests", r.rate.limit.to_string()),
+        ("x-ratelimit-remaining-requests", r.rate.remaining.to_string()),
+        ("x-ratelimit-reset-requests", format!("{}s", r.rate.reset.as_secs())),
     ];
     let headers = resp.headers_mut();
     for (name, value) in pairs {

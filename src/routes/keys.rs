@@ -44,6 +44,7 @@ pub async fn create(
                         "Too many keys minted from this address; try again in {wait} s."
                     ),
                     retry_after_secs: wait,
+                    limit: None,
                 })?;
         }
     }
@@ -67,6 +68,7 @@ pub async fn create(
         rpm_limit: None,
         notify_email: None,
         webhook_url: None,
+        balance_micros: 0,
     };
     let pool = state.pool.clone();
     let stored = row.clone();

@@ -1,9 +1,13 @@
 //! Every route, wired in one place so the whole surface reads at a glance.
 
+pub mod account;
+pub mod admin;
 pub mod chat;
 pub mod health;
 pub mod keys;
 pub mod models;
+pub mod report;
+pub mod views;
 
 use actix_web::web;
 
@@ -15,5 +19,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/chat/completions", web::post().to(chat::openai))
         .route("/api/chat/completions", web::post().to(chat::openai))
         .route("/api/chat", web::post().to(chat::native))
-        .route("/api/keys", web::post().to(keys::create));
+        .route("/api/keys", web::post().to(keys::create))
+        .route("/api/keys/me", web::get().to(account::me))
+        .route("/api/keys/me", web::patch().to(account::update))
+        .route("/api/keys/me", web::delete().to(account::disable))
+        .route("/api/keys/me/rotate", web::post().to(account::rotate))
+        .route("/api/wallet/balance", web::get().to(account::balance))
+        .route("/api/report", web::get().to(report::report))
+        .route("/api/admin/keys", web::get().to(admin::list))
+        .route("/api/admin/keys/{id}", web::patch().to(admin::update))
+        .route("/api/admin/keys/{id}/credit", web::post().to(admin::credit));
 }

@@ -1,4 +1,6 @@
 //! Queries, one file per table.
 
 pub mod api_key;
+pub mod ledger;
+pub mod notification;
 pub mod usage;

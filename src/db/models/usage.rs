@@ -28,16 +28,9 @@ pub struct UsageRow {
     pub created_at: NaiveDateTime,
 }
 
-/// Inserts a batch in one transaction (the group commit of [`super::super::usage_writer`]).
-pub fn insert_batch(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), DbError> {
-    conn.transaction(|conn| {
-        for row in rows {
-            diesel::insert_into(usage::table)
-                .values(row)
-                .execute(conn)?;
-        }
-        Ok::<_, diesel::result::Error>(())
-    })?;
+/// Inserts one row (inside the group commit's transaction).
+pub fn insert(conn: &mut DbConn, row: &UsageRow) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(usage::table).values(row).execute(conn)?;
     Ok(())
 }
 
@@ -59,5 +52,31 @@ pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<UsageRow>, DbError> {
         .filter(usage::key_id.eq(key))
         .order(usage::created_at.desc())
         .select(UsageRow::as_select())
+        .load(conn)?)
+}
+
+/// The columns a report needs, for one key's rows since `since`.
+#[derive(Debug, Clone, Queryable)]
+pub struct ReportRow {
+    pub provider: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn report_rows(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> Result<Vec<ReportRow>, DbError> {
+    Ok(usage::table
+        .filter(usage::key_id.eq(key))
+        .filter(usage::created_at.ge(since))
+        .select((
+            usage::provider,
+            usage::prompt_tokens,
+            usage::completion_tokens,
+            usage::cost_micros,
+            usage::latency_ms,
+            usage::created_at,
+        ))
         .load(conn)?)
 }

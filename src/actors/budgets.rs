@@ -1,0 +1,153 @@
+//! The registry of BudgetActors: one per key, started on first use, removed when it stops
+//! idle. Also turns a refused reservation into the HTTP error the contract names.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+
+use super::budget::{Account, BudgetActor, Credit, Defaults, Denied, GetAccount, Refresh, Release, Reservation, Reserve};
+use crate::db::models::api_key::ApiKey;
+use crate::db::usage_writer::UsageWriter;
+use crate::db::Pool;
+use crate::error::ApiError;
+use crate::notify::Notifier;
+
+type Map = Arc<Mutex<HashMap<String, Addr<BudgetActor>>>>;
+
+pub struct Budgets {
+    map: Map,
+    pool: Pool,
+    writer: UsageWriter,
+    notifier: Notifier,
+    defaults: Defaults,
+}
+
+/// A held reservation and the actor holding it (settle and release go to the same one).
+pub struct Ticket {
+    pub actor: Addr<BudgetActor>,
+    pub reservation: Reservation,
+}
+
+impl Budgets {
+    pub fn new(pool: Pool, writer: UsageWriter, notifier: Notifier, defaults: Defaults) -> Budgets {
+        Budgets {
+            map: Map::default(),
+            pool,
+            writer,
+            notifier,
+            defaults,
+        }
+    }
+
+    pub fn writer(&self) -> &UsageWriter {
+        &self.writer
+    }
+
+    /// The key's actor, started on the current arbiter when none runs.
+    pub fn actor(&self, key_id: &str) -> Addr<BudgetActor> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(addr) = map.get(key_id).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let registry = self.map.clone();
+        let on_idle = Box::new(move |key: &str, me: &Addr<BudgetActor>| {
+            let mut map = registry.lock().unwrap_or_else(|e| e.into_inner());
+            if map.get(key).is_some_and(|a| a == me) {
+                map.remove(key);
+            }
+        });
+        let addr = BudgetActor::new(
+            key_id,
+            self.defaults,
+            self.pool.clone(),
+            self.writer.clone(),
+            self.notifier.clone(),
+            on_idle,
+        )
+        .start();
+        map.insert(key_id.to_owned(), addr.clone());
+        addr
+    }
+
+    fn forget(&self, key_id: &str) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(key_id);
+    }
+
+    /// Reserves `estimate_micros` for one request, or the error to answer with.
+    pub async fn reserve(&self, key_id: &str, estimate_micros: i64) -> Result<Ticket, ApiError> {
+        // An actor may stop (idle) between lookup and send; a second try starts a fresh one.
+        for _ in 0..2 {
+            let actor = self.actor(key_id);
+            match actor.send(Reserve { estimate_micros }).await {
+                Ok(Ok(reservation)) => return Ok(Ticket { actor, reservation }),
+                Ok(Err(denied)) => return Err(denial_error(denied)),
+                Err(_) => self.forget(key_id),
+            }
+        }
+        Err(ApiError::Unavailable("The key's budget could not be loaded.".into()))
+    }
+
+    pub fn release(ticket: &Ticket) {
+        ticket.actor.do_send(Release {
+            reservation: ticket.reservation.id,
+        });
+    }
+
+    /// The key's account as its actor sees it (reservations not subtracted).
+    pub async fn account(&self, key_id: &str) -> Result<Account, ApiError> {
+        for _ in 0..2 {
+            match self.actor(key_id).send(GetAccount).await {
+                Ok(Some(a)) => return Ok(a),
+                Ok(None) => break,
+                Err(_) => self.forget(key_id),
+            }
+        }
+        Err(ApiError::Unavailable("The key's account could not be loaded.".into()))
+    }
+
+    /// Tells a running actor about committed money; a stopped one reloads it when it starts.
+    pub fn credit(&self, key_id: &str, micros: i64) {
+        if let Some(a) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key_id) {
+            a.do_send(Credit { micros });
+        }
+    }
+
+    pub fn refresh(&self, key: &ApiKey) {
+        if let Some(a) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key.id) {
+            a.do_send(Refresh(key.clone()));
+        }
+    }
+}
+
+fn secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn denial_error(denied: Denied) -> ApiError {
+    match denied {
+        Denied::RateLimited { limit, retry_after } => ApiError::RateLimited {
+            message: format!("Rate limit reached: {limit} requests per minute for this key. Try again in {} s.", secs(retry_after)),
+            retry_after_secs: secs(retry_after).max(1),
+            limit: Some(limit),
+        },
+        Denied::Budget { window, retry_after } => ApiError::QuotaExceeded {
+            message: format!(
+                "The {window} budget of this key is spent; it resets in {} s (UTC calendar {}).",
+                secs(retry_after),
+                if window == "daily" { "day" } else { "month" }
+            ),
+            retry_after_secs: secs(retry_after).max(1),
+        },
+        Denied::Payment {
+            balance_micros,
+            needed_micros,
+        } => ApiError::PaymentRequired(format!(
+            "The free tier of this key is used up and its balance (${:.6}) does not cover this request (up to ${:.6}). \
+             Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
+            balance_micros as f64 / 1e6,
+            needed_micros as f64 / 1e6
+        )),
+        Denied::Unavailable => ApiError::Unavailable("The key's budget could not be loaded.".into()),
+    }
+}

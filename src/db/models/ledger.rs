@@ -1,0 +1,67 @@
+//! The ledger: every credit and debit of a key's prepaid balance, in integer micro-dollars.
+//! Each entry updates `api_keys.balance_micros` in the same transaction, and `(kind, reference)`
+//! is unique, so a request is debited at most once and an invoice credited at most once.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use super::super::schema::{api_keys, ledger};
+use super::super::{DbConn, DbError};
+
+pub const DEBIT: &str = "debit";
+pub const ADMIN_CREDIT: &str = "admin_credit";
+pub const LIGHTNING_CREDIT: &str = "lightning_credit";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger)]
+pub struct Entry {
+    pub id: String,
+    pub key_id: String,
+    pub kind: String,
+    pub reference: String,
+    pub amount_micros: i64,
+    pub memo: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// Records an entry and moves the cached balance, inside the caller's transaction. Returns
+/// false (and changes nothing) when an entry of the same kind and reference already exists.
+pub fn record(conn: &mut DbConn, entry: &Entry) -> Result<bool, diesel::result::Error> {
+    let exists = ledger::table
+        .filter(ledger::kind.eq(&entry.kind))
+        .filter(ledger::reference.eq(&entry.reference))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if exists {
+        return Ok(false);
+    }
+    diesel::insert_into(ledger::table).values(entry).execute(conn)?;
+    diesel::update(api_keys::table.find(&entry.key_id))
+        .set(api_keys::balance_micros.eq(api_keys::balance_micros + entry.amount_micros))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Records one entry in its own transaction (admin credits).
+pub fn record_one(conn: &mut DbConn, entry: &Entry) -> Result<bool, DbError> {
+    Ok(conn.transaction(|conn| record(conn, entry))?)
+}
+
+/// The balance as the ledger says it is (the cached column must always agree).
+pub fn sum_for_key(conn: &mut DbConn, key: &str) -> Result<i64, DbError> {
+    Ok(ledger::table
+        .filter(ledger::key_id.eq(key))
+        .select(sql::<BigInt>("CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT)"))
+        .first(conn)?)
+}
+
+pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<Entry>, DbError> {
+    Ok(ledger::table
+        .filter(ledger::key_id.eq(key))
+        .order(ledger::created_at.asc())
+        .select(Entry::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,124 @@
+//! JSON views shared by the key, wallet and admin endpoints (camelCase, as Pura's own API).
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use crate::actors::budget::Account;
+use crate::db::models::api_key::{ApiKey, KeySettings};
+use crate::error::ApiError;
+
+/// USD from micro-dollars, as a JSON number.
+pub fn usd(micros: i64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// A key's public view: effective limits (its own or the defaults) from its live account.
+pub fn key_view(key: &ApiKey, account: &Account) -> Value {
+    json!({
+        "id": key.id,
+        "label": key.label,
+        "createdAt": crate::time::rfc3339(key.created_at),
+        "disabled": key.disabled,
+        "freeRequestsRemaining": account.free_remaining.max(0),
+        "dailyBudgetUsd": usd(account.daily_budget_micros),
+        "monthlyBudgetUsd": usd(account.monthly_budget_micros),
+        "rpmLimit": account.rpm,
+        "notifyEmail": key.notify_email,
+        "webhookUrl": key.webhook_url,
+    })
+}
+
+/// `GET /api/wallet/balance`.
+pub fn balance_view(account: &Account, micros_per_sat: f64) -> Value {
+    let day_left = account.daily_budget_micros - account.spent_day_micros;
+    let month_left = account.monthly_budget_micros - account.spent_month_micros;
+    json!({
+        "balanceSats": (account.balance_micros as f64 / micros_per_sat).floor() as i64,
+        "balanceUsd": usd(account.balance_micros),
+        "freeRequestsRemaining": account.free_remaining.max(0),
+        "dailyBudgetUsd": usd(account.daily_budget_micros),
+        "dailySpendUsd": usd(account.spent_day_micros),
+        "monthlyBudgetUsd": usd(account.monthly_budget_micros),
+        "monthlySpendUsd": usd(account.spent_month_micros),
+        "budgetRemainingUsd": usd(day_left.min(month_left).max(0)),
+    })
+}
+
+/// `null` in a PATCH body clears a setting; an absent field leaves it alone.
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The body of `PATCH /api/keys/me` (and, with `disabled`, of the admin PATCH).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettingsPatch {
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub daily_budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub monthly_budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rpm_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub notify_email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub webhook_url: Option<Option<String>>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+const MAX_BUDGET_USD: f64 = 1_000_000.0;
+
+fn budget(field: &'static str, v: Option<Option<f64>>) -> Result<Option<Option<i64>>, ApiError> {
+    match v {
+        Some(Some(usd)) if !(0.0..=MAX_BUDGET_USD).contains(&usd) || !usd.is_finite() => Err(ApiError::bad_param(
+            field,
+            format!("{field} must be between 0 and {MAX_BUDGET_USD}"),
+        )),
+        Some(Some(usd)) => Ok(Some(Some(crate::usd_to_micros(usd)))),
+        Some(None) => Ok(Some(None)),
+        None => Ok(None),
+    }
+}
+
+impl SettingsPatch {
+    /// Validates and converts to the database change set.
+    pub fn into_settings(self, allow_disabled: bool) -> Result<KeySettings, ApiError> {
+        if self.disabled.is_some() && !allow_disabled {
+            return Err(ApiError::bad_param("disabled", "use DELETE /api/keys/me to disable a key"));
+        }
+        if let Some(l) = &self.label {
+            if l.len() > 200 {
+                return Err(ApiError::bad_param("label", "label is longer than 200 bytes"));
+            }
+        }
+        let rpm_limit = match self.rpm_limit {
+            Some(Some(r)) if !(0..=1_000_000).contains(&r) => {
+                return Err(ApiError::bad_param("rpmLimit", "rpmLimit must be between 0 and 1000000"));
+            }
+            Some(r) => Some(r.map(|r| r as i32)),
+            None => None,
+        };
+        if let Some(Some(e)) = &self.notify_email {
+            if !e.contains('@') || e.len() > 320 {
+                return Err(ApiError::bad_param("notifyEmail", "notifyEmail is not an email address"));
+            }
+        }
+        if let Some(Some(u)) = &self.webhook_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2000 {
+                return Err(ApiError::bad_param("webhookUrl", "webhookUrl must be an http(s) URL"));
+            }
+        }
+        Ok(KeySettings {
+            label: self.label,
+            daily_budget_micros: budget("dailyBudgetUsd", self.daily_budget_usd)?,
+            monthly_budget_micros: budget("monthlyBudgetUsd", self.monthly_budget_usd)?,
+            rpm_limit,
+            notify_email: self.notify_email,
+            webhook_url: self.webhook_url,
+            disabled: self.disabled,
+        })
+    }
+}
