@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 # The SDK tests need a venv with the openai SDK and pytest; made once, reused after.
 VENV=.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, pytest" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, pytest, aiosmtpd" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai>=1.109,<4" "pytest>=8,<9"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai>=1.109,<4" "pytest>=8,<9" "aiosmtpd>=1.4,<2"
 fi
 export PURA_TEST_PYTHON="$PWD/$VENV/bin/python"
 

@@ -34,7 +34,10 @@ pub enum ApiError {
         limit: Option<u32>,
     },
     #[error("{message}")]
-    QuotaExceeded { message: String, retry_after_secs: u64 },
+    QuotaExceeded {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     PaymentRequired(String),
     #[error("{0}")]
@@ -108,7 +111,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -135,10 +140,15 @@ impl ResponseError for ApiError {
                 if let Some(limit) = limit {
                     resp.insert_header(("x-ratelimit-limit-requests", limit.to_string()));
                     resp.insert_header(("x-ratelimit-remaining-requests", "0"));
-                    resp.insert_header(("x-ratelimit-reset-requests", format!("{retry_after_secs}s")));
+                    resp.insert_header((
+                        "x-ratelimit-reset-requests",
+                        format!("{retry_after_secs}s"),
+                    ));
                 }
             }
-            ApiError::QuotaExceeded { retry_after_secs, .. } => {
+            ApiError::QuotaExceeded {
+                retry_after_secs, ..
+            } => {
                 resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}

@@ -9,10 +9,10 @@ use actix_web::{web, App, HttpServer};
 use pura::actors::budget::Defaults;
 use pura::actors::budgets::Budgets;
 use pura::auth::KeyCache;
-use pura::notify::Notifier;
 use pura::config::Config;
 use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
+use pura::notify::Notifier;
 use pura::routing::Router;
 use pura::state::{AppState, MintLimiter};
 
@@ -70,7 +70,11 @@ async fn main() -> std::io::Result<()> {
         budgets: Budgets::new(
             pool.clone(),
             UsageWriter::start(pool.clone()),
-            Notifier::start(pool.clone(), config.notify.smtp_url.clone(), config.notify.from.clone()),
+            Notifier::start(
+                pool.clone(),
+                config.notify.smtp_url.clone(),
+                config.notify.from.clone(),
+            ),
             budget_defaults(&config),
         ),
         admin_token: config.admin_token(),

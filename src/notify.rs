@@ -37,9 +37,11 @@ impl Notifier {
     /// Starts the delivery thread. `smtp_url` empty disables email.
     pub fn start(pool: Pool, smtp_url: String, from: String) -> Notifier {
         let (tx, rx) = mpsc::unbounded_channel();
-        let spawned = std::thread::Builder::new().name("notifier".into()).spawn(move || {
-            actix_web::rt::System::new().block_on(run(pool, smtp_url, from, rx));
-        });
+        let spawned = std::thread::Builder::new()
+            .name("notifier".into())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(run(pool, smtp_url, from, rx));
+            });
         if let Err(e) = spawned {
             log::error!("cannot start the notifier: {e}");
         }
@@ -53,7 +55,12 @@ impl Notifier {
     }
 }
 
-async fn run(pool: Pool, smtp_url: String, from: String, mut rx: mpsc::UnboundedReceiver<BudgetEvent>) {
+async fn run(
+    pool: Pool,
+    smtp_url: String,
+    from: String,
+    mut rx: mpsc::UnboundedReceiver<BudgetEvent>,
+) {
     let client = awc::Client::builder().timeout(WEBHOOK_TIMEOUT).finish();
     while let Some(event) = rx.recv().await {
         if event.email.is_none() && event.webhook.is_none() {
@@ -63,7 +70,14 @@ async fn run(pool: Pool, smtp_url: String, from: String, mut rx: mpsc::Unbounded
             let (pool, e) = (pool.clone(), event.clone());
             actix_web::web::block(move || {
                 let mut conn = pool.get()?;
-                notification::claim(&mut conn, &e.key_id, e.window, e.window_start, e.threshold, crate::time::now())
+                notification::claim(
+                    &mut conn,
+                    &e.key_id,
+                    e.window,
+                    e.window_start,
+                    e.threshold,
+                    crate::time::now(),
+                )
             })
             .await
         };
@@ -84,9 +98,14 @@ async fn run(pool: Pool, smtp_url: String, from: String, mut rx: mpsc::Unbounded
             }
         }
         if let (Some(to), false) = (&event.email, smtp_url.is_empty()) {
-            let (to, smtp, from, text) = (to.clone(), smtp_url.clone(), from.clone(), body.to_string());
-            let subject = format!("Pura: {}% of your {} budget used", event.threshold, event.window);
-            let sent = actix_web::web::block(move || send_mail(&smtp, &from, &to, &subject, &text)).await;
+            let (to, smtp, from, text) =
+                (to.clone(), smtp_url.clone(), from.clone(), body.to_string());
+            let subject = format!(
+                "Pura: {}% of your {} budget used",
+                event.threshold, event.window
+            );
+            let sent =
+                actix_web::web::block(move || send_mail(&smtp, &from, &to, &subject, &text)).await;
             if let Ok(Err(e)) | Err(e) = sent.map_err(|e| e.to_string()) {
                 log::warn!("budget email for {} failed: {e}", event.key_id);
             }
@@ -106,7 +125,13 @@ fn payload(e: &BudgetEvent) -> serde_json::Value {
     })
 }
 
-fn send_mail(smtp_url: &str, from: &str, to: &str, subject: &str, text: &str) -> Result<(), String> {
+fn send_mail(
+    smtp_url: &str,
+    from: &str,
+    to: &str,
+    subject: &str,
+    text: &str,
+) -> Result<(), String> {
     use lettre::{Message, SmtpTransport, Transport};
     let message = Message::builder()
         .from(from.parse().map_err(|e| format!("from address: {e}"))?)
@@ -114,6 +139,11 @@ fn send_mail(smtp_url: &str, from: &str, to: &str, subject: &str, text: &str) ->
         .subject(subject)
         .body(text.to_owned())
         .map_err(|e| e.to_string())?;
-    let transport = SmtpTransport::from_url(smtp_url).map_err(|e| e.to_string())?.build();
-    transport.send(&message).map(|_| ()).map_err(|e| e.to_string())
+    let transport = SmtpTransport::from_url(smtp_url)
+        .map_err(|e| e.to_string())?
+        .build();
+    transport
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

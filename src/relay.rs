@@ -293,7 +293,9 @@ impl Drop for Relay {
         let usage = self.final_usage();
         self.ticket.actor.do_send(Settle {
             reservation: self.ticket.reservation.id,
-            row: self.meta.row(&usage, "client_closed", Some(self.upstream.ttft)),
+            row: self
+                .meta
+                .row(&usage, "client_closed", Some(self.upstream.ttft)),
         });
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),

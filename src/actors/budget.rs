@@ -54,7 +54,8 @@ impl Account {
     /// Reads the key and its spend in the current day and month.
     pub fn load(pool: &Pool, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
         let mut conn = pool.get()?;
-        let key = api_key::find(&mut conn, key_id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        let key = api_key::find(&mut conn, key_id)?
+            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
         let now = time::now();
         let (day_start, month_start) = (time::start_of_day(now), time::start_of_month(now));
         let spent_month = usage::spend_since(&mut conn, key_id, month_start)?;
@@ -89,10 +90,19 @@ impl Account {
 /// Why a reservation was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Denied {
-    RateLimited { limit: u32, retry_after: Duration },
+    RateLimited {
+        limit: u32,
+        retry_after: Duration,
+    },
     /// `window` is "daily" or "monthly".
-    Budget { window: &'static str, retry_after: Duration },
-    Payment { balance_micros: i64, needed_micros: i64 },
+    Budget {
+        window: &'static str,
+        retry_after: Duration,
+    },
+    Payment {
+        balance_micros: i64,
+        needed_micros: i64,
+    },
     /// The key's account could not be loaded (database down).
     Unavailable,
 }
@@ -160,6 +170,9 @@ pub struct Refresh(pub api_key::ApiKey);
 #[rtype(result = "Option<Account>")]
 pub struct GetAccount;
 
+/// Called when the actor stops idle, so the registry forgets it.
+pub type OnIdle = Box<dyn Fn(&str, &Addr<BudgetActor>)>;
+
 struct Held {
     free: bool,
     estimate: i64,
@@ -171,7 +184,7 @@ pub struct BudgetActor {
     pool: Pool,
     writer: UsageWriter,
     notifier: Notifier,
-    on_idle: Box<dyn Fn(&str, &Addr<BudgetActor>)>,
+    on_idle: OnIdle,
     account: Option<Account>,
     held: HashMap<u64, Held>,
     next_id: u64,
@@ -189,7 +202,7 @@ impl BudgetActor {
         pool: Pool,
         writer: UsageWriter,
         notifier: Notifier,
-        on_idle: Box<dyn Fn(&str, &Addr<BudgetActor>)>,
+        on_idle: OnIdle,
     ) -> Self {
         BudgetActor {
             key_id: key_id.to_owned(),
@@ -232,10 +245,17 @@ impl BudgetActor {
 
     fn rate(&mut self, limit: u32, count: bool) -> Result<RateInfo, Denied> {
         let now = Instant::now();
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+        {
             self.recent.pop_front();
         }
-        let reset = self.recent.front().map_or(MINUTE, |t| MINUTE.saturating_sub(now.duration_since(*t)));
+        let reset = self
+            .recent
+            .front()
+            .map_or(MINUTE, |t| MINUTE.saturating_sub(now.duration_since(*t)));
         if self.recent.len() >= limit as usize {
             return Err(Denied::RateLimited {
                 limit,
@@ -254,8 +274,20 @@ impl BudgetActor {
 
     fn notify_crossings(&self, a: &Account, before_day: i64, before_month: i64) {
         let windows = [
-            ("daily", a.day_start, a.daily_budget_micros, before_day, a.spent_day_micros),
-            ("monthly", a.month_start, a.monthly_budget_micros, before_month, a.spent_month_micros),
+            (
+                "daily",
+                a.day_start,
+                a.daily_budget_micros,
+                before_day,
+                a.spent_day_micros,
+            ),
+            (
+                "monthly",
+                a.month_start,
+                a.monthly_budget_micros,
+                before_month,
+                a.spent_month_micros,
+            ),
         ];
         for (window, start, budget, before, after) in windows {
             if budget <= 0 {
@@ -400,7 +432,10 @@ impl Handler<Settle> for BudgetActor {
                     // charged what was left, and the shortfall is logged.
                     let available = (a.balance_micros - self.reserved_paid).max(0);
                     if cost > available {
-                        log::warn!("key {}: cost {cost} µ$ above available {available} µ$", a.key_id);
+                        log::warn!(
+                            "key {}: cost {cost} µ$ above available {available} µ$",
+                            a.key_id
+                        );
                     }
                     settlement.debit_micros = cost.min(available);
                     a.balance_micros -= settlement.debit_micros;

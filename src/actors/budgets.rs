@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-use super::budget::{Account, BudgetActor, Credit, Defaults, Denied, GetAccount, Refresh, Release, Reservation, Reserve};
+use super::budget::{
+    Account, BudgetActor, Credit, Defaults, Denied, GetAccount, Refresh, Release, Reservation,
+    Reserve,
+};
 use crate::db::models::api_key::ApiKey;
 use crate::db::usage_writer::UsageWriter;
 use crate::db::Pool;
@@ -71,7 +74,10 @@ impl Budgets {
     }
 
     fn forget(&self, key_id: &str) {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(key_id);
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key_id);
     }
 
     /// Reserves `estimate_micros` for one request, or the error to answer with.
@@ -85,7 +91,9 @@ impl Budgets {
                 Err(_) => self.forget(key_id),
             }
         }
-        Err(ApiError::Unavailable("The key's budget could not be loaded.".into()))
+        Err(ApiError::Unavailable(
+            "The key's budget could not be loaded.".into(),
+        ))
     }
 
     pub fn release(ticket: &Ticket) {
@@ -103,18 +111,30 @@ impl Budgets {
                 Err(_) => self.forget(key_id),
             }
         }
-        Err(ApiError::Unavailable("The key's account could not be loaded.".into()))
+        Err(ApiError::Unavailable(
+            "The key's account could not be loaded.".into(),
+        ))
     }
 
     /// Tells a running actor about committed money; a stopped one reloads it when it starts.
     pub fn credit(&self, key_id: &str, micros: i64) {
-        if let Some(a) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key_id) {
+        if let Some(a) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+        {
             a.do_send(Credit { micros });
         }
     }
 
     pub fn refresh(&self, key: &ApiKey) {
-        if let Some(a) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key.id) {
+        if let Some(a) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key.id)
+        {
             a.do_send(Refresh(key.clone()));
         }
     }

@@ -90,11 +90,17 @@ fn run(pool: Pool, rx: Receiver<Job>) {
 fn commit(pool: &Pool, jobs: &[Job]) -> bool {
     let batch: Vec<&Settlement> = jobs.iter().map(|j| &j.settlement).collect();
     for attempt in 0..=MAX_RETRIES {
-        let result = pool.get().map_err(Into::into).and_then(|mut c| write_batch(&mut c, &batch));
+        let result = pool
+            .get()
+            .map_err(Into::into)
+            .and_then(|mut c| write_batch(&mut c, &batch));
         match result {
             Ok(()) => return true,
             Err(e) => {
-                log::warn!("settlement commit of {} failed (attempt {attempt}): {e}", batch.len());
+                log::warn!(
+                    "settlement commit of {} failed (attempt {attempt}): {e}",
+                    batch.len()
+                );
                 thread::sleep(RETRY_PAUSE);
             }
         }

@@ -10,12 +10,18 @@ use crate::error::ApiError;
 use crate::routes::views::{balance_view, key_view, SettingsPatch};
 use crate::state::AppState;
 
-pub async fn me(AuthedKey(key): AuthedKey, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn me(
+    AuthedKey(key): AuthedKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let account = state.budgets.account(&key.id).await?;
     Ok(HttpResponse::Ok().json(key_view(&key, &account)))
 }
 
-pub async fn balance(AuthedKey(key): AuthedKey, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn balance(
+    AuthedKey(key): AuthedKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let account = state.budgets.account(&key.id).await?;
     let micros_per_sat = state.config.lightning.usd_per_sat * 1_000_000.0;
     Ok(HttpResponse::Ok().json(balance_view(&account, micros_per_sat)))
@@ -32,7 +38,10 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(key_view(&updated, &account)))
 }
 
-pub async fn disable(AuthedKey(key): AuthedKey, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn disable(
+    AuthedKey(key): AuthedKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let settings = KeySettings {
         disabled: Some(true),
         ..KeySettings::default()
@@ -41,9 +50,17 @@ pub async fn disable(AuthedKey(key): AuthedKey, state: web::Data<AppState>) -> R
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn rotate(AuthedKey(key): AuthedKey, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn rotate(
+    AuthedKey(key): AuthedKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (secret, hash) = mint_key();
-    let (pool, id, old, new) = (state.pool.clone(), key.id.clone(), key.key_hash.clone(), hash.clone());
+    let (pool, id, old, new) = (
+        state.pool.clone(),
+        key.id.clone(),
+        key.key_hash.clone(),
+        hash.clone(),
+    );
     let rotated = web::block(move || {
         let mut conn = pool.get()?;
         api_key::rotate(&mut conn, &id, &old, &new, crate::time::now())?;
@@ -60,7 +77,11 @@ pub async fn rotate(AuthedKey(key): AuthedKey, state: web::Data<AppState>) -> Re
 }
 
 /// Writes settings, then refreshes the key cache and the key's budget actor.
-pub async fn apply(state: &web::Data<AppState>, id: &str, settings: KeySettings) -> Result<ApiKey, ApiError> {
+pub async fn apply(
+    state: &web::Data<AppState>,
+    id: &str,
+    settings: KeySettings,
+) -> Result<ApiKey, ApiError> {
     let (pool, id_owned) = (state.pool.clone(), id.to_owned());
     let updated = web::block(move || api_key::update(&mut *pool.get()?, &id_owned, &settings))
         .await

@@ -30,7 +30,9 @@ impl FromRequest for Admin {
                 "The admin API is disabled: set the admin token's environment variable.".into(),
             )),
             (Some(t), Some(given)) if secrets_equal(&t, given) => Ok(Admin),
-            _ => Err(ApiError::Unauthorized("A valid admin token is required.".into())),
+            _ => Err(ApiError::Unauthorized(
+                "A valid admin token is required.".into(),
+            )),
         })
     }
 }
@@ -38,7 +40,10 @@ impl FromRequest for Admin {
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pool = state.pool.clone();
     let now = crate::time::now();
-    let (day, month) = (crate::time::start_of_day(now), crate::time::start_of_month(now));
+    let (day, month) = (
+        crate::time::start_of_day(now),
+        crate::time::start_of_month(now),
+    );
     let rows = web::block(move || {
         let mut conn = pool.get()?;
         let keys = api_key::all(&mut conn)?;
@@ -109,7 +114,10 @@ pub async fn credit(
 ) -> Result<HttpResponse, ApiError> {
     let CreditBody { sats, memo } = body.into_inner();
     if !(1..=MAX_CREDIT_SATS).contains(&sats) {
-        return Err(ApiError::bad_param("sats", format!("sats must be between 1 and {MAX_CREDIT_SATS}")));
+        return Err(ApiError::bad_param(
+            "sats",
+            format!("sats must be between 1 and {MAX_CREDIT_SATS}"),
+        ));
     }
     let micros_per_sat = state.config.lightning.usd_per_sat * 1_000_000.0;
     let micros = (sats as f64 * micros_per_sat).round() as i64;

@@ -76,10 +76,16 @@ async fn chat(
     let target = state.router.resolve(body.model.as_deref())?;
     let (_, candidates) = state.router.plan(&target, &body).await?;
     let prompt_chars: usize = body.messages.iter().map(|m| m.text().len()).sum();
-    let max_out = body.max_output_tokens().map_or(DEFAULT_OUTPUT_CAP, u64::from);
+    let max_out = body
+        .max_output_tokens()
+        .map_or(DEFAULT_OUTPUT_CAP, u64::from);
     // The worst case over every candidate, since a fallback may land on a pricier one.
     let worst = Usage::new(estimate_tokens(prompt_chars), max_out);
-    let estimate = candidates.iter().map(|c| c.provider.cost_micros(&worst)).max().unwrap_or(0);
+    let estimate = candidates
+        .iter()
+        .map(|c| c.provider.cost_micros(&worst))
+        .max()
+        .unwrap_or(0);
     let ticket = state.budgets.reserve(&key.id, estimate).await?;
     let served = match fallback::run(&client, candidates, &body, stream).await {
         Ok(s) => s,
@@ -124,7 +130,10 @@ async fn chat(
             let mut resp = Sse::from_stream(relay.into_stream())
                 .respond_to(&req)
                 .map_into_boxed_body();
-            let (cost, left) = (reservation.estimate_micros, reservation.budget_remaining_micros);
+            let (cost, left) = (
+                reservation.estimate_micros,
+                reservation.budget_remaining_micros,
+            );
             pura_headers(&mut resp, &meta, &reservation, cost, left);
             Ok(resp)
         }
@@ -138,7 +147,13 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|s| s.chars().take(512).collect())
 }
 
-fn pura_headers(resp: &mut HttpResponse, meta: &Meta, r: &Reservation, cost: i64, budget_left: i64) {
+fn pura_headers(
+    resp: &mut HttpResponse,
+    meta: &Meta,
+    r: &Reservation,
+    cost: i64,
+    budget_left: i64,
+) {
     let request_id = meta
         .upstream_request_id
         .as_deref()
@@ -149,11 +164,20 @@ fn pura_headers(resp: &mut HttpResponse, meta: &Meta, r: &Reservation, cost: i64
         ("x-pura-cost", usd(cost)),
         ("x-pura-tier", meta.provider.tier.as_str().to_owned()),
         ("x-pura-budget-remaining", usd(budget_left.max(0))),
-        ("x-pura-free-requests-remaining", r.free_remaining.max(0).to_string()),
+        (
+            "x-pura-free-requests-remaining",
+            r.free_remaining.max(0).to_string(),
+        ),
         ("x-request-id", request_id.to_owned()),
         ("x-ratelimit-limit-requests", r.rate.limit.to_string()),
-        ("x-ratelimit-remaining-requests", r.rate.remaining.to_string()),
-        ("x-ratelimit-reset-requests", format!("{}s", r.rate.reset.as_secs())),
+        (
+            "x-ratelimit-remaining-requests",
+            r.rate.remaining.to_string(),
+        ),
+        (
+            "x-ratelimit-reset-requests",
+            format!("{}s", r.rate.reset.as_secs()),
+        ),
     ];
     let headers = resp.headers_mut();
     for (name, value) in pairs {

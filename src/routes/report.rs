@@ -67,7 +67,11 @@ pub async fn report(
             t.completion += r.completion_tokens;
             t.latency += r.latency_ms;
         }
-        let hour = r.created_at.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0));
+        let hour = r
+            .created_at
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0));
         let slot = hourly.entry(hour.unwrap_or(r.created_at)).or_default();
         slot.0 += 1;
         slot.1 += r.cost_micros;
@@ -89,7 +93,11 @@ pub async fn report(
         .into_iter()
         .map(|(h, (n, spend))| json!({"hour": crate::time::rfc3339(h), "requests": n, "spendUsd": usd(spend)}))
         .collect();
-    let average = if total.requests > 0 { usd(total.spend) / total.requests as f64 } else { 0.0 };
+    let average = if total.requests > 0 {
+        usd(total.spend) / total.requests as f64
+    } else {
+        0.0
+    };
     Ok(HttpResponse::Ok().json(json!({
         "period": name,
         "totalSpendUsd": usd(total.spend),

@@ -45,7 +45,9 @@ pub fn balance_view(account: &Account, micros_per_sat: f64) -> Value {
 }
 
 /// `null` in a PATCH body clears a setting; an absent field leaves it alone.
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -73,10 +75,12 @@ const MAX_BUDGET_USD: f64 = 1_000_000.0;
 
 fn budget(field: &'static str, v: Option<Option<f64>>) -> Result<Option<Option<i64>>, ApiError> {
     match v {
-        Some(Some(usd)) if !(0.0..=MAX_BUDGET_USD).contains(&usd) || !usd.is_finite() => Err(ApiError::bad_param(
-            field,
-            format!("{field} must be between 0 and {MAX_BUDGET_USD}"),
-        )),
+        Some(Some(usd)) if !(0.0..=MAX_BUDGET_USD).contains(&usd) || !usd.is_finite() => {
+            Err(ApiError::bad_param(
+                field,
+                format!("{field} must be between 0 and {MAX_BUDGET_USD}"),
+            ))
+        }
         Some(Some(usd)) => Ok(Some(Some(crate::usd_to_micros(usd)))),
         Some(None) => Ok(Some(None)),
         None => Ok(None),
@@ -87,28 +91,43 @@ impl SettingsPatch {
     /// Validates and converts to the database change set.
     pub fn into_settings(self, allow_disabled: bool) -> Result<KeySettings, ApiError> {
         if self.disabled.is_some() && !allow_disabled {
-            return Err(ApiError::bad_param("disabled", "use DELETE /api/keys/me to disable a key"));
+            return Err(ApiError::bad_param(
+                "disabled",
+                "use DELETE /api/keys/me to disable a key",
+            ));
         }
         if let Some(l) = &self.label {
             if l.len() > 200 {
-                return Err(ApiError::bad_param("label", "label is longer than 200 bytes"));
+                return Err(ApiError::bad_param(
+                    "label",
+                    "label is longer than 200 bytes",
+                ));
             }
         }
         let rpm_limit = match self.rpm_limit {
             Some(Some(r)) if !(0..=1_000_000).contains(&r) => {
-                return Err(ApiError::bad_param("rpmLimit", "rpmLimit must be between 0 and 1000000"));
+                return Err(ApiError::bad_param(
+                    "rpmLimit",
+                    "rpmLimit must be between 0 and 1000000",
+                ));
             }
             Some(r) => Some(r.map(|r| r as i32)),
             None => None,
         };
         if let Some(Some(e)) = &self.notify_email {
             if !e.contains('@') || e.len() > 320 {
-                return Err(ApiError::bad_param("notifyEmail", "notifyEmail is not an email address"));
+                return Err(ApiError::bad_param(
+                    "notifyEmail",
+                    "notifyEmail is not an email address",
+                ));
             }
         }
         if let Some(Some(u)) = &self.webhook_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2000 {
-                return Err(ApiError::bad_param("webhookUrl", "webhookUrl must be an http(s) URL"));
+                return Err(ApiError::bad_param(
+                    "webhookUrl",
+                    "webhookUrl must be an http(s) URL",
+                ));
             }
         }
         Ok(KeySettings {

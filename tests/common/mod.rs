@@ -26,7 +26,12 @@ pub struct Gateway {
     pub db_url: String,
     child: Child,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    client: awc::Client,
 }
+
+/// The admin token every test gateway is started with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// The database a gateway of this test run uses.
 fn database_url(dir: &std::path::Path) -> String {
@@ -73,45 +78,86 @@ impl Gateway {
             }
         }
         toml.push_str(extra);
-        let config = dir.path().join("pura.toml");
-        std::fs::write(&config, toml).expect("write config");
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pura"));
-        cmd.arg("--config").arg(&config).current_dir(dir.path());
-        for k in SEED_KEYS {
-            cmd.env_remove(k);
+        std::fs::write(dir.path().join("pura.toml"), toml).expect("write config");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if !env.iter().any(|(k, _)| k == "PURA_ADMIN_TOKEN") {
+            env.push(("PURA_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
         }
-        cmd.env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawn pura");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("pura listening on ") {
-                        break url.to_owned();
-                    }
-                }
-                _ => {
-                    let log =
-                        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-                    panic!("pura exited before listening:\n{log}");
-                }
-            }
-        };
+        let (child, url) = spawn(dir.path(), &env);
         Gateway {
             url,
             db_url,
             child,
             dir,
+            env,
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .connector(awc::Connector::new().limit(0))
+                .finish(),
         }
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the gateway again on the same config and database (after [`Gateway::kill9`]).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, url) = spawn(self.dir.path(), &self.env);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// Credits `sats` to a key through the admin API.
+    pub async fn admin_credit(&self, key_id: &str, sats: i64) -> Value {
+        let mut resp = self
+            .client()
+            .post(format!("{}/api/admin/keys/{key_id}/credit", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send_json(&json!({"sats": sats, "memo": "test credit"}))
+            .await
+            .expect("credit");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json().await.expect("credit json")
+    }
+
+    /// GET with a bearer; returns status and JSON body.
+    pub async fn get(&self, path: &str, bearer: &str) -> (u16, Value) {
+        self.send("GET", path, bearer, None).await
+    }
+
+    /// Sends `method` with an optional JSON body and a bearer; returns status and JSON body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = self
+            .client()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(bearer);
+        let mut resp = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.body().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// A pool on the gateway's database, for checking what it wrote.
+    pub fn db(&self) -> pura::db::Pool {
+        pura::db::pool(&self.db_url, 2).expect("pool")
     }
 
     /// Starts the gateway and expects it to fail; returns its stderr.
@@ -133,10 +179,10 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// One client per gateway: a pool without a connection cap, so hundreds of concurrent
+    /// test requests really reach the gateway at once.
     pub fn client(&self) -> awc::Client {
-        awc::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .finish()
+        self.client.clone()
     }
 
     /// Mints a key; returns (id, secret).
@@ -188,6 +234,50 @@ impl Gateway {
         let pool = pura::db::pool(&self.db_url, 1).expect("pool");
         let mut conn = pool.get().expect("conn");
         pura::db::models::usage::for_key(&mut conn, key_id).expect("usage rows")
+    }
+}
+
+/// Runs `pura --config dir/pura.toml` and waits for its listening line.
+fn spawn(dir: &std::path::Path, env: &[(String, String)]) -> (Child, String) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pura"));
+    cmd.arg("--config")
+        .arg(dir.join("pura.toml"))
+        .current_dir(dir);
+    for k in SEED_KEYS {
+        cmd.env_remove(k);
+    }
+    cmd.env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("spawn pura");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("pura listening on ") {
+                    // Keep draining stdout so the gateway never blocks on a full pipe.
+                    std::thread::spawn(move || lines.for_each(drop));
+                    return (child, url.to_owned());
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                panic!("pura exited before listening:\n{log}");
+            }
+        }
     }
 }
 

@@ -38,7 +38,9 @@ pub struct KeySettings {
 }
 
 pub fn insert(conn: &mut DbConn, key: &ApiKey) -> Result<(), DbError> {
-    diesel::insert_into(api_keys::table).values(key).execute(conn)?;
+    diesel::insert_into(api_keys::table)
+        .values(key)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -66,7 +68,11 @@ pub fn all(conn: &mut DbConn) -> Result<Vec<ApiKey>, DbError> {
 }
 
 /// Applies settings; returns the updated row (None when the id is unknown).
-pub fn update(conn: &mut DbConn, id: &str, settings: &KeySettings) -> Result<Option<ApiKey>, DbError> {
+pub fn update(
+    conn: &mut DbConn,
+    id: &str,
+    settings: &KeySettings,
+) -> Result<Option<ApiKey>, DbError> {
     let empty = settings.label.is_none()
         && settings.daily_budget_micros.is_none()
         && settings.monthly_budget_micros.is_none()
@@ -75,13 +81,21 @@ pub fn update(conn: &mut DbConn, id: &str, settings: &KeySettings) -> Result<Opt
         && settings.webhook_url.is_none()
         && settings.disabled.is_none();
     if !empty {
-        diesel::update(api_keys::table.find(id)).set(settings).execute(conn)?;
+        diesel::update(api_keys::table.find(id))
+            .set(settings)
+            .execute(conn)?;
     }
     find(conn, id)
 }
 
 /// Replaces the key's hash with a new one; the old hash is kept in `retired_keys`.
-pub fn rotate(conn: &mut DbConn, id: &str, old_hash: &str, new_hash: &str, now: NaiveDateTime) -> Result<(), DbError> {
+pub fn rotate(
+    conn: &mut DbConn,
+    id: &str,
+    old_hash: &str,
+    new_hash: &str,
+    now: NaiveDateTime,
+) -> Result<(), DbError> {
     conn.transaction(|conn| {
         diesel::insert_into(retired_keys::table)
             .values((
@@ -100,8 +114,12 @@ pub fn rotate(conn: &mut DbConn, id: &str, old_hash: &str, new_hash: &str, now: 
 
 /// Uses one free request if any is left; true when one was used.
 pub fn use_free_request(conn: &mut DbConn, id: &str) -> Result<bool, diesel::result::Error> {
-    let n = diesel::update(api_keys::table.find(id).filter(api_keys::free_requests_remaining.gt(0)))
-        .set(api_keys::free_requests_remaining.eq(api_keys::free_requests_remaining - 1))
-        .execute(conn)?;
+    let n = diesel::update(
+        api_keys::table
+            .find(id)
+            .filter(api_keys::free_requests_remaining.gt(0)),
+    )
+    .set(api_keys::free_requests_remaining.eq(api_keys::free_requests_remaining - 1))
+    .execute(conn)?;
     Ok(n == 1)
 }

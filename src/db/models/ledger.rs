@@ -38,7 +38,9 @@ pub fn record(conn: &mut DbConn, entry: &Entry) -> Result<bool, diesel::result::
     if exists {
         return Ok(false);
     }
-    diesel::insert_into(ledger::table).values(entry).execute(conn)?;
+    diesel::insert_into(ledger::table)
+        .values(entry)
+        .execute(conn)?;
     diesel::update(api_keys::table.find(&entry.key_id))
         .set(api_keys::balance_micros.eq(api_keys::balance_micros + entry.amount_micros))
         .execute(conn)?;
@@ -54,7 +56,9 @@ pub fn record_one(conn: &mut DbConn, entry: &Entry) -> Result<bool, DbError> {
 pub fn sum_for_key(conn: &mut DbConn, key: &str) -> Result<i64, DbError> {
     Ok(ledger::table
         .filter(ledger::key_id.eq(key))
-        .select(sql::<BigInt>("CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT)"))
+        .select(sql::<BigInt>(
+            "CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT)",
+        ))
         .first(conn)?)
 }
 

@@ -38,7 +38,10 @@ pub fn claim(
     match inserted {
         Ok(_) => Ok(true),
         // Another replica claimed it between the check and the insert.
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -30,7 +30,9 @@ pub struct UsageRow {
 
 /// Inserts one row (inside the group commit's transaction).
 pub fn insert(conn: &mut DbConn, row: &UsageRow) -> Result<(), diesel::result::Error> {
-    diesel::insert_into(usage::table).values(row).execute(conn)?;
+    diesel::insert_into(usage::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -66,7 +68,11 @@ pub struct ReportRow {
     pub created_at: NaiveDateTime,
 }
 
-pub fn report_rows(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> Result<Vec<ReportRow>, DbError> {
+pub fn report_rows(
+    conn: &mut DbConn,
+    key: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<ReportRow>, DbError> {
     Ok(usage::table
         .filter(usage::key_id.eq(key))
         .filter(usage::created_at.ge(since))
