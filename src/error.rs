@@ -24,6 +24,12 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{message}")]
+    NotFoundCode {
+        message: String,
+        param: Option<&'static str>,
+        code: &'static str,
+    },
     #[error("Request body is larger than the limit of {0} bytes.")]
     TooLarge(usize),
     #[error("{message}")]
@@ -38,8 +44,12 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
-    #[error("{0}")]
-    PaymentRequired(String),
+    /// `invoice` is the fund invoice (the fields of `POST /api/wallet/fund`) the 402 carries.
+    #[error("{message}")]
+    PaymentRequired {
+        message: String,
+        invoice: Option<Box<serde_json::Value>>,
+    },
     #[error("{0}")]
     UpstreamFailed(String),
     #[error("{0}")]
@@ -67,6 +77,14 @@ impl ApiError {
         }
     }
 
+    /// The same error answered as a 404 (unknown or foreign invoice, say).
+    pub fn into_not_found(self) -> Self {
+        match self {
+            ApiError::BadRequest { message, param, code } => ApiError::NotFoundCode { message, param, code },
+            other => other,
+        }
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }
@@ -77,10 +95,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
             ApiError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
+            ApiError::NotFoundCode { code, .. } => ("invalid_request_error", code),
             ApiError::TooLarge(_) => ("invalid_request_error", "request_too_large"),
             ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             ApiError::QuotaExceeded { .. } => ("insufficient_quota", "insufficient_quota"),
-            ApiError::PaymentRequired(_) => ("payment_required", "payment_required"),
+            ApiError::PaymentRequired { .. } => ("payment_required", "payment_required"),
             ApiError::UpstreamFailed(_) => ("upstream_error", "upstream_failed"),
             ApiError::UpstreamTimeout(_) => ("upstream_error", "upstream_timeout"),
             ApiError::Unavailable(_) => ("api_error", "unavailable"),
@@ -90,7 +109,7 @@ impl ApiError {
 
     fn param(&self) -> Option<&'static str> {
         match self {
-            ApiError::BadRequest { param, .. } => *param,
+            ApiError::BadRequest { param, .. } | ApiError::NotFoundCode { param, .. } => *param,
             ApiError::ModelNotFound(_) => Some("model"),
             ApiError::TooLarge(_) => None,
             _ => None,
@@ -109,12 +128,14 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound(_) | ApiError::NotFound(_) | ApiError::NotFoundCode { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,6 +173,17 @@ impl ResponseError for ApiError {
                 resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
+        }
+        if let ApiError::PaymentRequired {
+            invoice: Some(invoice),
+            ..
+        } = self
+        {
+            if let Some(bolt11) = invoice.get("paymentRequest").and_then(|b| b.as_str()) {
+                // An L402-style challenge: the invoice to pay to be let in (no macaroon yet).
+                resp.insert_header((header::WWW_AUTHENTICATE, format!("L402 invoice=\"{bolt11}\"")));
+            }
+            return resp.json(json!({ "error": self.body(), "invoice": invoice }));
         }
         resp.json(json!({ "error": self.body() }))
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod lightning;
 pub mod notify;
 pub mod providers;
 pub mod relay;

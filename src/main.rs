@@ -8,7 +8,9 @@ use actix_web::{web, App, HttpServer};
 
 use pura::actors::budget::Defaults;
 use pura::actors::budgets::Budgets;
+use pura::actors::invoice_watcher::InvoiceWatcher;
 use pura::auth::KeyCache;
+use pura::lightning::{Backend, LightningHttp};
 use pura::config::Config;
 use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
@@ -65,8 +67,10 @@ async fn main() -> std::io::Result<()> {
             s.base_url
         );
     }
+    let lightning = Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
+        lightning: lightning.clone(),
         budgets: Budgets::new(
             pool.clone(),
             UsageWriter::start(pool.clone()),
@@ -83,7 +87,13 @@ async fn main() -> std::io::Result<()> {
         pool,
         config: config.clone(),
     });
+    if let Some(backend) = lightning {
+        let (interval, _) = pura::lightning::timings(&config.lightning);
+        log::info!("lightning backend {} at {}", backend.name(), config.lightning.url);
+        InvoiceWatcher::start_on_own_thread(state.clone(), backend, interval);
+    }
     let max_body = config.server.max_body_bytes;
+    let ln_config = config.lightning.clone();
     let mut server = HttpServer::new(move || {
         // awc::Client is !Send: one per worker, made here, used by that worker's handlers.
         let client = awc::Client::builder()
@@ -93,6 +103,7 @@ async fn main() -> std::io::Result<()> {
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(client))
+            .app_data(web::Data::new(LightningHttp(Backend::http_client(&ln_config))))
             .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(|cfg| pura::configure(cfg, max_body))

@@ -18,6 +18,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub router: Router,
     pub budgets: Budgets,
+    /// `None` when `lightning.backend = "none"`.
+    pub lightning: Option<crate::lightning::Backend>,
     pub admin_token: Option<String>,
     pub mint_limiter: MintLimiter,
 }

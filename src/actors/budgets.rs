@@ -162,12 +162,15 @@ fn denial_error(denied: Denied) -> ApiError {
         Denied::Payment {
             balance_micros,
             needed_micros,
-        } => ApiError::PaymentRequired(format!(
+        } => ApiError::PaymentRequired {
+            message: format!(
             "The free tier of this key is used up and its balance (${:.6}) does not cover this request (up to ${:.6}). \
              Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
             balance_micros as f64 / 1e6,
             needed_micros as f64 / 1e6
-        )),
+            ),
+            invoice: None,
+        },
         Denied::Unavailable => ApiError::Unavailable("The key's budget could not be loaded.".into()),
     }
 }

@@ -3,4 +3,5 @@
 
 pub mod budget;
 pub mod budgets;
+pub mod invoice_watcher;
 pub mod provider;

@@ -73,3 +73,22 @@ diesel::table! {
 
 diesel::joinable!(ledger -> api_keys (key_id));
 diesel::allow_tables_to_appear_in_same_query!(api_keys, ledger);
+
+diesel::table! {
+    invoices (id) {
+        id -> Text,
+        key_id -> Text,
+        backend -> Text,
+        payment_hash -> Text,
+        bolt11 -> Text,
+        amount_sats -> BigInt,
+        status -> Text,
+        checkout_url -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        paid_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(invoices -> api_keys (key_id));
+diesel::allow_tables_to_appear_in_same_query!(api_keys, invoices);

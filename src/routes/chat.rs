@@ -12,6 +12,7 @@ use crate::actors::budgets::Budgets;
 use crate::api::{ChatRequest, Usage};
 use crate::auth::AuthedKey;
 use crate::error::ApiError;
+use crate::lightning::{invoices, LightningHttp};
 use crate::relay::{estimate_tokens, settle, usd, Meta, Relay};
 use crate::routing::fallback::{self, Answer};
 use crate::state::AppState;
@@ -86,7 +87,13 @@ async fn chat(
         .map(|c| c.provider.cost_micros(&worst))
         .max()
         .unwrap_or(0);
-    let ticket = state.budgets.reserve(&key.id, estimate).await?;
+    let ticket = match state.budgets.reserve(&key.id, estimate).await {
+        Ok(t) => t,
+        Err(ApiError::PaymentRequired { message, .. }) => {
+            return Err(with_invoice(&req, &state, &key.id, message).await);
+        }
+        Err(e) => return Err(e),
+    };
     let served = match fallback::run(&client, candidates, &body, stream).await {
         Ok(s) => s,
         Err(e) => {
@@ -136,6 +143,28 @@ async fn chat(
             );
             pura_headers(&mut resp, &meta, &reservation, cost, left);
             Ok(resp)
+        }
+    }
+}
+
+/// A 402 that carries an invoice for `lightning.default_fund_sats` (reusing a pending one),
+/// so that paying it is all the client has to do; without a working backend, the 402 says
+/// how to fund instead.
+async fn with_invoice(req: &HttpRequest, state: &web::Data<AppState>, key_id: &str, message: String) -> ApiError {
+    let Some(http) = req.app_data::<web::Data<LightningHttp>>() else {
+        return ApiError::PaymentRequired { message, invoice: None };
+    };
+    if state.lightning.is_none() {
+        return ApiError::PaymentRequired { message, invoice: None };
+    }
+    match invoices::for_payment_required(state, &http.0, key_id).await {
+        Ok(inv) => ApiError::PaymentRequired {
+            message: format!("{message} This response carries an invoice of {} sats.", inv.amount_sats),
+            invoice: Some(Box::new(invoices::view(&inv, &crate::routes::wallet::base_url(req)))),
+        },
+        Err(e) => {
+            log::warn!("402 without an invoice for key {key_id}: {e}");
+            ApiError::PaymentRequired { message, invoice: None }
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod models;
 pub mod report;
 pub mod views;
+pub mod wallet;
 
 use actix_web::web;
 
@@ -26,6 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/keys/me/rotate", web::post().to(account::rotate))
         .route("/api/wallet/balance", web::get().to(account::balance))
         .route("/api/report", web::get().to(report::report))
+        .route("/api/wallet/fund", web::post().to(wallet::fund))
+        .route("/api/wallet/status", web::get().to(wallet::status))
+        .route("/invoice/{id}", web::get().to(wallet::page))
         .route("/api/admin/keys", web::get().to(admin::list))
         .route("/api/admin/keys/{id}", web::patch().to(admin::update))
         .route("/api/admin/keys/{id}/credit", web::post().to(admin::credit));

@@ -1,6 +1,7 @@
 //! Queries, one file per table.
 
 pub mod api_key;
+pub mod invoice;
 pub mod ledger;
 pub mod notification;
 pub mod usage;
