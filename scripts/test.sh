@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests on SQLite, then again on PostgreSQL when
-# PURA_TEST_DATABASE_URL is set, with the official openai Python SDK as a client.
+# PURA_TEST_DATABASE_URL is set. Installs what the tests need on first use: a venv with the
+# official openai Python SDK, pytest and aiosmtpd (.venv), and LNbits with its FakeWallet
+# (.lnbits-venv), which it starts on a free loopback port and stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The SDK tests need a venv with the openai SDK and pytest; made once, reused after.
 VENV=.venv
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, pytest, aiosmtpd" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai>=1.109,<4" "pytest>=8,<9" "aiosmtpd>=1.4,<2"
 fi
 export PURA_TEST_PYTHON="$PWD/$VENV/bin/python"
+
+export LNBITS_HOME="${TMPDIR:-/tmp}/pura-lnbits-$$"
+export LNBITS_PORT="$("$PURA_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+trap 'scripts/lnbits-down.sh >/dev/null 2>&1 || true; rm -rf "$LNBITS_HOME"' EXIT
+scripts/lnbits-up.sh >/dev/null
+export PURA_TEST_LNBITS_KEYS="$LNBITS_HOME/keys.env"
 
 echo "== tests on SQLite"
 env -u PURA_TEST_DATABASE_URL cargo test --all-targets --no-fail-fast

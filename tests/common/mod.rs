@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod fake_lnd;
 pub mod fake_upstream;
 
 use std::io::{BufRead, BufReader};
