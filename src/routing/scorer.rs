@@ -167,8 +167,8 @@ pub fn score_with(model: &Model, req: &ChatRequest) -> Score {
     let mut z = model.logits(&x);
     let priors = request_priors(req);
     for (_, d) in priors.iter().flatten() {
-        for k in 0..3 {
-            z[k] += d[k];
+        for (zk, dk) in z.iter_mut().zip(d) {
+            *zk += dk;
         }
     }
     let probs = softmax(z);

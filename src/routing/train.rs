@@ -37,8 +37,8 @@ pub fn fit(xs: &[Features], ys: &[usize], cfg: &TrainConfig) -> Model {
         let mut g = Model::ZERO;
         for (x, &y) in zs.iter().zip(ys) {
             let p = softmax(m.logits(x));
-            for k in 0..3 {
-                let e = (p[k] - f64::from(u8::from(k == y))) / n;
+            for (k, pk) in p.iter().enumerate() {
+                let e = (pk - f64::from(u8::from(k == y))) / n;
                 g.bias[k] += e;
                 for (gj, xj) in g.weights[k].iter_mut().zip(x) {
                     *gj += e * xj;
