@@ -2,8 +2,12 @@
 //! ordered list of candidate (provider, model) pairs, asking each ProviderActor whether it
 //! can take traffic and preferring the fast and cheap among the healthy.
 
+pub mod eval;
 pub mod fallback;
+pub mod features;
 pub mod scorer;
+pub mod train;
+pub mod vocab;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

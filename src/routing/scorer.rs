@@ -1,159 +1,232 @@
-//! The complexity scorer: a pure function from a request to a score in [0, 1], the signals
-//! that produced it, and (with the configured thresholds) a tier. A first honest heuristic:
-//! weighted signals for length, code, mathematics, multi-step and design language, tools and
-//! requested output size, plus a nudge from a hard earlier turn.
+//! The complexity scorer: a pure function from a request to tier probabilities, a score in
+//! [0, 1] and the signals that decided it. Features come from [`features`](super::features);
+//! a multinomial logistic model, trained offline on the routing dev set by
+//! `cargo run --release --example train_scorer` and committed as `weights.json`, turns them
+//! into probabilities of cheap, mid and premium.
+//!
+//! The score is the expected tier on a 0 (cheap), 0.5 (mid), 1 (premium) scale, so the
+//! router's two thresholds (`routing.cheap_below`, `routing.premium_from`) cut it as before,
+//! and a request the model cannot place between cheap and premium lands on mid.
 
-use crate::api::{ChatRequest, Role};
+use std::sync::OnceLock;
 
-/// One named contribution to the score.
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::features::{self, Features, FEATURE_NAMES, N_FEATURES};
+use crate::api::ChatRequest;
+
+/// One named contribution to the decision, in logit units toward the most probable tier.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Signal {
     pub name: &'static str,
     pub weight: f64,
 }
 
+/// What the scorer says about a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
+    /// Expected tier in [0, 1]: `0.5 * P(mid) + P(premium)`.
     pub value: f64,
+    /// Probabilities of cheap, mid and premium, in that order.
+    pub probs: [f64; 3],
+    /// The largest contributions toward the most probable tier, largest first (at most 6).
     pub signals: Vec<Signal>,
 }
 
-const MATH_WORDS: &[&str] = &[
-    "prove",
-    "proof",
-    "theorem",
-    "lemma",
-    "integral",
-    "derivative",
-    "equation",
-    "probability",
-    "matrix",
-    "polynomial",
-    "prime",
-    "modulo",
-    "combinatori",
-    "eigen",
-    "\\frac",
-    "\\sum",
-    "\\int",
-    "$$",
-];
-const STEP_WORDS: &[&str] = &[
-    "step by step",
-    "first,",
-    "then ",
-    "finally",
-    "must ",
-    "ensure",
-    "constraint",
-    "at least",
-    "at most",
-    "without using",
-    "explain why",
-    "justify",
-    "show your work",
-    "compare",
-];
-const DESIGN_WORDS: &[&str] = &[
-    "architecture",
-    "design",
-    "scalab",
-    "distributed",
-    "trade-off",
-    "tradeoff",
-    "refactor",
-    "concurren",
-    "algorithm",
-    "complexity",
-    "optimi",
-    "implement",
-];
-const CODE_MARKERS: &[&str] = &[
-    "```", "fn ", "def ", "class ", "=>", "();", "#include", "select ", "import ",
-];
+/// Tier order used by the model's rows and by `Score::probs`.
+pub const TIERS: [&str; 3] = ["cheap", "mid", "premium"];
 
-fn count_any(text: &str, needles: &[&str]) -> usize {
-    needles.iter().filter(|n| text.contains(*n)).count()
+/// A linear model over raw (unstandardised) features: one row of weights per tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub bias: [f64; 3],
+    pub weights: [Features; 3],
 }
 
-/// Scores a request. Cheap to run: one lowercase copy of the last user turn and a few scans.
-pub fn score(req: &ChatRequest) -> Score {
-    let last_user = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .map(|m| m.text().to_lowercase())
-        .unwrap_or_default();
-    let total_chars: usize = req.messages.iter().map(|m| m.text().len()).sum();
-    let mut signals = Vec::new();
-    let mut add = |name: &'static str, weight: f64| {
-        if weight > 0.0 {
-            signals.push(Signal { name, weight });
-        }
+impl Model {
+    /// A model that knows nothing: every tier equally likely (so every request scores 0.5).
+    pub const ZERO: Model = Model {
+        bias: [0.0; 3],
+        weights: [[0.0; N_FEATURES]; 3],
     };
-    add("length", (last_user.len() as f64 / 2000.0).min(1.0) * 0.25);
-    add("context", (total_chars as f64 / 20000.0).min(1.0) * 0.10);
-    add(
-        "code",
-        (count_any(&last_user, CODE_MARKERS) as f64 / 2.0).min(1.0) * 0.20,
-    );
-    add(
-        "math",
-        (count_any(&last_user, MATH_WORDS) as f64 / 2.0).min(1.0) * 0.35,
-    );
-    add(
-        "steps",
-        (count_any(&last_user, STEP_WORDS) as f64 / 3.0).min(1.0) * 0.15,
-    );
-    add(
-        "design",
-        (count_any(&last_user, DESIGN_WORDS) as f64 / 3.0).min(1.0) * 0.20,
-    );
-    let tools = req.tools.as_ref().map_or(0, Vec::len);
-    add("tools", (tools as f64 / 4.0).min(1.0) * 0.10);
-    add(
-        "json_output",
-        if req.response_format.is_some() {
-            0.05
-        } else {
-            0.0
-        },
-    );
-    let max_out = req.max_output_tokens().unwrap_or(0);
-    add("output_size", (f64::from(max_out) / 8000.0).min(1.0) * 0.10);
-    let value = signals.iter().map(|s| s.weight).sum::<f64>().min(1.0);
+
+    /// Per-tier logits for a feature vector.
+    pub fn logits(&self, x: &Features) -> [f64; 3] {
+        let mut z = self.bias;
+        for (zk, row) in z.iter_mut().zip(&self.weights) {
+            *zk += row.iter().zip(x).map(|(w, v)| w * v).sum::<f64>();
+        }
+        z
+    }
+}
+
+/// Numerically stable softmax of three logits.
+pub fn softmax(z: [f64; 3]) -> [f64; 3] {
+    let m = z[0].max(z[1]).max(z[2]);
+    let e = z.map(|v| (v - m).exp());
+    let s = e[0] + e[1] + e[2];
+    e.map(|v| v / s)
+}
+
+/// One feature's weights in the committed file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureWeights {
+    pub name: String,
+    /// Weights for cheap, mid, premium.
+    pub weights: [f64; 3],
+}
+
+/// The committed weights file (`src/routing/weights.json`), as the trainer writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightsFile {
+    pub about: String,
+    /// sha256 of the dev set the weights were trained on.
+    pub dev_set_sha256: String,
+    pub examples: usize,
+    pub l2: f64,
+    pub iterations: usize,
+    pub tiers: [String; 3],
+    pub bias: [f64; 3],
+    pub features: Vec<FeatureWeights>,
+}
+
+impl WeightsFile {
+    /// The model, if the file lists exactly the features this build extracts, in order.
+    pub fn model(&self) -> Result<Model, String> {
+        if self.features.len() != N_FEATURES {
+            return Err(format!(
+                "weights file has {} features, the scorer extracts {N_FEATURES}",
+                self.features.len()
+            ));
+        }
+        let mut m = Model {
+            bias: self.bias,
+            ..Model::ZERO
+        };
+        for (j, (f, name)) in self.features.iter().zip(FEATURE_NAMES).enumerate() {
+            if f.name != name {
+                return Err(format!("feature {j} is `{}`, expected `{name}`", f.name));
+            }
+            for k in 0..3 {
+                m.weights[k][j] = f.weights[k];
+            }
+        }
+        Ok(m)
+    }
+
+    /// The file for a model, with the training metadata filled in by the caller.
+    pub fn from_model(m: &Model) -> WeightsFile {
+        WeightsFile {
+            about: "Multinomial logistic regression over the features of src/routing/features.rs; \
+                    written by `cargo run --release --example train_scorer`, do not edit by hand."
+                .into(),
+            dev_set_sha256: String::new(),
+            examples: 0,
+            l2: 0.0,
+            iterations: 0,
+            tiers: TIERS.map(String::from),
+            bias: m.bias,
+            features: FEATURE_NAMES
+                .iter()
+                .enumerate()
+                .map(|(j, n)| FeatureWeights {
+                    name: (*n).to_owned(),
+                    weights: [m.weights[0][j], m.weights[1][j], m.weights[2][j]],
+                })
+                .collect(),
+        }
+    }
+}
+
+const WEIGHTS_JSON: &str = include_str!("weights.json");
+
+/// The committed model, parsed once. A broken file (which a unit test rules out) degrades to
+/// [`Model::ZERO`], routing everything to mid, rather than failing requests.
+pub fn committed_model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        serde_json::from_str::<WeightsFile>(WEIGHTS_JSON)
+            .map_err(|e| e.to_string())
+            .and_then(|w| w.model())
+            .unwrap_or_else(|e| {
+                log::error!("scorer weights unusable ({e}); routing every auto request to mid");
+                Model::ZERO
+            })
+    })
+}
+
+/// Scores a request with the committed model.
+pub fn score(req: &ChatRequest) -> Score {
+    score_with(committed_model(), req)
+}
+
+/// Scores a request with a given model (the evaluation scores held-out folds this way).
+pub fn score_with(model: &Model, req: &ChatRequest) -> Score {
+    let x = features::extract(req);
+    let mut z = model.logits(&x);
+    let priors = request_priors(req);
+    for (_, d) in priors.iter().flatten() {
+        for (zk, dk) in z.iter_mut().zip(d) {
+            *zk += dk;
+        }
+    }
+    let probs = softmax(z);
+    let top = (0..3).fold(0, |b, k| if probs[k] > probs[b] { k } else { b });
+    // A contribution's pull toward the chosen tier, relative to the other two.
+    let pull = |d: [f64; 3]| d[top] - (d[0] + d[1] + d[2]) / 3.0;
+    let mut signals = Vec::with_capacity(N_FEATURES + 3);
+    for (j, name) in FEATURE_NAMES.iter().enumerate() {
+        let w = pull([0, 1, 2].map(|k| model.weights[k][j] * x[j]));
+        if w > 0.0 {
+            signals.push(Signal { name, weight: w });
+        }
+    }
+    for (name, d) in priors.iter().flatten() {
+        signals.push(Signal {
+            name,
+            weight: pull(*d),
+        });
+    }
+    signals.retain(|s| s.weight > 0.0);
     signals.sort_by(|a, b| b.weight.total_cmp(&a.weight));
-    Score { value, signals }
+    signals.truncate(6);
+    Score {
+        value: 0.5 * probs[1] + probs[2],
+        probs,
+        signals,
+    }
+}
+
+/// Logit nudges (cheap, mid, premium) for what the dev set cannot teach: it has no tools, no
+/// `response_format` and no `max_tokens`. Hand-set and deliberately small, so the text still
+/// decides: agents with many tools and strict JSON schemas fail more often on small models,
+/// a tiny output cap signals a short answer, and a huge one a long generation.
+pub fn request_priors(req: &ChatRequest) -> [Option<(&'static str, [f64; 3])>; 3] {
+    let tools = req.tools.as_ref().map_or(0, Vec::len);
+    let tools = (tools > 0).then(|| {
+        let t = (tools as f64).ln_1p();
+        ("tools", [-0.8 * t, 0.0, 0.2 * t])
+    });
+    let kind = req
+        .response_format
+        .as_ref()
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str);
+    let format = match kind {
+        Some("json_schema") => Some(("json_schema", [-0.7, 0.0, 0.0])),
+        Some("json_object") => Some(("json_output", [-0.35, 0.0, 0.0])),
+        _ => None,
+    };
+    let output = match req.max_output_tokens() {
+        Some(n) if n <= 100 => Some(("output_size", [0.7, 0.0, -0.3])),
+        Some(n) if n >= 16_000 => Some(("output_size", [-1.2, 0.0, 0.7])),
+        Some(n) if n >= 4_000 => Some(("output_size", [-0.7, 0.0, 0.35])),
+        _ => None,
+    };
+    [tools, format, output]
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(text: &str) -> ChatRequest {
-        serde_json::from_value(serde_json::json!({"messages": [{"role": "user", "content": text}]}))
-            .expect("valid request")
-    }
-
-    #[test]
-    fn greeting_scores_low_and_proof_scores_high() {
-        let hi = score(&req("hi there!"));
-        assert!(hi.value < 0.1, "{hi:?}");
-        let proof = score(&req(
-            "Prove the theorem that there are infinitely many primes p such that p modulo 4 equals 3. \
-             Justify each step and show your work; then compare with the proof for 1 modulo 4.",
-        ));
-        assert!(proof.value > hi.value + 0.3, "{proof:?}");
-        assert_eq!(proof.signals[0].name, "math");
-    }
-
-    #[test]
-    fn code_and_design_raise_the_score() {
-        let s = score(&req(
-            "Design a distributed rate limiter architecture and implement it:\n```rust\nfn main() {}\n```",
-        ));
-        assert!(s.signals.iter().any(|x| x.name == "code"));
-        assert!(s.signals.iter().any(|x| x.name == "design"));
-    }
-}
+#[path = "scorer_tests.rs"]
+mod tests;
