@@ -80,7 +80,15 @@ impl ApiError {
     /// The same error answered as a 404 (unknown or foreign invoice, say).
     pub fn into_not_found(self) -> Self {
         match self {
-            ApiError::BadRequest { message, param, code } => ApiError::NotFoundCode { message, param, code },
+            ApiError::BadRequest {
+                message,
+                param,
+                code,
+            } => ApiError::NotFoundCode {
+                message,
+                param,
+                code,
+            },
             other => other,
         }
     }
@@ -181,7 +189,10 @@ impl ResponseError for ApiError {
         {
             if let Some(bolt11) = invoice.get("paymentRequest").and_then(|b| b.as_str()) {
                 // An L402-style challenge: the invoice to pay to be let in (no macaroon yet).
-                resp.insert_header((header::WWW_AUTHENTICATE, format!("L402 invoice=\"{bolt11}\"")));
+                resp.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("L402 invoice=\"{bolt11}\""),
+                ));
             }
             return resp.json(json!({ "error": self.body(), "invoice": invoice }));
         }

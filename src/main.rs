@@ -10,10 +10,10 @@ use pura::actors::budget::Defaults;
 use pura::actors::budgets::Budgets;
 use pura::actors::invoice_watcher::InvoiceWatcher;
 use pura::auth::KeyCache;
-use pura::lightning::{Backend, LightningHttp};
 use pura::config::Config;
 use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
+use pura::lightning::{Backend, LightningHttp};
 use pura::notify::Notifier;
 use pura::routing::Router;
 use pura::state::{AppState, MintLimiter};
@@ -67,7 +67,8 @@ async fn main() -> std::io::Result<()> {
             s.base_url
         );
     }
-    let lightning = Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
+    let lightning =
+        Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
         lightning: lightning.clone(),
@@ -89,7 +90,11 @@ async fn main() -> std::io::Result<()> {
     });
     if let Some(backend) = lightning {
         let (interval, _) = pura::lightning::timings(&config.lightning);
-        log::info!("lightning backend {} at {}", backend.name(), config.lightning.url);
+        log::info!(
+            "lightning backend {} at {}",
+            backend.name(),
+            config.lightning.url
+        );
         InvoiceWatcher::start_on_own_thread(state.clone(), backend, interval);
     }
     let max_body = config.server.max_body_bytes;
@@ -103,7 +108,9 @@ async fn main() -> std::io::Result<()> {
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(client))
-            .app_data(web::Data::new(LightningHttp(Backend::http_client(&ln_config))))
+            .app_data(web::Data::new(LightningHttp(Backend::http_client(
+                &ln_config,
+            ))))
             .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(|cfg| pura::configure(cfg, max_body))

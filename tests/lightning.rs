@@ -30,7 +30,9 @@ fn lnbits() -> Option<Lnbits> {
 }
 
 fn http() -> awc::Client {
-    awc::Client::builder().timeout(Duration::from_secs(30)).finish()
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
 }
 
 impl Lnbits {
@@ -55,7 +57,11 @@ impl Lnbits {
             .expect("pay");
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.expect("payment json");
-        assert_eq!((status, v["status"].as_str()), (201, Some("success")), "{v}");
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (201, Some("success")),
+            "{v}"
+        );
         v
     }
 }
@@ -81,7 +87,9 @@ fn hello() -> Value {
 async fn wait_paid(gw: &Gateway, key: &str, invoice_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, v) = gw.get(&format!("/api/wallet/status?invoiceId={invoice_id}"), key).await;
+        let (status, v) = gw
+            .get(&format!("/api/wallet/status?invoiceId={invoice_id}"), key)
+            .await;
         assert_eq!(status, 200, "{v}");
         if v["status"] == "paid" || Instant::now() > deadline {
             return v;
@@ -115,18 +123,31 @@ async fn payment_required_then_pay_then_the_same_key_works() {
     let invoice = &body["invoice"];
     assert_eq!(invoice["amountSats"], 10_000);
     assert_eq!(invoice["status"], "pending");
-    let bolt11 = invoice["paymentRequest"].as_str().expect("bolt11").to_owned();
+    let bolt11 = invoice["paymentRequest"]
+        .as_str()
+        .expect("bolt11")
+        .to_owned();
     assert_eq!(invoice["lightningUrl"], format!("lightning:{bolt11}"));
-    assert_eq!(r.header("www-authenticate"), Some(format!("L402 invoice=\"{bolt11}\"").as_str()));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(format!("L402 invoice=\"{bolt11}\"").as_str())
+    );
     // A second 402 reuses the pending invoice instead of minting another.
     let again = gw.post("/v1/chat/completions", &key, &hello()).await.json();
     assert_eq!(again["invoice"]["invoiceId"], invoice["invoiceId"]);
 
-    let page = gw.client().get(invoice["invoiceUrl"].as_str().expect("url")).send().await;
+    let page = gw
+        .client()
+        .get(invoice["invoiceUrl"].as_str().expect("url"))
+        .send()
+        .await;
     let mut page = page.expect("invoice page");
     assert_eq!(page.status().as_u16(), 200);
     let html = String::from_utf8_lossy(&page.body().await.expect("html")).into_owned();
-    assert!(html.contains("<svg") && html.contains(&bolt11), "the page shows the QR code and the invoice");
+    assert!(
+        html.contains("<svg") && html.contains(&bolt11),
+        "the page shows the QR code and the invoice"
+    );
 
     ln.pay(&bolt11).await;
     let status = wait_paid(&gw, &key, invoice["invoiceId"].as_str().expect("id")).await;
@@ -138,7 +159,10 @@ async fn payment_required_then_pay_then_the_same_key_works() {
     let r = gw.post("/v1/chat/completions", &key, &hello()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let (_, bal) = gw.get("/api/wallet/balance", &key).await;
-    assert!(bal["balanceUsd"].as_f64().unwrap_or(4.0) < 4.0, "the request was debited");
+    assert!(
+        bal["balanceUsd"].as_f64().unwrap_or(4.0) < 4.0,
+        "the request was debited"
+    );
     assert_eq!(credits(&gw, &key_id).len(), 1, "credited exactly once");
 }
 
@@ -151,16 +175,42 @@ async fn fund_status_and_bad_input() {
     let (key_id, key) = gw.key().await;
     let (_, other) = gw.key().await;
 
-    let (status, inv) = gw.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 2100}))).await;
+    let (status, inv) = gw
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 2100})),
+        )
+        .await;
     assert_eq!(status, 201, "{inv}");
-    for field in ["invoiceId", "paymentRequest", "lightningUrl", "invoiceUrl", "expiresAt"] {
-        assert!(inv[field].as_str().is_some_and(|s| !s.is_empty()), "{field} in {inv}");
+    for field in [
+        "invoiceId",
+        "paymentRequest",
+        "lightningUrl",
+        "invoiceUrl",
+        "expiresAt",
+    ] {
+        assert!(
+            inv[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field} in {inv}"
+        );
     }
-    assert_eq!((inv["amountSats"].as_i64(), inv["status"].as_str()), (Some(2100), Some("pending")));
+    assert_eq!(
+        (inv["amountSats"].as_i64(), inv["status"].as_str()),
+        (Some(2100), Some("pending"))
+    );
     let id = inv["invoiceId"].as_str().expect("id");
-    let (status, s) = gw.get(&format!("/api/wallet/status?invoiceId={id}"), &key).await;
-    assert_eq!((status, s["status"].as_str(), s["paidAt"].is_null()), (200, Some("pending"), true));
-    let (status, s) = gw.get(&format!("/api/wallet/status?invoiceId={id}"), &other).await;
+    let (status, s) = gw
+        .get(&format!("/api/wallet/status?invoiceId={id}"), &key)
+        .await;
+    assert_eq!(
+        (status, s["status"].as_str(), s["paidAt"].is_null()),
+        (200, Some("pending"), true)
+    );
+    let (status, s) = gw
+        .get(&format!("/api/wallet/status?invoiceId={id}"), &other)
+        .await;
     assert_eq!(status, 404, "another key's invoice is unknown to it");
     assert_eq!(s["error"]["code"], "invoice_not_found");
     let (status, _) = gw.get("/api/wallet/status?invoiceId=inv_nope", &key).await;
@@ -168,13 +218,24 @@ async fn fund_status_and_bad_input() {
     let (status, _) = gw.get("/api/wallet/status", &key).await;
     assert_eq!(status, 400);
 
-    for bad in [json!({"amount": -5}), json!({"amount": 0}), json!({"amount": 99}), json!({"amount": 1_000_000_000_000i64}),
-                json!({"amount": 1.5}), json!({"amount": "100"}), json!({}), json!({"amount": 100, "extra": 1})] {
-        let (status, v) = gw.send("POST", "/api/wallet/fund", &key, Some(bad.clone())).await;
+    for bad in [
+        json!({"amount": -5}),
+        json!({"amount": 0}),
+        json!({"amount": 99}),
+        json!({"amount": 1_000_000_000_000i64}),
+        json!({"amount": 1.5}),
+        json!({"amount": "100"}),
+        json!({}),
+        json!({"amount": 100, "extra": 1}),
+    ] {
+        let (status, v) = gw
+            .send("POST", "/api/wallet/fund", &key, Some(bad.clone()))
+            .await;
         assert_eq!(status, 400, "{bad}: {v}");
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
-    ln.pay(inv["paymentRequest"].as_str().expect("bolt11")).await;
+    ln.pay(inv["paymentRequest"].as_str().expect("bolt11"))
+        .await;
     assert_eq!(wait_paid(&gw, &key, id).await["status"], "paid");
     let (_, bal) = gw.get("/api/wallet/balance", &key).await;
     assert_eq!(bal["balanceSats"], 2100);
@@ -186,22 +247,54 @@ async fn backend_none_or_down_is_503_and_nothing_else_breaks() {
     let fake = FakeUpstream::start(FakeDialect::OpenAi);
     let gw = Gateway::start(&chat_toml(&fake), &[("PURA__FREE_TIER__REQUESTS", "1")]);
     let (_, key) = gw.key().await;
-    let (status, v) = gw.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 1000}))).await;
+    let (status, v) = gw
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 1000})),
+        )
+        .await;
     assert_eq!(status, 503);
     assert_eq!(v["error"]["code"], "unavailable");
-    assert!(v["error"]["message"].as_str().unwrap_or("").contains("not configured"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("not configured"));
 
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     let url = format!("http://{dead}");
-    let env = [("PURA__LIGHTNING__BACKEND", "lnbits"), ("PURA__LIGHTNING__URL", url.as_str()),
-               ("LNBITS_INVOICE_KEY", "x"), ("PURA__LIGHTNING__POLL_INTERVAL", "100ms"), ("PURA__FREE_TIER__REQUESTS", "1")];
+    let env = [
+        ("PURA__LIGHTNING__BACKEND", "lnbits"),
+        ("PURA__LIGHTNING__URL", url.as_str()),
+        ("LNBITS_INVOICE_KEY", "x"),
+        ("PURA__LIGHTNING__POLL_INTERVAL", "100ms"),
+        ("PURA__FREE_TIER__REQUESTS", "1"),
+    ];
     let gw = Gateway::start(&chat_toml(&fake), &env);
     let (key_id, key) = gw.key().await;
-    let (status, v) = gw.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 1000}))).await;
+    let (status, v) = gw
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 1000})),
+        )
+        .await;
     assert_eq!(status, 503, "{v}");
-    assert_eq!(gw.post("/v1/chat/completions", &key, &hello()).await.status, 200, "chat keeps working");
+    assert_eq!(
+        gw.post("/v1/chat/completions", &key, &hello()).await.status,
+        200,
+        "chat keeps working"
+    );
     let r = gw.post("/v1/chat/completions", &key, &hello()).await;
-    assert_eq!(r.status, 402, "the free request is used; the 402 says how to fund");
+    assert_eq!(
+        r.status, 402,
+        "the free request is used; the 402 says how to fund"
+    );
     assert!(r.json()["invoice"].is_null());
     let (status, _) = gw.get("/health", "").await;
     assert_eq!(status, 200);
@@ -228,30 +321,49 @@ async fn two_watchers_and_restarts_credit_once() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .chain([("PURA__DATABASE__URL".to_owned(), a.db_url.clone())])
         .collect();
-    let b_env: Vec<(&str, &str)> = b_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let b_env: Vec<(&str, &str)> = b_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let b = Gateway::start(&chat_toml(&fake), &b_env);
     let (key_id, key) = a.key().await;
-    let (_, inv) = a.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 500}))).await;
+    let (_, inv) = a
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 500})),
+        )
+        .await;
     let id = inv["invoiceId"].as_str().expect("id").to_owned();
 
     // Pay while replica A is dead, then bring it back: both watchers see it paid.
     a.kill9();
-    ln.pay(inv["paymentRequest"].as_str().expect("bolt11")).await;
+    ln.pay(inv["paymentRequest"].as_str().expect("bolt11"))
+        .await;
     a.restart();
     assert_eq!(wait_paid(&a, &key, &id).await["status"], "paid");
     actix_web::rt::time::sleep(Duration::from_millis(800)).await;
     a.restart();
     actix_web::rt::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(credits(&a, &key_id).len(), 1, "two watchers and two restarts, one credit");
+    assert_eq!(
+        credits(&a, &key_id).len(),
+        1,
+        "two watchers and two restarts, one credit"
+    );
     let (_, bal) = b.get("/api/wallet/balance", &key).await;
     assert_eq!(bal["balanceSats"], 500);
 
     // The same invoice observed paid twice more, directly through the crediting transaction.
     let pool = a.db();
     let mut conn = pool.get().expect("conn");
-    let row = pura::db::models::invoice::find(&mut conn, &id).expect("query").expect("invoice");
+    let row = pura::db::models::invoice::find(&mut conn, &id)
+        .expect("query")
+        .expect("invoice");
     for _ in 0..2 {
-        let again = pura::db::models::invoice::credit_paid(&mut conn, &row, 200_000, pura::time::now()).expect("credit");
+        let again =
+            pura::db::models::invoice::credit_paid(&mut conn, &row, 200_000, pura::time::now())
+                .expect("credit");
         assert_eq!(again, None);
     }
     assert_eq!(credits(&a, &key_id).len(), 1);
@@ -266,13 +378,23 @@ async fn a_late_payment_of_an_expired_invoice_is_still_credited() {
     env.push(("PURA__LIGHTNING__INVOICE_EXPIRY", "1s"));
     let gw = Gateway::start(&chat_toml(&fake), &env);
     let (key_id, key) = gw.key().await;
-    let (_, inv) = gw.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 300}))).await;
+    let (_, inv) = gw
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 300})),
+        )
+        .await;
     let id = inv["invoiceId"].as_str().expect("id").to_owned();
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    let (_, s) = gw.get(&format!("/api/wallet/status?invoiceId={id}"), &key).await;
+    let (_, s) = gw
+        .get(&format!("/api/wallet/status?invoiceId={id}"), &key)
+        .await;
     assert_eq!(s["status"], "expired", "the gateway enforces expiry itself");
     // LNbits still accepts the payment of an expired invoice it has not checked yet.
-    ln.pay(inv["paymentRequest"].as_str().expect("bolt11")).await;
+    ln.pay(inv["paymentRequest"].as_str().expect("bolt11"))
+        .await;
     assert_eq!(wait_paid(&gw, &key, &id).await["status"], "paid");
     assert_eq!(credits(&gw, &key_id).len(), 1);
     assert!(gw.log().contains("paid after it expired"));
@@ -283,16 +405,35 @@ async fn lnd_rest_backend_over_tls() {
     let lnd = FakeLnd::start();
     let fake = FakeUpstream::start(FakeDialect::OpenAi);
     let cert = lnd.cert_path.display().to_string();
-    let env = [("PURA__LIGHTNING__BACKEND", "lnd"), ("PURA__LIGHTNING__URL", lnd.url.as_str()),
-               ("PURA__LIGHTNING__TLS_CERT_PATH", cert.as_str()), ("LND_MACAROON_HEX", MACAROON),
-               ("PURA__LIGHTNING__POLL_INTERVAL", "100ms"), ("PURA__FREE_TIER__REQUESTS", "0")];
+    let env = [
+        ("PURA__LIGHTNING__BACKEND", "lnd"),
+        ("PURA__LIGHTNING__URL", lnd.url.as_str()),
+        ("PURA__LIGHTNING__TLS_CERT_PATH", cert.as_str()),
+        ("LND_MACAROON_HEX", MACAROON),
+        ("PURA__LIGHTNING__POLL_INTERVAL", "100ms"),
+        ("PURA__FREE_TIER__REQUESTS", "0"),
+    ];
     let gw = Gateway::start(&chat_toml(&fake), &env);
     let (key_id, key) = gw.key().await;
-    let (status, inv) = gw.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 1234}))).await;
+    let (status, inv) = gw
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 1234})),
+        )
+        .await;
     assert_eq!(status, 201, "{inv}\n{}", gw.log());
-    assert!(inv["paymentRequest"].as_str().is_some_and(|b| b.starts_with("lnbc12340n")), "{inv}");
+    assert!(
+        inv["paymentRequest"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("lnbc12340n")),
+        "{inv}"
+    );
     let id = inv["invoiceId"].as_str().expect("id");
-    let (_, s) = gw.get(&format!("/api/wallet/status?invoiceId={id}"), &key).await;
+    let (_, s) = gw
+        .get(&format!("/api/wallet/status?invoiceId={id}"), &key)
+        .await;
     assert_eq!(s["status"], "pending");
     lnd.settle_all();
     assert_eq!(wait_paid(&gw, &key, id).await["status"], "paid");
@@ -305,6 +446,13 @@ async fn lnd_rest_backend_over_tls() {
     env[3] = ("LND_MACAROON_HEX", "00");
     let gw = Gateway::start(&chat_toml(&fake), &env);
     let (_, key) = gw.key().await;
-    let (status, _) = gw.send("POST", "/api/wallet/fund", &key, Some(json!({"amount": 1234}))).await;
+    let (status, _) = gw
+        .send(
+            "POST",
+            "/api/wallet/fund",
+            &key,
+            Some(json!({"amount": 1234})),
+        )
+        .await;
     assert_eq!(status, 503);
 }

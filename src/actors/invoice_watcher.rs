@@ -42,30 +42,48 @@ impl InvoiceWatcher {
     }
 
     /// Starts the watcher on its own thread (its awc client is made and used there).
-    pub fn start_on_own_thread(state: web::Data<AppState>, backend: Backend, interval: Duration) -> Addr<Self> {
+    pub fn start_on_own_thread(
+        state: web::Data<AppState>,
+        backend: Backend,
+        interval: Duration,
+    ) -> Addr<Self> {
         let arbiter = Arbiter::new();
-        InvoiceWatcher::start_in_arbiter(&arbiter.handle(), move |_| InvoiceWatcher::new(state, backend, interval))
+        InvoiceWatcher::start_in_arbiter(&arbiter.handle(), move |_| {
+            InvoiceWatcher::new(state, backend, interval)
+        })
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
         if self.busy || Instant::now() < self.next_round {
             return;
         }
-        let Some(http) = self.http.clone() else { return };
+        let Some(http) = self.http.clone() else {
+            return;
+        };
         self.busy = true;
         let (state, backend) = (self.state.clone(), self.backend.clone());
-        ctx.spawn(poll_once(state, backend, http).into_actor(self).map(|ok, act, _| {
-            act.busy = false;
-            if ok {
-                act.errors = 0;
-                act.next_round = Instant::now();
-            } else {
-                act.errors = act.errors.saturating_add(1);
-                let pause = act.interval.saturating_mul(1 << act.errors.min(6)).min(MAX_BACKOFF);
-                log::warn!("invoice watcher: backing off {pause:?} after {} failed rounds", act.errors);
-                act.next_round = Instant::now() + pause;
-            }
-        }));
+        ctx.spawn(
+            poll_once(state, backend, http)
+                .into_actor(self)
+                .map(|ok, act, _| {
+                    act.busy = false;
+                    if ok {
+                        act.errors = 0;
+                        act.next_round = Instant::now();
+                    } else {
+                        act.errors = act.errors.saturating_add(1);
+                        let pause = act
+                            .interval
+                            .saturating_mul(1 << act.errors.min(6))
+                            .min(MAX_BACKOFF);
+                        log::warn!(
+                            "invoice watcher: backing off {pause:?} after {} failed rounds",
+                            act.errors
+                        );
+                        act.next_round = Instant::now() + pause;
+                    }
+                }),
+        );
     }
 }
 
@@ -117,13 +135,25 @@ pub async fn poll_once(state: web::Data<AppState>, backend: Backend, http: awc::
 pub async fn credit(state: &web::Data<AppState>, inv: &Invoice) -> bool {
     let micros = invoices::credit_micros(inv.amount_sats, state.config.lightning.usd_per_sat);
     let (pool, row) = (state.pool.clone(), inv.clone());
-    let result = web::block(move || invoice::credit_paid(&mut *pool.get()?, &row, micros, crate::time::now())).await;
+    let result = web::block(move || {
+        invoice::credit_paid(&mut *pool.get()?, &row, micros, crate::time::now())
+    })
+    .await;
     match result {
         Ok(Ok(Some(m))) => {
             if inv.status == invoice::EXPIRED {
-                log::warn!("invoice {} was paid after it expired; credited anyway ({} sats)", inv.id, inv.amount_sats);
+                log::warn!(
+                    "invoice {} was paid after it expired; credited anyway ({} sats)",
+                    inv.id,
+                    inv.amount_sats
+                );
             }
-            log::info!("invoice {} paid: credited {} sats to key {}", inv.id, inv.amount_sats, inv.key_id);
+            log::info!(
+                "invoice {} paid: credited {} sats to key {}",
+                inv.id,
+                inv.amount_sats,
+                inv.key_id
+            );
             state.budgets.credit(&inv.key_id, m);
             true
         }

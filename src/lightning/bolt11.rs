@@ -23,7 +23,8 @@ const DEFAULT_EXPIRY_SECS: u64 = 3600;
 pub fn verify(bolt11: &str, amount_sats: i64, payment_hash: &str) -> Result<Decoded, String> {
     let text = bolt11.trim().to_ascii_lowercase();
     let text = text.strip_prefix("lightning:").unwrap_or(&text);
-    let signed = SignedRawBolt11Invoice::from_str(text).map_err(|e| format!("invalid BOLT11: {e}"))?;
+    let signed =
+        SignedRawBolt11Invoice::from_str(text).map_err(|e| format!("invalid BOLT11: {e}"))?;
     if !signed.check_signature() {
         return Err("BOLT11 signature does not verify".into());
     }
@@ -38,12 +39,18 @@ pub fn verify(bolt11: &str, amount_sats: i64, payment_hash: &str) -> Result<Deco
         .ok_or("BOLT11 invoice has no payment hash")?;
     let expected_msat = u64::try_from(amount_sats).unwrap_or(0) * 1000;
     if amount_msat != expected_msat {
-        return Err(format!("BOLT11 amount {amount_msat} msat, expected {expected_msat} msat"));
+        return Err(format!(
+            "BOLT11 amount {amount_msat} msat, expected {expected_msat} msat"
+        ));
     }
     if !hash.eq_ignore_ascii_case(payment_hash) {
-        return Err(format!("BOLT11 payment hash {hash} differs from the backend's {payment_hash}"));
+        return Err(format!(
+            "BOLT11 payment hash {hash} differs from the backend's {payment_hash}"
+        ));
     }
-    let expiry = raw.expiry_time().map_or(DEFAULT_EXPIRY_SECS, |e| e.as_seconds());
+    let expiry = raw
+        .expiry_time()
+        .map_or(DEFAULT_EXPIRY_SECS, |e| e.as_seconds());
     Ok(Decoded {
         payment_hash: hash,
         amount_msat,
@@ -65,13 +72,20 @@ mod tests {
         assert_eq!(d.amount_msat, 250_000_000);
         assert_eq!(d.payment_hash, SPEC_HASH);
         assert_eq!(d.expires_at, 1_496_314_658 + 60);
-        assert!(verify(&format!("lightning:{}", SPEC.to_uppercase()), 250_000, SPEC_HASH).is_ok());
+        assert!(verify(
+            &format!("lightning:{}", SPEC.to_uppercase()),
+            250_000,
+            SPEC_HASH
+        )
+        .is_ok());
     }
 
     #[test]
     fn rejects_wrong_amount_hash_or_garbage() {
         assert!(verify(SPEC, 1, SPEC_HASH).unwrap_err().contains("amount"));
-        assert!(verify(SPEC, 250_000, &"ab".repeat(32)).unwrap_err().contains("hash"));
+        assert!(verify(SPEC, 250_000, &"ab".repeat(32))
+            .unwrap_err()
+            .contains("hash"));
         assert!(verify("lnbc1garbage", 1, SPEC_HASH).is_err());
         let mut broken = SPEC.to_owned();
         broken.replace_range(40..41, "q");

@@ -15,13 +15,19 @@ const REUSE_MARGIN_SECS: i64 = 120;
 pub fn backend(state: &AppState) -> Result<&Backend, ApiError> {
     state.lightning.as_ref().ok_or_else(|| {
         ApiError::Unavailable(
-            "Lightning funding is not configured on this gateway (lightning.backend = \"none\").".into(),
+            "Lightning funding is not configured on this gateway (lightning.backend = \"none\")."
+                .into(),
         )
     })
 }
 
 /// Creates, checks and stores a new invoice of `amount_sats` for the key.
-pub async fn open(state: &web::Data<AppState>, http: &awc::Client, key_id: &str, amount_sats: i64) -> Result<Invoice, ApiError> {
+pub async fn open(
+    state: &web::Data<AppState>,
+    http: &awc::Client,
+    key_id: &str,
+    amount_sats: i64,
+) -> Result<Invoice, ApiError> {
     let backend = backend(state)?;
     let (_, expiry) = super::timings(&state.config.lightning);
     let memo = format!("Pura balance top-up ({amount_sats} sats)");
@@ -48,19 +54,27 @@ pub async fn open(state: &web::Data<AppState>, http: &awc::Client, key_id: &str,
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))?;
-    log::info!("invoice {} opened for key {key_id}: {amount_sats} sats", row.id);
+    log::info!(
+        "invoice {} opened for key {key_id}: {amount_sats} sats",
+        row.id
+    );
     Ok(row)
 }
 
 /// The invoice a 402 carries: the key's still-pending one for the default amount, or a new one.
-pub async fn for_payment_required(state: &web::Data<AppState>, http: &awc::Client, key_id: &str) -> Result<Invoice, ApiError> {
+pub async fn for_payment_required(
+    state: &web::Data<AppState>,
+    http: &awc::Client,
+    key_id: &str,
+) -> Result<Invoice, ApiError> {
     let amount = state.config.lightning.default_fund_sats;
     let good_until = crate::time::now() + chrono::Duration::seconds(REUSE_MARGIN_SECS);
     let (pool, key) = (state.pool.clone(), key_id.to_owned());
-    let existing = web::block(move || invoice::reusable(&mut *pool.get()?, &key, amount, good_until))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))?;
+    let existing =
+        web::block(move || invoice::reusable(&mut *pool.get()?, &key, amount, good_until))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))?;
     match existing {
         Some(inv) => Ok(inv),
         None => open(state, http, key_id, amount).await,

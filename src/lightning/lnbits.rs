@@ -50,7 +50,11 @@ impl LightningBackend for Lnbits {
         })
     }
 
-    async fn status(&self, http: &awc::Client, payment_hash: &str) -> Result<InvoiceState, LnError> {
+    async fn status(
+        &self,
+        http: &awc::Client,
+        payment_hash: &str,
+    ) -> Result<InvoiceState, LnError> {
         let resp = http
             .get(format!("{}/api/v1/payments/{payment_hash}", self.url))
             .insert_header(("X-Api-Key", self.invoice_key.as_str()))

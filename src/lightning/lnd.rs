@@ -32,7 +32,10 @@ fn hash_hex(r_hash_b64: &str) -> Result<String, LnError> {
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(r_hash_b64))
         .map_err(|e| LnError::Malformed(format!("r_hash is not base64: {e}")))?;
     if bytes.len() != 32 {
-        return Err(LnError::Malformed(format!("r_hash has {} bytes", bytes.len())));
+        return Err(LnError::Malformed(format!(
+            "r_hash has {} bytes",
+            bytes.len()
+        )));
     }
     Ok(hex::encode(bytes))
 }
@@ -69,7 +72,11 @@ impl LightningBackend for Lnd {
         })
     }
 
-    async fn status(&self, http: &awc::Client, payment_hash: &str) -> Result<InvoiceState, LnError> {
+    async fn status(
+        &self,
+        http: &awc::Client,
+        payment_hash: &str,
+    ) -> Result<InvoiceState, LnError> {
         let resp = http
             .get(format!("{}/v1/invoice/{payment_hash}", self.url))
             .insert_header((MACAROON_HEADER, self.macaroon_hex.as_str()))

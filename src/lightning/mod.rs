@@ -60,7 +60,8 @@ pub trait LightningBackend {
     ) -> Result<NewInvoice, LnError>;
 
     /// The state of the invoice with this payment hash.
-    async fn status(&self, http: &awc::Client, payment_hash: &str) -> Result<InvoiceState, LnError>;
+    async fn status(&self, http: &awc::Client, payment_hash: &str)
+        -> Result<InvoiceState, LnError>;
 }
 
 /// The configured backend.
@@ -72,23 +73,35 @@ pub enum Backend {
 
 impl Backend {
     /// `None` for `backend = "none"`; an error names what is missing.
-    pub fn from_config(c: &LightningConfig, env: impl Fn(&str) -> Option<String>) -> Result<Option<Backend>, String> {
+    pub fn from_config(
+        c: &LightningConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Backend>, String> {
         let url = c.url.trim_end_matches('/').to_owned();
         match c.backend.as_str() {
             "none" => Ok(None),
             "lnbits" => {
                 let key = env(&c.invoice_key_env)
                     .filter(|k| !k.is_empty())
-                    .ok_or_else(|| format!("lightning.backend = \"lnbits\" needs ${}", c.invoice_key_env))?;
+                    .ok_or_else(|| {
+                        format!(
+                            "lightning.backend = \"lnbits\" needs ${}",
+                            c.invoice_key_env
+                        )
+                    })?;
                 Ok(Some(Backend::Lnbits(lnbits::Lnbits::new(url, key))))
             }
             "lnd" => {
                 let macaroon = env(&c.macaroon_env)
                     .filter(|k| !k.is_empty())
-                    .ok_or_else(|| format!("lightning.backend = \"lnd\" needs ${}", c.macaroon_env))?;
+                    .ok_or_else(|| {
+                        format!("lightning.backend = \"lnd\" needs ${}", c.macaroon_env)
+                    })?;
                 Ok(Some(Backend::Lnd(lnd::Lnd::new(url, macaroon))))
             }
-            other => Err(format!("lightning.backend `{other}` is not one of lnbits, lnd, none")),
+            other => Err(format!(
+                "lightning.backend `{other}` is not one of lnbits, lnd, none"
+            )),
         }
     }
 
@@ -135,11 +148,16 @@ impl LightningBackend for Backend {
             Backend::Lnd(b) => b.create_invoice(http, amount_sats, memo, expiry).await?,
         };
         // Never hand out an invoice we have not checked: right amount, right hash, valid signature.
-        bolt11::verify(&invoice.bolt11, amount_sats, &invoice.payment_hash).map_err(LnError::BadInvoice)?;
+        bolt11::verify(&invoice.bolt11, amount_sats, &invoice.payment_hash)
+            .map_err(LnError::BadInvoice)?;
         Ok(invoice)
     }
 
-    async fn status(&self, http: &awc::Client, payment_hash: &str) -> Result<InvoiceState, LnError> {
+    async fn status(
+        &self,
+        http: &awc::Client,
+        payment_hash: &str,
+    ) -> Result<InvoiceState, LnError> {
         match self {
             Backend::Lnbits(b) => b.status(http, payment_hash).await,
             Backend::Lnd(b) => b.status(http, payment_hash).await,
@@ -156,7 +174,9 @@ pub fn timings(c: &LightningConfig) -> (Duration, Duration) {
 }
 
 /// Reads a JSON body of a backend response, turning non-2xx into [`LnError::Status`].
-pub(crate) async fn json_body<S>(mut resp: awc::ClientResponse<S>) -> Result<serde_json::Value, LnError>
+pub(crate) async fn json_body<S>(
+    mut resp: awc::ClientResponse<S>,
+) -> Result<serde_json::Value, LnError>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
 {

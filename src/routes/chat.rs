@@ -150,21 +150,41 @@ async fn chat(
 /// A 402 that carries an invoice for `lightning.default_fund_sats` (reusing a pending one),
 /// so that paying it is all the client has to do; without a working backend, the 402 says
 /// how to fund instead.
-async fn with_invoice(req: &HttpRequest, state: &web::Data<AppState>, key_id: &str, message: String) -> ApiError {
+async fn with_invoice(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    key_id: &str,
+    message: String,
+) -> ApiError {
     let Some(http) = req.app_data::<web::Data<LightningHttp>>() else {
-        return ApiError::PaymentRequired { message, invoice: None };
+        return ApiError::PaymentRequired {
+            message,
+            invoice: None,
+        };
     };
     if state.lightning.is_none() {
-        return ApiError::PaymentRequired { message, invoice: None };
+        return ApiError::PaymentRequired {
+            message,
+            invoice: None,
+        };
     }
     match invoices::for_payment_required(state, &http.0, key_id).await {
         Ok(inv) => ApiError::PaymentRequired {
-            message: format!("{message} This response carries an invoice of {} sats.", inv.amount_sats),
-            invoice: Some(Box::new(invoices::view(&inv, &crate::routes::wallet::base_url(req)))),
+            message: format!(
+                "{message} This response carries an invoice of {} sats.",
+                inv.amount_sats
+            ),
+            invoice: Some(Box::new(invoices::view(
+                &inv,
+                &crate::routes::wallet::base_url(req),
+            ))),
         },
         Err(e) => {
             log::warn!("402 without an invoice for key {key_id}: {e}");
-            ApiError::PaymentRequired { message, invoice: None }
+            ApiError::PaymentRequired {
+                message,
+                invoice: None,
+            }
         }
     }
 }

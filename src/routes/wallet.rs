@@ -36,7 +36,10 @@ pub async fn fund(
     if amount < c.min_fund_sats || amount > c.max_fund_sats {
         return Err(ApiError::bad_param(
             "amount",
-            format!("amount must be a whole number of sats between {} and {}", c.min_fund_sats, c.max_fund_sats),
+            format!(
+                "amount must be a whole number of sats between {} and {}",
+                c.min_fund_sats, c.max_fund_sats
+            ),
         ));
     }
     invoices::backend(&state)?;
@@ -79,7 +82,10 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The invoice page: amount, status, the BOLT11 and a QR code of `lightning:<BOLT11>`.
-pub async fn page(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn page(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (pool, lookup) = (state.pool.clone(), id.clone());
     let inv = web::block(move || invoice::find(&mut *pool.get()?, &lookup))
@@ -90,7 +96,11 @@ pub async fn page(state: web::Data<AppState>, path: web::Path<String>) -> Result
     // Upper case makes a denser QR code (alphanumeric mode); BOLT11 is case-insensitive.
     let uri = format!("lightning:{}", inv.bolt11.to_ascii_uppercase());
     let qr = qrcode::QrCode::new(uri.as_bytes())
-        .map(|c| c.render::<qrcode::render::svg::Color>().min_dimensions(280, 280).build())
+        .map(|c| {
+            c.render::<qrcode::render::svg::Color>()
+                .min_dimensions(280, 280)
+                .build()
+        })
         .unwrap_or_default();
     let html = format!(
         include_str!("../../static/invoice.html"),
@@ -101,5 +111,7 @@ pub async fn page(state: web::Data<AppState>, path: web::Path<String>) -> Result
         uri = uri,
         bolt11 = inv.bolt11,
     );
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
 }

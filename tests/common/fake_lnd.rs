@@ -91,28 +91,44 @@ fn self_signed() -> (X509, PKey<openssl::pkey::Private>) {
     b.set_subject_name(&name).expect("subject");
     b.set_issuer_name(&name).expect("issuer");
     b.set_pubkey(&key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("time")).expect("nb");
-    b.set_not_after(&Asn1Time::days_from_now(2).expect("time")).expect("na");
-    let san = SubjectAlternativeName::new().ip("127.0.0.1").build(&b.x509v3_context(None, None)).expect("san");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(2).expect("time"))
+        .expect("na");
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .expect("san");
     b.append_extension(san).expect("ext");
     b.sign(&key, MessageDigest::sha256()).expect("sign");
     (b.build(), key)
 }
 
 fn authorized(req: &HttpRequest) -> bool {
-    req.headers().get("Grpc-Metadata-macaroon").and_then(|v| v.to_str().ok()) == Some(MACAROON)
+    req.headers()
+        .get("Grpc-Metadata-macaroon")
+        .and_then(|v| v.to_str().ok())
+        == Some(MACAROON)
 }
 
 fn int_field(v: &Value, name: &str) -> Option<u64> {
-    v.get(name).and_then(|x| x.as_u64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
+    v.get(name).and_then(|x| {
+        x.as_u64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+    })
 }
 
-async fn add_invoice(req: HttpRequest, node: web::Data<Arc<Mutex<Node>>>, body: web::Json<Value>) -> HttpResponse {
+async fn add_invoice(
+    req: HttpRequest,
+    node: web::Data<Arc<Mutex<Node>>>,
+    body: web::Json<Value>,
+) -> HttpResponse {
     if !authorized(&req) {
         return HttpResponse::Forbidden().json(json!({"code": 2, "message": "verification failed: signature mismatch after caveat verification", "details": []}));
     }
     let Some(sats) = int_field(&body, "value") else {
-        return HttpResponse::BadRequest().json(json!({"code": 3, "message": "value required", "details": []}));
+        return HttpResponse::BadRequest()
+            .json(json!({"code": 3, "message": "value required", "details": []}));
     };
     let expiry = int_field(&body, "expiry").unwrap_or(86_400);
     let preimage: [u8; 32] = rand::random();
@@ -120,7 +136,12 @@ async fn add_invoice(req: HttpRequest, node: web::Data<Arc<Mutex<Node>>>, body: 
     let secp = Secp256k1::new();
     let node_key = SecretKey::from_slice(&[0x42; 32]).expect("key");
     let invoice = InvoiceBuilder::new(Currency::Bitcoin)
-        .description(body.get("memo").and_then(Value::as_str).unwrap_or("").to_owned())
+        .description(
+            body.get("memo")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        )
         .payment_hash(hash)
         .payment_secret(PaymentSecret(rand::random()))
         .amount_milli_satoshis(sats * 1000)
@@ -140,15 +161,21 @@ async fn add_invoice(req: HttpRequest, node: web::Data<Arc<Mutex<Node>>>, body: 
     }))
 }
 
-async fn lookup(req: HttpRequest, node: web::Data<Arc<Mutex<Node>>>, path: web::Path<String>) -> HttpResponse {
+async fn lookup(
+    req: HttpRequest,
+    node: web::Data<Arc<Mutex<Node>>>,
+    path: web::Path<String>,
+) -> HttpResponse {
     if !authorized(&req) {
-        return HttpResponse::Forbidden().json(json!({"code": 2, "message": "permission denied", "details": []}));
+        return HttpResponse::Forbidden()
+            .json(json!({"code": 2, "message": "permission denied", "details": []}));
     }
     match node.lock().expect("lock").invoices.get(&path.into_inner()) {
         Some(settled) => HttpResponse::Ok().json(json!({
             "state": if *settled { "SETTLED" } else { "OPEN" },
             "settled": settled,
         })),
-        None => HttpResponse::NotFound().json(json!({"code": 5, "message": "unable to locate invoice", "details": []})),
+        None => HttpResponse::NotFound()
+            .json(json!({"code": 5, "message": "unable to locate invoice", "details": []})),
     }
 }

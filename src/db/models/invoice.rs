@@ -28,7 +28,9 @@ pub struct Invoice {
 }
 
 pub fn insert(conn: &mut DbConn, invoice: &Invoice) -> Result<(), DbError> {
-    diesel::insert_into(invoices::table).values(invoice).execute(conn)?;
+    diesel::insert_into(invoices::table)
+        .values(invoice)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -43,11 +45,20 @@ pub fn find_for_key(conn: &mut DbConn, id: &str, key_id: &str) -> Result<Option<
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> Result<Option<Invoice>, DbError> {
-    Ok(invoices::table.find(id).select(Invoice::as_select()).first(conn).optional()?)
+    Ok(invoices::table
+        .find(id)
+        .select(Invoice::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// A pending invoice of `amount_sats` for the key that is still good until `good_until`.
-pub fn reusable(conn: &mut DbConn, key_id: &str, amount_sats: i64, good_until: NaiveDateTime) -> Result<Option<Invoice>, DbError> {
+pub fn reusable(
+    conn: &mut DbConn,
+    key_id: &str,
+    amount_sats: i64,
+    good_until: NaiveDateTime,
+) -> Result<Option<Invoice>, DbError> {
     Ok(invoices::table
         .filter(invoices::key_id.eq(key_id))
         .filter(invoices::status.eq(PENDING))
@@ -61,12 +72,16 @@ pub fn reusable(conn: &mut DbConn, key_id: &str, amount_sats: i64, good_until: N
 
 /// Invoices worth asking the backend about: pending ones, and expired ones within `grace`
 /// of their expiry (a late payment is still credited).
-pub fn watchable(conn: &mut DbConn, now: NaiveDateTime, grace: chrono::Duration) -> Result<Vec<Invoice>, DbError> {
+pub fn watchable(
+    conn: &mut DbConn,
+    now: NaiveDateTime,
+    grace: chrono::Duration,
+) -> Result<Vec<Invoice>, DbError> {
     Ok(invoices::table
         .filter(
-            invoices::status
-                .eq(PENDING)
-                .or(invoices::status.eq(EXPIRED).and(invoices::expires_at.gt(now - grace))),
+            invoices::status.eq(PENDING).or(invoices::status
+                .eq(EXPIRED)
+                .and(invoices::expires_at.gt(now - grace))),
         )
         .order(invoices::created_at.asc())
         .select(Invoice::as_select())
@@ -75,20 +90,31 @@ pub fn watchable(conn: &mut DbConn, now: NaiveDateTime, grace: chrono::Duration)
 
 /// Marks pending invoices past their expiry as expired; returns how many.
 pub fn expire_due(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, DbError> {
-    Ok(diesel::update(invoices::table.filter(invoices::status.eq(PENDING)).filter(invoices::expires_at.le(now)))
-        .set(invoices::status.eq(EXPIRED))
-        .execute(conn)?)
+    Ok(diesel::update(
+        invoices::table
+            .filter(invoices::status.eq(PENDING))
+            .filter(invoices::expires_at.le(now)),
+    )
+    .set(invoices::status.eq(EXPIRED))
+    .execute(conn)?)
 }
 
 /// Credits a paid invoice exactly once: the status change is conditional (only from pending or
 /// expired), and the ledger entry is unique per invoice, both in one transaction. Returns the
 /// credited micro-dollars, or None when the invoice was already paid (nothing happens).
-pub fn credit_paid(conn: &mut DbConn, invoice: &Invoice, micros: i64, now: NaiveDateTime) -> Result<Option<i64>, DbError> {
+pub fn credit_paid(
+    conn: &mut DbConn,
+    invoice: &Invoice,
+    micros: i64,
+    now: NaiveDateTime,
+) -> Result<Option<i64>, DbError> {
     let credited = conn.transaction(|conn| {
         let changed = diesel::update(
-            invoices::table
-                .find(&invoice.id)
-                .filter(invoices::status.eq(PENDING).or(invoices::status.eq(EXPIRED))),
+            invoices::table.find(&invoice.id).filter(
+                invoices::status
+                    .eq(PENDING)
+                    .or(invoices::status.eq(EXPIRED)),
+            ),
         )
         .set((invoices::status.eq(PAID), invoices::paid_at.eq(now)))
         .execute(conn)?;
@@ -101,7 +127,10 @@ pub fn credit_paid(conn: &mut DbConn, invoice: &Invoice, micros: i64, now: Naive
             kind: ledger::LIGHTNING_CREDIT.to_owned(),
             reference: invoice.id.clone(),
             amount_micros: micros,
-            memo: Some(format!("{} sats, payment hash {}", invoice.amount_sats, invoice.payment_hash)),
+            memo: Some(format!(
+                "{} sats, payment hash {}",
+                invoice.amount_sats, invoice.payment_hash
+            )),
             created_at: now,
         };
         if !ledger::record(conn, &entry)? {
@@ -112,8 +141,14 @@ pub fn credit_paid(conn: &mut DbConn, invoice: &Invoice, micros: i64, now: Naive
     match credited {
         Ok(c) => Ok(c),
         // Another watcher committed first: its conditional update won, ours must not credit.
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
-        | Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))
+        | Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::SerializationFailure,
+            _,
+        ))
         | Err(diesel::result::Error::RollbackTransaction) => Ok(None),
         Err(e) => Err(e.into()),
     }
