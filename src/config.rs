@@ -131,6 +131,23 @@ pub struct NotifyConfig {
     pub from: String,
 }
 
+impl ProviderConfig {
+    fn spec(&self, name: &str, api_key: String) -> ProviderSpec {
+        let flat = self.price_per_1k.unwrap_or(0.0);
+        ProviderSpec {
+            name: name.to_owned(),
+            dialect: self.dialect,
+            base_url: self.base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            tier: self.tier,
+            models: self.models.clone(),
+            input_price_per_1k: self.input_price_per_1k.unwrap_or(flat),
+            output_price_per_1k: self.output_price_per_1k.unwrap_or(flat),
+            timeout: parse_duration(&self.timeout).unwrap_or(Duration::from_secs(60)),
+        }
+    }
+}
+
 fn default_timeout() -> String {
     "60s".to_owned()
 }
@@ -224,19 +241,16 @@ impl Config {
                         .and_then(&env)
                         .filter(|k| !k.is_empty())
                 })?;
-                let flat = p.price_per_1k.unwrap_or(0.0);
-                Some(ProviderSpec {
-                    name: name.clone(),
-                    dialect: p.dialect,
-                    base_url: p.base_url.trim_end_matches('/').to_owned(),
-                    api_key: key,
-                    tier: p.tier,
-                    models: p.models.clone(),
-                    input_price_per_1k: p.input_price_per_1k.unwrap_or(flat),
-                    output_price_per_1k: p.output_price_per_1k.unwrap_or(flat),
-                    timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(60)),
-                })
+                Some(p.spec(name, key))
             })
+            .collect()
+    }
+
+    /// Every catalogue entry, enabled or not, without keys (for price baselines).
+    pub fn catalogue(&self) -> Vec<ProviderSpec> {
+        self.providers
+            .iter()
+            .map(|(name, p)| p.spec(name, String::new()))
             .collect()
     }
 

@@ -85,6 +85,7 @@ async fn main() -> std::io::Result<()> {
         admin_token: config.admin_token(),
         keys: KeyCache::default(),
         mint_limiter: MintLimiter::default(),
+        pins: Default::default(),
         pool,
         config: config.clone(),
     });

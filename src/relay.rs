@@ -32,6 +32,8 @@ pub struct Meta {
     pub include_usage: bool,
     /// Prompt tokens estimated from the request, for when the upstream reports none.
     pub prompt_estimate: u64,
+    /// The premium tier's default model, whose price is the savings baseline.
+    pub premium: Option<Arc<ProviderSpec>>,
 }
 
 impl Meta {
@@ -52,12 +54,22 @@ impl Meta {
             upstream_request_id: self.upstream_request_id.clone(),
             client_request_id: self.client_request_id.clone(),
             created_at: crate::time::now(),
+            premium_cost_micros: self.premium_cost(usage),
         }
     }
 
-    fn x_pura(&self, cost_micros: i64) -> Value {
+    /// What `usage` would cost at the premium baseline (the actual cost when there is none).
+    pub fn premium_cost(&self, usage: &Usage) -> i64 {
+        self.premium.as_ref().map_or_else(
+            || self.provider.cost_micros(usage),
+            |p| p.cost_micros(usage),
+        )
+    }
+
+    fn x_pura(&self, cost_micros: i64, premium_micros: i64) -> Value {
         json!({
             "costUsd": cost_micros as f64 / 1_000_000.0,
+            "savingsUsd": (premium_micros - cost_micros) as f64 / 1_000_000.0,
             "provider": self.provider.name,
             "model": self.model,
             "tier": self.provider.tier.as_str(),
@@ -244,7 +256,7 @@ impl Relay {
         }
         let usage = self.final_usage();
         let cost = self.meta.provider.cost_micros(&usage);
-        let x_pura = self.meta.x_pura(cost);
+        let x_pura = self.meta.x_pura(cost, self.meta.premium_cost(&usage));
         let template = self.held_finish.first().cloned();
         for mut chunk in std::mem::take(&mut self.held_finish) {
             chunk["x_pura"] = x_pura.clone();

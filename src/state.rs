@@ -22,6 +22,8 @@ pub struct AppState {
     pub lightning: Option<crate::lightning::Backend>,
     pub admin_token: Option<String>,
     pub mint_limiter: MintLimiter,
+    /// Session pinning for `auto` conversations.
+    pub pins: crate::routing::policy::Pins,
 }
 
 /// Per-IP limit on minting keys without the admin token (a sliding hour).

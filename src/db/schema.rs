@@ -35,6 +35,7 @@ diesel::table! {
         upstream_request_id -> Nullable<Text>,
         client_request_id -> Nullable<Text>,
         created_at -> Timestamp,
+        premium_cost_micros -> BigInt,
     }
 }
 

@@ -13,8 +13,11 @@ use crate::api::{ChatRequest, Usage};
 use crate::auth::AuthedKey;
 use crate::error::ApiError;
 use crate::lightning::{invoices, LightningHttp};
+use crate::providers::Tier;
 use crate::relay::{estimate_tokens, settle, usd, Meta, Relay};
 use crate::routing::fallback::{self, Answer};
+use crate::routing::policy::{self, TierBounds};
+use crate::routing::{scorer, Target};
 use crate::state::AppState;
 
 /// Output tokens assumed for the reserved estimate when the client sets no cap.
@@ -75,7 +78,8 @@ async fn chat(
     validate(&body)?;
     let stream = body.stream.unwrap_or(stream_default);
     let target = state.router.resolve(body.model.as_deref())?;
-    let (_, candidates) = state.router.plan(&target, &body).await?;
+    let route = decide(&state, &target, &body, &req, &key.id)?;
+    let (_, candidates) = state.router.plan(&target, route.tier).await?;
     let prompt_chars: usize = body.messages.iter().map(|m| m.text().len()).sum();
     let max_out = body
         .max_output_tokens()
@@ -113,7 +117,12 @@ async fn chat(
         stream,
         include_usage: body.wants_stream_usage(),
         prompt_estimate: estimate_tokens(prompt_chars),
+        premium: state.router.premium(),
     };
+    if let Some(session) = route.session {
+        // Pin the conversation to the tier that actually served it.
+        state.pins.record(&key.id, session, meta.provider.tier);
+    }
     drop(key);
     let reservation = ticket.reservation.clone();
     match served.answer {
@@ -128,7 +137,14 @@ async fn chat(
             }
             let mut resp = HttpResponse::Ok().json(completion.body);
             let left = reservation.budget_remaining_micros + reservation.estimate_micros - cost;
-            pura_headers(&mut resp, &meta, &reservation, cost, left);
+            let savings = meta.premium_cost(&usage) - cost;
+            pura_headers(
+                &mut resp,
+                &meta,
+                &reservation,
+                (cost, savings, left),
+                route.score.as_deref(),
+            );
             Ok(resp)
         }
         Answer::Stream(open) => {
@@ -137,12 +153,70 @@ async fn chat(
             let mut resp = Sse::from_stream(relay.into_stream())
                 .respond_to(&req)
                 .map_into_boxed_body();
-            let (cost, left) = (
-                reservation.estimate_micros,
-                reservation.budget_remaining_micros,
+            let cost = reservation.estimate_micros;
+            let left = reservation.budget_remaining_micros;
+            let worst = Usage::new(meta.prompt_estimate, max_out);
+            let savings = meta.premium_cost(&worst) - meta.provider.cost_micros(&worst);
+            pura_headers(
+                &mut resp,
+                &meta,
+                &reservation,
+                (cost, savings, left),
+                route.score.as_deref(),
             );
-            pura_headers(&mut resp, &meta, &reservation, cost, left);
             Ok(resp)
+        }
+    }
+}
+
+/// Where routing starts, and what the client is told about it.
+struct Route {
+    tier: Tier,
+    /// `X-Pura-Score` for `auto` requests.
+    score: Option<String>,
+    /// The conversation to pin, for `auto` requests.
+    session: Option<u64>,
+}
+
+/// `auto`: the scorer's tier, bounded by `X-Pura-Tier`, never below the conversation's pin.
+/// A tier target (`auto:premium`, an alias to a tier) is that tier; a model ignores both.
+fn decide(
+    state: &AppState,
+    target: &Target,
+    body: &ChatRequest,
+    req: &HttpRequest,
+    key_id: &str,
+) -> Result<Route, ApiError> {
+    let bounds = TierBounds::parse(
+        req.headers()
+            .get("x-pura-tier")
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    match target {
+        Target::Tier(t) => Ok(Route {
+            tier: *t,
+            score: None,
+            session: None,
+        }),
+        Target::Model(_) => Ok(Route {
+            tier: Tier::Mid,
+            score: None,
+            session: None,
+        }),
+        Target::Auto => {
+            let score = scorer::score(body);
+            let explicit = req
+                .headers()
+                .get("x-pura-session")
+                .and_then(|v| v.to_str().ok());
+            let session = policy::session_id(body, explicit);
+            let pin = state.pins.get(key_id, session);
+            let tier = bounds.apply(state.router.tier_for(score.value), pin);
+            Ok(Route {
+                tier,
+                score: Some(policy::score_header(&score)),
+                session: Some(session),
+            })
         }
     }
 }
@@ -196,13 +270,15 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|s| s.chars().take(512).collect())
 }
 
+/// `money` is (cost, savings versus premium, budget left), in micro-dollars.
 fn pura_headers(
     resp: &mut HttpResponse,
     meta: &Meta,
     r: &Reservation,
-    cost: i64,
-    budget_left: i64,
+    money: (i64, i64, i64),
+    score: Option<&str>,
 ) {
+    let (cost, savings, budget_left) = money;
     let request_id = meta
         .upstream_request_id
         .as_deref()
@@ -211,6 +287,7 @@ fn pura_headers(
         ("x-pura-provider", meta.provider.name.clone()),
         ("x-pura-model", meta.model.clone()),
         ("x-pura-cost", usd(cost)),
+        ("x-pura-savings", usd(savings)),
         ("x-pura-tier", meta.provider.tier.as_str().to_owned()),
         ("x-pura-budget-remaining", usd(budget_left.max(0))),
         (
@@ -233,6 +310,9 @@ fn pura_headers(
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static(name), v);
         }
+    }
+    if let Some(v) = score.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(HeaderName::from_static("x-pura-score"), v);
     }
     if let Some(v) = meta
         .client_request_id

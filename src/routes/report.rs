@@ -42,6 +42,8 @@ struct Totals {
     prompt: i64,
     completion: i64,
     latency: i64,
+    /// Premium-baseline cost minus actual cost.
+    savings: i64,
 }
 
 pub async fn report(
@@ -66,6 +68,7 @@ pub async fn report(
             t.prompt += r.prompt_tokens;
             t.completion += r.completion_tokens;
             t.latency += r.latency_ms;
+            t.savings += r.premium_cost_micros - r.cost_micros;
         }
         let hour = r
             .created_at
@@ -82,6 +85,7 @@ pub async fn report(
             let view = json!({
                 "requests": t.requests,
                 "spendUsd": usd(t.spend),
+                "savingsUsd": usd(t.savings),
                 "promptTokens": t.prompt,
                 "completionTokens": t.completion,
                 "avgLatencyMs": if t.requests > 0 { t.latency as f64 / t.requests as f64 } else { 0.0 },
@@ -103,6 +107,7 @@ pub async fn report(
         "totalSpendUsd": usd(total.spend),
         "requestCount": total.requests,
         "averageCostUsd": average,
+        "totalSavingsUsd": usd(total.savings),
         "perModel": per_model,
         "hourly": hourly,
     })))

@@ -5,6 +5,7 @@
 pub mod eval;
 pub mod fallback;
 pub mod features;
+pub mod policy;
 pub mod scorer;
 pub mod train;
 pub mod vocab;
@@ -17,7 +18,6 @@ use actix::Addr;
 use futures_util::future::join_all;
 
 use crate::actors::provider::{Pick, ProviderActor};
-use crate::api::ChatRequest;
 use crate::config::{parse_duration, Config};
 use crate::error::ApiError;
 use crate::providers::{ProviderSpec, Tier};
@@ -52,6 +52,8 @@ pub struct Router {
     default_model: String,
     cheap_below: f64,
     premium_from: f64,
+    /// Prices of the premium tier's default model.
+    premium: Option<Arc<ProviderSpec>>,
 }
 
 impl Router {
@@ -60,7 +62,7 @@ impl Router {
         use actix::Actor;
         let cooldown =
             parse_duration(&config.routing.circuit_cooldown).unwrap_or(Duration::from_secs(10));
-        let providers = specs
+        let providers: Vec<Entry> = specs
             .into_iter()
             .map(|s| {
                 let actor = ProviderActor::new(&s.name, cooldown, s.timeout * 2).start();
@@ -72,6 +74,18 @@ impl Router {
             .values()
             .flat_map(|p| p.models.clone())
             .collect();
+        // An enabled premium provider sets the baseline; without one, the catalogue's entry.
+        let premium = providers
+            .iter()
+            .map(|(p, _): &Entry| p.clone())
+            .find(|s| s.tier == Tier::Premium)
+            .or_else(|| {
+                let catalogue = config.catalogue().into_iter();
+                catalogue
+                    .filter(|s| s.tier == Tier::Premium)
+                    .map(Arc::new)
+                    .next()
+            });
         Router {
             providers,
             known_models,
@@ -79,6 +93,7 @@ impl Router {
             default_model: config.routing.default_model.clone(),
             cheap_below: config.routing.cheap_below,
             premium_from: config.routing.premium_from,
+            premium,
         }
     }
 
@@ -135,6 +150,12 @@ impl Router {
     }
 
     /// The tier for a complexity score under the configured thresholds.
+    /// The premium tier's default model (the savings baseline): an enabled premium provider,
+    /// else the catalogue's premium entry.
+    pub fn premium(&self) -> Option<Arc<ProviderSpec>> {
+        self.premium.clone()
+    }
+
     pub fn tier_for(&self, score: f64) -> Tier {
         if score < self.cheap_below {
             Tier::Cheap
@@ -146,10 +167,11 @@ impl Router {
     }
 
     /// Candidates in the order to try them, and the tier the request was routed to.
+    /// Candidates for `target`; `tier` (from [`policy`]) is where `auto` and tier targets start.
     pub async fn plan(
         &self,
         target: &Target,
-        req: &ChatRequest,
+        tier: Tier,
     ) -> Result<(Tier, Vec<Candidate>), ApiError> {
         if self.providers.is_empty() {
             return Err(ApiError::Unavailable(
@@ -166,11 +188,7 @@ impl Router {
                 };
                 (first.tier, serving)
             }
-            Target::Tier(t) => (*t, self.providers.iter().collect()),
-            Target::Auto => (
-                self.tier_for(scorer::score(req).value),
-                self.providers.iter().collect(),
-            ),
+            Target::Tier(_) | Target::Auto => (tier, self.providers.iter().collect()),
         };
         let healths = join_all(pool.iter().map(|(_, a)| a.send(Pick))).await;
         let mut healthy: Vec<(usize, f64, &Entry)> = Vec::new();

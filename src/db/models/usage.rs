@@ -26,6 +26,8 @@ pub struct UsageRow {
     pub upstream_request_id: Option<String>,
     pub client_request_id: Option<String>,
     pub created_at: NaiveDateTime,
+    /// The same usage priced at the premium tier's default model (the savings baseline).
+    pub premium_cost_micros: i64,
 }
 
 /// Inserts one row (inside the group commit's transaction).
@@ -66,6 +68,7 @@ pub struct ReportRow {
     pub cost_micros: i64,
     pub latency_ms: i64,
     pub created_at: NaiveDateTime,
+    pub premium_cost_micros: i64,
 }
 
 pub fn report_rows(
@@ -83,6 +86,7 @@ pub fn report_rows(
             usage::cost_micros,
             usage::latency_ms,
             usage::created_at,
+            usage::premium_cost_micros,
         ))
         .load(conn)?)
 }
