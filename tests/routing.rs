@@ -94,6 +94,9 @@ async fn scorer_picks_the_tier_and_says_why() {
     assert_eq!(header(&explicit, "x-pura-tier"), Some("mid"));
 }
 
+/// (model, prompt, request headers, expected tier)
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 #[actix_web::test]
 async fn tier_header_forces_or_bounds_and_aliases_force() {
     let t = three_tiers(&[(
@@ -101,7 +104,7 @@ async fn tier_header_forces_or_bounds_and_aliases_force() {
         "{ reviewer = \"premium\", fast = \"auto:cheap\", writer = \"gpt-4o\" }",
     )]);
     let (_, key) = t.gw.key().await;
-    let cases: [(&str, &str, Vec<(&str, &str)>, &str); 9] = [
+    let cases: [Case; 9] = [
         ("auto", "hi", vec![("X-Pura-Tier", "premium")], "premium"),
         ("auto", "hi", vec![("X-Pura-Tier", "min:mid")], "mid"),
         ("auto", HARD, vec![("X-Pura-Tier", "max:mid")], "mid"),
