@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use sha2::{Digest, Sha256};
@@ -25,12 +26,18 @@ pub struct AuthedKey(pub Arc<ApiKey>);
 /// Hash cache: key hash -> key row. Disabled keys are cached too, so they fail fast.
 #[derive(Default)]
 pub struct KeyCache {
-    map: RwLock<HashMap<String, Arc<ApiKey>>>,
+    map: RwLock<HashMap<String, (Arc<ApiKey>, Instant)>>,
 }
+
+/// A cached key is re-read from the database after this long, so a key disabled or rotated on
+/// another replica stops working here within this bound.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 impl KeyCache {
     pub fn get(&self, hash: &str) -> Option<Arc<ApiKey>> {
-        self.map.read().ok()?.get(hash).cloned()
+        let map = self.map.read().ok()?;
+        let (key, at) = map.get(hash)?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
     }
 
     /// Drops a hash (a rotated-away secret) so it is refused at once.
@@ -43,7 +50,7 @@ impl KeyCache {
     pub fn put(&self, key: ApiKey) -> Arc<ApiKey> {
         let key = Arc::new(key);
         if let Ok(mut m) = self.map.write() {
-            m.insert(key.key_hash.clone(), key.clone());
+            m.insert(key.key_hash.clone(), (key.clone(), Instant::now()));
         }
         key
     }
