@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod chat;
+pub mod console;
 pub mod health;
 pub mod keys;
 pub mod models;
@@ -14,7 +15,10 @@ use actix_web::web;
 
 /// Registers all routes (used by `main` and by tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
+    cfg.route("/", web::get().to(console::index))
+        .route("/static/console.js", web::get().to(console::script))
+        .route("/static/console.css", web::get().to(console::style))
+        .route("/health", web::get().to(health::health))
         .route("/v1/models", web::get().to(models::list))
         .route("/api/models", web::get().to(models::list))
         .route("/v1/chat/completions", web::post().to(chat::openai))
