@@ -7,17 +7,44 @@
 //! ```
 
 #[path = "../tests/common/fake_upstream.rs"]
-#[allow(dead_code)]
 mod fake_upstream;
 
 use fake_upstream::{FakeDialect, FakeUpstream};
 
 fn main() {
     let fakes = [
-        ("openai", FakeDialect::OpenAi, "openai", "mid", "gpt-4o", 0.005),
-        ("groq", FakeDialect::Groq, "openai", "cheap", "llama-3.3-70b-versatile", 0.0003),
-        ("anthropic", FakeDialect::Anthropic, "anthropic", "premium", "claude-sonnet-4-20250514", 0.003),
-        ("gemini", FakeDialect::Gemini, "gemini", "cheap", "gemini-2.0-flash", 0.0005),
+        (
+            "openai",
+            FakeDialect::OpenAi,
+            "openai",
+            "mid",
+            "gpt-4o",
+            0.005,
+        ),
+        (
+            "groq",
+            FakeDialect::Groq,
+            "openai",
+            "cheap",
+            "llama-3.3-70b-versatile",
+            0.0003,
+        ),
+        (
+            "anthropic",
+            FakeDialect::Anthropic,
+            "anthropic",
+            "premium",
+            "claude-sonnet-4-20250514",
+            0.003,
+        ),
+        (
+            "gemini",
+            FakeDialect::Gemini,
+            "gemini",
+            "cheap",
+            "gemini-2.0-flash",
+            0.0005,
+        ),
     ];
     let mut running = Vec::new();
     for (name, dialect, wire, tier, model, price) in fakes {
