@@ -14,10 +14,12 @@
 //! `--latency-ms F` delay before the response head, JSON and SSE alike [`BENCH_UPSTREAM_LATENCY_MS`, 0],
 //! `--chunks N` content chunks of a stream, and words of a JSON answer [`BENCH_UPSTREAM_CHUNKS`, 50],
 //! `--chunk-delay-ms F` pause between stream chunks [`BENCH_UPSTREAM_CHUNK_DELAY_MS`, 0].
-//! It prints `bench_upstream listening on http://ADDR` on stdout once bound.
+//! It prints `bench_upstream listening on http://ADDR` on stdout once bound. `GET /bench/stats`
+//! tells the responses in progress and the most at once (streams count until they end), and
+//! `POST /bench/reset` restarts that peak: a gateway that caps its upstream connections shows.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
@@ -59,11 +61,32 @@ struct StreamOptions {
 struct Shared {
     settings: Settings,
     next_id: AtomicU64,
+    /// Responses in progress (a stream counts until its last byte is handed over or the
+    /// client goes), and the most seen at once since the last `POST /bench/reset`.
+    active: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl Shared {
     fn id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Counts one response in progress while it lives.
+struct InFlight(web::Data<Shared>);
+
+impl InFlight {
+    fn new(shared: &web::Data<Shared>) -> InFlight {
+        let now = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.peak.fetch_max(now, Ordering::Relaxed);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -151,11 +174,14 @@ async fn head_latency(shared: &Shared) {
     }
 }
 
-fn sse(events: impl Stream<Item = Bytes> + 'static) -> HttpResponse {
+fn sse(events: impl Stream<Item = Bytes> + 'static, in_flight: InFlight) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream; charset=utf-8")
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
-        .streaming(events.map(Ok::<_, Infallible>))
+        .streaming(events.map(move |b| {
+            let _counted = &in_flight;
+            Ok::<_, Infallible>(b)
+        }))
 }
 
 /// `first`, then each of `middle` after the inter-chunk delay, then `last` at once.
@@ -188,6 +214,7 @@ async fn openai(shared: web::Data<Shared>, body: Bytes) -> HttpResponse {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    let in_flight = InFlight::new(&shared);
     head_latency(&shared).await;
     let s = &shared.settings;
     let n = shared.id();
@@ -247,7 +274,7 @@ async fn openai(shared: web::Data<Shared>, body: Bytes) -> HttpResponse {
         })));
     }
     last.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let mut resp = sse(paced(first, middle, last, s.chunk_delay));
+    let mut resp = sse(paced(first, middle, last, s.chunk_delay), in_flight);
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("x-request-id"),
@@ -262,6 +289,7 @@ async fn anthropic(shared: web::Data<Shared>, body: Bytes) -> HttpResponse {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    let in_flight = InFlight::new(&shared);
     head_latency(&shared).await;
     let s = &shared.settings;
     let n = shared.id();
@@ -318,7 +346,7 @@ async fn anthropic(shared: web::Data<Shared>, body: Bytes) -> HttpResponse {
         ),
         event("message_stop", &json!({"type": "message_stop"})),
     ];
-    let mut resp = sse(paced(first, middle, last, s.chunk_delay));
+    let mut resp = sse(paced(first, middle, last, s.chunk_delay), in_flight);
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("request-id"),
@@ -326,6 +354,23 @@ async fn anthropic(shared: web::Data<Shared>, body: Bytes) -> HttpResponse {
         );
     }
     resp
+}
+
+/// `GET /bench/stats`: responses in progress now, the peak, and requests served.
+async fn stats(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "active": shared.active.load(Ordering::Relaxed),
+        "peak": shared.peak.load(Ordering::Relaxed),
+        "requests": shared.next_id.load(Ordering::Relaxed) - 1,
+    }))
+}
+
+/// `POST /bench/reset`: the peak starts again from what is in progress now.
+async fn reset(shared: web::Data<Shared>) -> HttpResponse {
+    shared
+        .peak
+        .store(shared.active.load(Ordering::Relaxed), Ordering::Relaxed);
+    stats(shared).await
 }
 
 async fn models() -> HttpResponse {
@@ -339,6 +384,8 @@ async fn main() -> std::io::Result<()> {
     let shared = web::Data::new(Shared {
         settings: settings.clone(),
         next_id: AtomicU64::new(1),
+        active: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -348,6 +395,8 @@ async fn main() -> std::io::Result<()> {
             .route("/chat/completions", web::post().to(openai))
             .route("/v1/messages", web::post().to(anthropic))
             .route("/v1/models", web::get().to(models))
+            .route("/bench/stats", web::get().to(stats))
+            .route("/bench/reset", web::post().to(reset))
     })
     .workers(settings.workers)
     .backlog(4096)
