@@ -1,8 +1,12 @@
 //! One `ProviderActor` per upstream: EWMA latency and time to first token, an error ratio
-//! over a sliding window, and a circuit breaker. The handler asks [`Pick`] before trying the
-//! provider and reports every attempt with [`Observe`].
+//! over a sliding window, and a circuit breaker. The actor is the only writer of that state;
+//! after every change it publishes a [`Published`] snapshot (atomics) that the router reads
+//! without a message round trip. Only a half-open circuit needs a question: the router asks
+//! [`Pick`] so that exactly one probe request is let through. Every attempt is reported back
+//! with [`Observe`].
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -11,9 +15,11 @@ use actix::prelude::*;
 const FAILURES_TO_OPEN: u32 = 3;
 /// Error ratio over the window that opens the circuit (with at least `MIN_SAMPLES`).
 const ERROR_RATIO_TO_OPEN: f64 = 0.5;
-const MIN_SAMPLES: usize = 10;
-/// Outcomes older than this leave the error-ratio window.
-const WINDOW: Duration = Duration::from_secs(60);
+const MIN_SAMPLES: u64 = 10;
+/// The error-ratio window: `BUCKETS` buckets of `BUCKET` each (60 s), so that updating and
+/// reading it costs the same at 10 requests a minute and at 10,000 a second.
+const BUCKET: Duration = Duration::from_secs(5);
+const BUCKETS: usize = 12;
 /// Weight of the newest sample in the moving averages.
 const EWMA_ALPHA: f64 = 0.2;
 /// How often the actor checks whether an open circuit's cool-down has passed.
@@ -37,6 +43,40 @@ pub struct Health {
     pub ewma_ttft_ms: f64,
     pub error_ratio: f64,
     pub circuit: Circuit,
+}
+
+/// The circuit's state as published to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+/// The actor's latest health, readable from any worker without a message.
+#[derive(Debug, Default)]
+pub struct Published {
+    gate: AtomicU8,
+    ewma_latency_ms: AtomicU64,
+    ewma_ttft_ms: AtomicU64,
+}
+
+impl Published {
+    pub fn gate(&self) -> Gate {
+        match self.gate.load(Ordering::Acquire) {
+            0 => Gate::Closed,
+            1 => Gate::Open,
+            _ => Gate::HalfOpen,
+        }
+    }
+
+    pub fn ewma_latency_ms(&self) -> f64 {
+        f64::from_bits(self.ewma_latency_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn ewma_ttft_ms(&self) -> f64 {
+        f64::from_bits(self.ewma_ttft_ms.load(Ordering::Relaxed))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,16 +105,26 @@ pub struct Observe {
     pub outcome: Outcome,
 }
 
+/// Success and failure counts per time bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    epoch: u64,
+    ok: u64,
+    failed: u64,
+}
+
 pub struct ProviderActor {
     name: String,
     cooldown: Duration,
     /// A probe that never reported back (client gone) is forgotten after this long.
     probe_timeout: Duration,
+    started: Instant,
     ewma_latency_ms: f64,
     ewma_ttft_ms: f64,
-    window: VecDeque<(Instant, Outcome)>,
+    buckets: [Bucket; BUCKETS],
     consecutive_failures: u32,
     circuit: Circuit,
+    published: Arc<Published>,
 }
 
 impl ProviderActor {
@@ -83,41 +133,79 @@ impl ProviderActor {
             name: name.to_owned(),
             cooldown,
             probe_timeout,
+            started: Instant::now(),
             ewma_latency_ms: 0.0,
             ewma_ttft_ms: 0.0,
-            window: VecDeque::new(),
+            buckets: [Bucket::default(); BUCKETS],
             consecutive_failures: 0,
             circuit: Circuit::Closed,
+            published: Arc::default(),
+        }
+    }
+
+    /// The snapshot this actor keeps up to date.
+    pub fn published(&self) -> Arc<Published> {
+        self.published.clone()
+    }
+
+    fn epoch(&self, now: Instant) -> u64 {
+        (now.duration_since(self.started).as_secs() / BUCKET.as_secs()) + 1
+    }
+
+    /// (successes, failures) over the window.
+    fn counts(&self, now: Instant) -> (u64, u64) {
+        let current = self.epoch(now);
+        self.buckets
+            .iter()
+            .filter(|b| b.epoch + (BUCKETS as u64) > current)
+            .fold((0, 0), |(ok, failed), b| (ok + b.ok, failed + b.failed))
+    }
+
+    fn record(&mut self, now: Instant, outcome: Outcome) {
+        let epoch = self.epoch(now);
+        let slot = &mut self.buckets[(epoch % BUCKETS as u64) as usize];
+        if slot.epoch != epoch {
+            *slot = Bucket {
+                epoch,
+                ..Bucket::default()
+            };
+        }
+        match outcome {
+            Outcome::Success => slot.ok += 1,
+            Outcome::Failure => slot.failed += 1,
         }
     }
 
     fn health(&self) -> Health {
-        let failures = self
-            .window
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Failure)
-            .count();
-        let error_ratio = if self.window.is_empty() {
-            0.0
-        } else {
-            failures as f64 / self.window.len() as f64
-        };
+        let (ok, failed) = self.counts(Instant::now());
+        let total = ok + failed;
         Health {
             ewma_latency_ms: self.ewma_latency_ms,
             ewma_ttft_ms: self.ewma_ttft_ms,
-            error_ratio,
+            error_ratio: if total == 0 {
+                0.0
+            } else {
+                failed as f64 / total as f64
+            },
             circuit: self.circuit,
         }
     }
 
-    fn prune(&mut self, now: Instant) {
-        while self
-            .window
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
-        {
-            self.window.pop_front();
-        }
+    fn publish(&self) {
+        let gate = match self.circuit {
+            Circuit::Closed => Gate::Closed,
+            Circuit::Open(_)
+            | Circuit::HalfOpen {
+                probe_since: Some(_),
+            } => Gate::Open,
+            Circuit::HalfOpen { probe_since: None } => Gate::HalfOpen,
+        };
+        let p = &self.published;
+        p.gate.store(gate as u8, Ordering::Release);
+        p.ewma_latency_ms
+            .store(self.ewma_latency_ms.to_bits(), Ordering::Relaxed);
+        p.ewma_ttft_ms
+            .store(self.ewma_ttft_ms.to_bits(), Ordering::Relaxed);
     }
 
     fn open(&mut self, now: Instant) {
@@ -131,7 +219,6 @@ impl ProviderActor {
 
     fn tick(&mut self) {
         let now = Instant::now();
-        self.prune(now);
         match self.circuit {
             Circuit::Open(until) if now >= until => {
                 log::info!("provider {}: circuit half-open", self.name);
@@ -142,8 +229,9 @@ impl ProviderActor {
             } if now.duration_since(t) > self.probe_timeout => {
                 self.circuit = Circuit::HalfOpen { probe_since: None };
             }
-            _ => {}
+            _ => return,
         }
+        self.publish();
     }
 }
 
@@ -159,6 +247,7 @@ impl Actor for ProviderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.publish();
         ctx.run_interval(TICK, |act, _| act.tick());
     }
 }
@@ -177,6 +266,7 @@ impl Handler<Pick> for ProviderActor {
                 self.circuit = Circuit::HalfOpen {
                     probe_since: Some(Instant::now()),
                 };
+                self.publish();
                 Some(self.health())
             }
         }
@@ -196,8 +286,7 @@ impl Handler<Observe> for ProviderActor {
 
     fn handle(&mut self, msg: Observe, _: &mut Context<Self>) {
         let now = Instant::now();
-        self.prune(now);
-        self.window.push_back((now, msg.outcome));
+        self.record(now, msg.outcome);
         match msg.outcome {
             Outcome::Success => {
                 self.ewma_latency_ms =
@@ -208,20 +297,22 @@ impl Handler<Observe> for ProviderActor {
                 self.consecutive_failures = 0;
                 if matches!(self.circuit, Circuit::HalfOpen { .. }) {
                     log::info!("provider {}: probe succeeded, circuit closed", self.name);
-                    self.window.clear();
+                    self.buckets = [Bucket::default(); BUCKETS];
                     self.circuit = Circuit::Closed;
                 }
             }
             Outcome::Failure => {
                 self.consecutive_failures += 1;
-                let ratio_bad = self.window.len() >= MIN_SAMPLES
-                    && self.health().error_ratio >= ERROR_RATIO_TO_OPEN;
+                let (ok, failed) = self.counts(now);
+                let ratio_bad = ok + failed >= MIN_SAMPLES
+                    && failed as f64 / (ok + failed) as f64 >= ERROR_RATIO_TO_OPEN;
                 let half_open = matches!(self.circuit, Circuit::HalfOpen { .. });
                 if half_open || self.consecutive_failures >= FAILURES_TO_OPEN || ratio_bad {
                     self.open(now);
                 }
             }
         }
+        self.publish();
     }
 }
 
@@ -239,8 +330,9 @@ mod tests {
 
     #[actix_web::test]
     async fn opens_after_repeated_failures_then_probes_and_closes() {
-        let addr =
-            ProviderActor::new("t", Duration::from_millis(300), Duration::from_secs(5)).start();
+        let actor = ProviderActor::new("t", Duration::from_millis(300), Duration::from_secs(5));
+        let published = actor.published();
+        let addr = actor.start();
         for _ in 0..FAILURES_TO_OPEN {
             assert!(addr.send(Pick).await.ok().flatten().is_some());
             addr.do_send(fail());
@@ -249,7 +341,9 @@ mod tests {
             addr.send(Pick).await.ok().flatten().is_none(),
             "circuit should be open"
         );
+        assert_eq!(published.gate(), Gate::Open);
         actix_web::rt::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(published.gate(), Gate::HalfOpen);
         assert!(
             addr.send(Pick).await.ok().flatten().is_some(),
             "half-open grants one probe"
@@ -266,6 +360,8 @@ mod tests {
         let h = addr.send(Pick).await.ok().flatten().expect("closed again");
         assert_eq!(h.circuit, Circuit::Closed);
         assert!((h.ewma_latency_ms - 40.0).abs() < 1e-6);
+        assert_eq!(published.gate(), Gate::Closed);
+        assert!((published.ewma_latency_ms() - 40.0).abs() < 1e-6);
     }
 
     #[actix_web::test]
@@ -279,5 +375,26 @@ mod tests {
         assert!(addr.send(Pick).await.ok().flatten().is_some());
         addr.do_send(fail());
         assert!(addr.send(Pick).await.ok().flatten().is_none());
+    }
+
+    #[actix_web::test]
+    async fn error_ratio_over_the_window_opens_the_circuit() {
+        let addr = ProviderActor::new("t", Duration::from_secs(60), Duration::from_secs(5)).start();
+        for i in 0..20 {
+            // Two failures, one success: never three in a row, so the ratio is what trips it.
+            let outcome = if i % 3 == 2 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
+            addr.do_send(Observe {
+                latency: Duration::from_millis(5),
+                ttft: None,
+                outcome,
+            });
+        }
+        let h = addr.send(Snapshot).await.expect("snapshot");
+        assert!(h.error_ratio >= 0.5, "{h:?}");
+        assert!(matches!(h.circuit, Circuit::Open(_)));
     }
 }

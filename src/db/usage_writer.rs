@@ -3,6 +3,7 @@
 //! acknowledges each. A request waits for its acknowledgement before its final byte leaves,
 //! so a completed response is always on disk, while many requests share one commit.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::Duration;
@@ -112,16 +113,25 @@ fn commit(pool: &Pool, jobs: &[Job]) -> bool {
 
 fn write_batch(conn: &mut DbConn, batch: &[&Settlement]) -> Result<(), DbError> {
     use diesel::Connection;
-    conn.transaction(|conn| {
-        for s in batch {
-            usage::insert(conn, &s.row)?;
-            if s.free {
-                api_key::use_free_request(conn, &s.row.key_id)?;
-            }
-            if s.debit_micros != 0 {
-                ledger::record(conn, &debit_entry(&s.row, s.debit_micros))?;
-            }
+    // One statement per kind of change, not per request: the rows in one multi-row insert,
+    // free requests and debits summed per key.
+    let rows: Vec<UsageRow> = batch.iter().map(|s| s.row.clone()).collect();
+    let mut free: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut debits = Vec::new();
+    for s in batch {
+        if s.free {
+            *free.entry(s.row.key_id.as_str()).or_default() += 1;
         }
+        if s.debit_micros != 0 {
+            debits.push(debit_entry(&s.row, s.debit_micros));
+        }
+    }
+    conn.transaction(|conn| {
+        usage::insert_many(conn, &rows)?;
+        for (key, n) in &free {
+            api_key::use_free_requests(conn, key, *n)?;
+        }
+        ledger::record_debits(conn, &debits)?;
         Ok::<_, DbError>(())
     })
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::Candidate;
-use crate::actors::provider::{Observe, Outcome};
+use crate::actors::provider::{Observe, Outcome, Pick};
 use crate::api::ChatRequest;
 use crate::error::ApiError;
 use crate::providers::sse::SseParser;
@@ -65,6 +65,9 @@ pub async fn run(
     let mut reasons = Vec::new();
     let mut last_timed_out = false;
     for candidate in candidates {
+        if candidate.probe && !matches!(candidate.actor.send(Pick).await, Ok(Some(_))) {
+            continue; // another request holds the probe
+        }
         let started = Instant::now();
         let call = match providers::build_call(&candidate.provider, &candidate.model, req, stream) {
             Ok(c) => c,

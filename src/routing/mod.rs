@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use futures_util::future::join_all;
 
-use crate::actors::provider::{Pick, ProviderActor};
+use crate::actors::provider::{Gate, ProviderActor, Published};
 use crate::config::{parse_duration, Config};
 use crate::error::ApiError;
 use crate::providers::{ProviderSpec, Tier};
@@ -39,10 +38,12 @@ pub struct Candidate {
     pub provider: Arc<ProviderSpec>,
     pub actor: Addr<ProviderActor>,
     pub model: String,
+    /// The provider's circuit is half-open: claim the probe (`Pick`) before trying it.
+    pub probe: bool,
 }
 
 /// An enabled provider and its actor.
-type Entry = (Arc<ProviderSpec>, Addr<ProviderActor>);
+type Entry = (Arc<ProviderSpec>, Addr<ProviderActor>, Arc<Published>);
 
 pub struct Router {
     providers: Vec<Entry>,
@@ -65,8 +66,9 @@ impl Router {
         let providers: Vec<Entry> = specs
             .into_iter()
             .map(|s| {
-                let actor = ProviderActor::new(&s.name, cooldown, s.timeout * 2).start();
-                (Arc::new(s), actor)
+                let actor = ProviderActor::new(&s.name, cooldown, s.timeout * 2);
+                let published = actor.published();
+                (Arc::new(s), actor.start(), published)
             })
             .collect();
         let known_models = config
@@ -77,7 +79,7 @@ impl Router {
         // An enabled premium provider sets the baseline; without one, the catalogue's entry.
         let premium = providers
             .iter()
-            .map(|(p, _): &Entry| p.clone())
+            .map(|(p, _, _): &Entry| p.clone())
             .find(|s| s.tier == Tier::Premium)
             .or_else(|| {
                 let catalogue = config.catalogue().into_iter();
@@ -98,11 +100,7 @@ impl Router {
     }
 
     pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderSpec>> {
-        self.providers.iter().map(|(p, _)| p)
-    }
-
-    pub fn actors(&self) -> impl Iterator<Item = (&Arc<ProviderSpec>, &Addr<ProviderActor>)> {
-        self.providers.iter().map(|(p, a)| (p, a))
+        self.providers.iter().map(|(p, _, _)| p)
     }
 
     /// Model ids for `/v1/models`: `auto`, the tier forms, aliases, every enabled model.
@@ -180,8 +178,12 @@ impl Router {
         }
         let (tier, pool): (Tier, Vec<&Entry>) = match target {
             Target::Model(m) => {
-                let serving: Vec<_> = self.providers.iter().filter(|(p, _)| p.serves(m)).collect();
-                let Some((first, _)) = serving.first() else {
+                let serving: Vec<_> = self
+                    .providers
+                    .iter()
+                    .filter(|(p, _, _)| p.serves(m))
+                    .collect();
+                let Some((first, _, _)) = serving.first() else {
                     return Err(ApiError::Unavailable(format!(
                         "No configured provider serves model `{m}`."
                     )));
@@ -190,18 +192,25 @@ impl Router {
             }
             Target::Tier(_) | Target::Auto => (tier, self.providers.iter().collect()),
         };
-        let healths = join_all(pool.iter().map(|(_, a)| a.send(Pick))).await;
+        // Each actor's published snapshot answers without a message round trip; an open
+        // circuit is skipped, a half-open one stays in as a probe that the fallback loop
+        // claims with `Pick` just before trying it.
         let mut healthy: Vec<(usize, f64, &Entry)> = Vec::new();
-        for (entry, health) in pool.into_iter().zip(healths) {
-            if let Ok(Some(h)) = health {
-                let order = tier_order(tier)
-                    .iter()
-                    .position(|t| *t == entry.0.tier)
-                    .unwrap_or(usize::MAX);
-                // Latency times price, so a fast and cheap provider leads its tier.
-                let price = entry.0.input_price_per_1k + entry.0.output_price_per_1k;
-                healthy.push((order, (h.ewma_latency_ms + 1.0) * (price + 1e-6), entry));
+        for entry in pool {
+            if entry.2.gate() == Gate::Open {
+                continue;
             }
+            let order = tier_order(tier)
+                .iter()
+                .position(|t| *t == entry.0.tier)
+                .unwrap_or(usize::MAX);
+            // Latency times price, so a fast and cheap provider leads its tier.
+            let price = entry.0.input_price_per_1k + entry.0.output_price_per_1k;
+            healthy.push((
+                order,
+                (entry.2.ewma_latency_ms() + 1.0) * (price + 1e-6),
+                entry,
+            ));
         }
         if healthy.is_empty() {
             return Err(ApiError::Unavailable(
@@ -211,9 +220,10 @@ impl Router {
         healthy.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let candidates = healthy
             .into_iter()
-            .map(|(_, _, (p, a))| Candidate {
+            .map(|(_, _, (p, a, published))| Candidate {
                 provider: p.clone(),
                 actor: a.clone(),
+                probe: published.gate() == Gate::HalfOpen,
                 model: match target {
                     Target::Model(m) => m.clone(),
                     _ => p.models[0].clone(),

@@ -112,14 +112,20 @@ pub fn rotate(
     Ok(())
 }
 
-/// Uses one free request if any is left; true when one was used.
-pub fn use_free_request(conn: &mut DbConn, id: &str) -> Result<bool, diesel::result::Error> {
-    let n = diesel::update(
+/// Uses `n` free requests (never going below zero: the BudgetActor already checked, and a
+/// race with another replica at worst serves the last few free).
+pub fn use_free_requests(conn: &mut DbConn, id: &str, n: i64) -> Result<(), diesel::result::Error> {
+    let used = diesel::update(
         api_keys::table
             .find(id)
-            .filter(api_keys::free_requests_remaining.gt(0)),
+            .filter(api_keys::free_requests_remaining.ge(n)),
     )
-    .set(api_keys::free_requests_remaining.eq(api_keys::free_requests_remaining - 1))
+    .set(api_keys::free_requests_remaining.eq(api_keys::free_requests_remaining - n))
     .execute(conn)?;
-    Ok(n == 1)
+    if used == 0 {
+        diesel::update(api_keys::table.find(id))
+            .set(api_keys::free_requests_remaining.eq(0))
+            .execute(conn)?;
+    }
+    Ok(())
 }

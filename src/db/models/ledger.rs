@@ -15,7 +15,7 @@ pub const ADMIN_CREDIT: &str = "admin_credit";
 pub const LIGHTNING_CREDIT: &str = "lightning_credit";
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = ledger)]
+#[diesel(table_name = ledger, treat_none_as_default_value = false)]
 pub struct Entry {
     pub id: String,
     pub key_id: String,
@@ -45,6 +45,29 @@ pub fn record(conn: &mut DbConn, entry: &Entry) -> Result<bool, diesel::result::
         .set(api_keys::balance_micros.eq(api_keys::balance_micros + entry.amount_micros))
         .execute(conn)?;
     Ok(true)
+}
+
+/// Records fresh debits (each for a new request id, so no existing entry to check) with one
+/// insert, and moves each key's cached balance once, inside the caller's transaction.
+pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel::result::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let insert = diesel::insert_into(ledger::table).values(entries);
+    match conn {
+        DbConn::Sqlite(c) => insert.execute(c)?,
+        DbConn::Pg(c) => insert.execute(c)?,
+    };
+    let mut per_key: std::collections::BTreeMap<&str, i64> = Default::default();
+    for e in entries {
+        *per_key.entry(e.key_id.as_str()).or_default() += e.amount_micros;
+    }
+    for (key, amount) in per_key {
+        diesel::update(api_keys::table.find(key))
+            .set(api_keys::balance_micros.eq(api_keys::balance_micros + amount))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Records one entry in its own transaction (admin credits).

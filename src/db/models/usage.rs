@@ -9,7 +9,7 @@ use super::super::schema::usage;
 use super::super::{DbConn, DbError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = usage)]
+#[diesel(table_name = usage, treat_none_as_default_value = false)]
 pub struct UsageRow {
     pub id: String,
     pub key_id: String,
@@ -30,11 +30,15 @@ pub struct UsageRow {
     pub premium_cost_micros: i64,
 }
 
-/// Inserts one row (inside the group commit's transaction).
-pub fn insert(conn: &mut DbConn, row: &UsageRow) -> Result<(), diesel::result::Error> {
-    diesel::insert_into(usage::table)
-        .values(row)
-        .execute(conn)?;
+/// Inserts rows with one multi-row statement (inside the group commit's transaction).
+pub fn insert_many(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), diesel::result::Error> {
+    // Multi-row VALUES is backend-specific in diesel (SQLite has no DEFAULT keyword), so this
+    // is one of the few places that matches on the connection.
+    let insert = diesel::insert_into(usage::table).values(rows);
+    match conn {
+        DbConn::Sqlite(c) => insert.execute(c)?,
+        DbConn::Pg(c) => insert.execute(c)?,
+    };
     Ok(())
 }
 
