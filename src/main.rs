@@ -18,6 +18,11 @@ use pura::notify::Notifier;
 use pura::routing::Router;
 use pura::state::{AppState, MintLimiter};
 
+/// A faster allocator than glibc's for this many small, short-lived allocations (the
+/// benchmark profile showed malloc/free near 8% of the worker's time).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Upper bound for one upstream call; each provider's own `timeout` is applied per request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +62,7 @@ async fn main() -> std::io::Result<()> {
         let mut conn = pool.get().map_err(|e| fail(e.to_string()))?;
         db::migrate(&mut conn).map_err(|e| fail(e.to_string()))?;
     }
+    db::start_checkpointer(&pool);
     let specs = config.provider_specs(|k| std::env::var(k).ok());
     if specs.is_empty() {
         log::warn!("no provider is configured: chat will answer 503 until one is");
