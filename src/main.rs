@@ -18,11 +18,6 @@ use pura::notify::Notifier;
 use pura::routing::Router;
 use pura::state::{AppState, MintLimiter};
 
-/// A faster allocator than glibc's for this many small, short-lived allocations (the
-/// benchmark profile showed malloc/free near 8% of the worker's time).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Upper bound for one upstream call; each provider's own `timeout` is applied per request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
