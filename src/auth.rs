@@ -40,6 +40,13 @@ impl KeyCache {
         (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
     }
 
+    /// Drops every cached hash of a key id (another replica changed or rotated it).
+    pub fn forget_id(&self, id: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.retain(|_, (k, _)| k.id != id);
+        }
+    }
+
     /// Drops a hash (a rotated-away secret) so it is refused at once.
     pub fn forget(&self, hash: &str) {
         if let Ok(mut m) = self.map.write() {

@@ -3,6 +3,7 @@
 pub mod actors;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -90,9 +90,11 @@ async fn main() -> std::io::Result<()> {
         keys: KeyCache::default(),
         mint_limiter: MintLimiter::default(),
         pins: Default::default(),
+        replica_id: pura::providers::random_alnum(12),
         pool,
         config: config.clone(),
     });
+    pura::cluster::start_listener(state.clone());
     if let Some(backend) = lightning {
         let (interval, _) = pura::lightning::timings(&config.lightning);
         log::info!(

@@ -24,6 +24,8 @@ pub struct AppState {
     pub mint_limiter: MintLimiter,
     /// Session pinning for `auto` conversations.
     pub pins: crate::routing::policy::Pins,
+    /// This process's id in cluster announcements (to ignore its own).
+    pub replica_id: String,
 }
 
 /// Per-IP limit on minting keys without the admin token (a sliding hour).

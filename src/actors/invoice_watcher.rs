@@ -155,6 +155,11 @@ pub async fn credit(state: &web::Data<AppState>, inv: &Invoice) -> bool {
                 inv.key_id
             );
             state.budgets.credit(&inv.key_id, m);
+            let event = crate::cluster::Event::Credit {
+                id: inv.key_id.clone(),
+                micros: m,
+            };
+            crate::cluster::announce(state, event).await;
             true
         }
         Ok(Ok(None)) => true,

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::auth::{mint_key, AuthedKey};
+use crate::cluster::{self, Event};
 use crate::db::models::api_key::{self, ApiKey, KeySettings};
 use crate::error::ApiError;
 use crate::routes::views::{balance_view, key_view, SettingsPatch};
@@ -73,6 +74,7 @@ pub async fn rotate(
     // The old secret stops working at once on this replica.
     state.keys.forget(&key.key_hash);
     state.keys.put(rotated);
+    cluster::announce(&state, Event::Key { id: key.id.clone() }).await;
     Ok(HttpResponse::Ok().json(json!({"id": key.id, "key": secret})))
 }
 
@@ -90,6 +92,13 @@ pub async fn apply(
         .ok_or_else(|| ApiError::NotFound(format!("No key with id `{id}`.")))?;
     state.keys.put(updated.clone());
     state.budgets.refresh(&updated);
+    cluster::announce(
+        state,
+        Event::Key {
+            id: updated.id.clone(),
+        },
+    )
+    .await;
     Ok(updated)
 }
 

@@ -146,6 +146,11 @@ pub async fn credit(
     .map_err(db_down)?
     .ok_or_else(|| ApiError::NotFound(format!("No key with id `{key_id}`.")))?;
     state.budgets.credit(&key_id, micros);
+    let event = crate::cluster::Event::Credit {
+        id: key_id.clone(),
+        micros,
+    };
+    crate::cluster::announce(&state, event).await;
     Ok(HttpResponse::Ok().json(json!({
         "id": key.id,
         "creditedSats": sats,
