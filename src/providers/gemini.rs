@@ -325,6 +325,7 @@ pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
     Ok(Completion {
         body,
         usage: Some(usage),
+        raw: None,
     })
 }
 

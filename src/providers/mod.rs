@@ -98,8 +98,11 @@ pub struct UpstreamCall {
 /// A non-streaming answer translated to OpenAI's `chat.completion`.
 #[derive(Debug)]
 pub struct Completion {
+    /// The translated answer (`Value::Null` when `raw` carries it).
     pub body: Value,
     pub usage: Option<Usage>,
+    /// The upstream's own bytes, when they already are OpenAI's `chat.completion`.
+    pub raw: Option<bytes::Bytes>,
 }
 
 /// What a stream translator makes of one upstream event.
@@ -136,11 +139,15 @@ pub fn build_call(
 }
 
 /// Parses a successful non-streaming upstream body into OpenAI's shape.
-pub fn parse_completion(dialect: Dialect, body: &[u8], model: &str) -> Result<Completion, String> {
+pub fn parse_completion(
+    dialect: Dialect,
+    body: bytes::Bytes,
+    model: &str,
+) -> Result<Completion, String> {
     match dialect {
         Dialect::Openai => openai::parse(body, model),
-        Dialect::Anthropic => anthropic::parse(body, model),
-        Dialect::Gemini => gemini::parse(body, model),
+        Dialect::Anthropic => anthropic::parse(&body, model),
+        Dialect::Gemini => gemini::parse(&body, model),
     }
 }
 

@@ -2,6 +2,7 @@
 //! llama.cpp). The request passes through with the concrete model set; streams always ask
 //! for usage so that cost is known even when the client did not ask for it.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::sse::SseEvent;
@@ -32,17 +33,40 @@ pub fn build(
     })
 }
 
-pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
-    let mut v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
-    if !v.get("choices").is_some_and(Value::is_array) {
+/// The parts of an OpenAI answer Pura needs; everything else stays in the raw bytes.
+#[derive(Deserialize)]
+struct Peek {
+    choices: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// Checks an OpenAI `chat.completion` and reads its usage. The bytes are passed on as they
+/// came unless the answer lacks a `model`, which is then filled in.
+pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
+    let peek: Peek =
+        serde_json::from_slice(&body).map_err(|e| format!("invalid answer from upstream: {e}"))?;
+    if peek.choices.is_empty() {
         return Err("upstream answer has no choices".into());
     }
-    let usage = v.get("usage").and_then(Usage::from_openai);
-    if v.get("model").and_then(Value::as_str).is_none() {
-        v["model"] = json!(model);
+    let usage = peek.usage.as_ref().and_then(Usage::from_openai);
+    if peek.model.is_some() {
+        return Ok(Completion {
+            body: Value::Null,
+            usage,
+            raw: Some(body),
+        });
     }
-    Ok(Completion { body: v, usage })
+    let mut v: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
+    v["model"] = json!(model);
+    Ok(Completion {
+        body: v,
+        usage,
+        raw: None,
+    })
 }
 
 /// OpenAI chunks are already in the client's shape; the translator only separates usage
@@ -130,6 +154,22 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(items[0], StreamItem::Usage(Usage::new(18, 439)));
         assert!(matches!(items[1], StreamItem::Chunk(_)));
+    }
+
+    #[test]
+    fn answers_pass_through_as_bytes_with_their_usage() {
+        let raw = br#"{"id":"c","model":"m","choices":[{"index":0}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        let c = parse(bytes::Bytes::from_static(raw), "fallback").expect("valid");
+        assert_eq!(c.raw.as_deref(), Some(&raw[..]));
+        assert_eq!(c.usage, Some(Usage::new(3, 4)));
+        let c = parse(
+            bytes::Bytes::from_static(br#"{"choices":[{}]}"#),
+            "fallback",
+        )
+        .expect("valid");
+        assert_eq!((c.raw, c.body["model"].as_str()), (None, Some("fallback")));
+        assert!(parse(bytes::Bytes::from_static(br#"{"choices":[]}"#), "m").is_err());
+        assert!(parse(bytes::Bytes::from_static(b"<html>"), "m").is_err());
     }
 
     #[test]

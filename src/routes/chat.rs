@@ -130,12 +130,22 @@ async fn chat(
             let usage = completion
                 .usage
                 .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
+            // An OpenAI-dialect answer is already the client's JSON: its bytes go out as they
+            // came, without a parse and a re-serialisation.
+            let body = match completion.raw {
+                Some(raw) => raw,
+                None => serde_json::to_vec(&completion.body)
+                    .map_err(ApiError::internal)?
+                    .into(),
+            };
             let cost = meta.provider.cost_micros(&usage);
             // Committed before the body leaves: a response the client saw is always billed.
             if !settle(&ticket, meta.row(&usage, "ok", None)).await {
                 log::error!("request {}: settlement not committed", meta.request_id);
             }
-            let mut resp = HttpResponse::Ok().json(completion.body);
+            let mut resp = HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body);
             let left = reservation.budget_remaining_micros + reservation.estimate_micros - cost;
             let savings = meta.premium_cost(&usage) - cost;
             pura_headers(

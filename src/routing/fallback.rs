@@ -181,7 +181,7 @@ async fn attempt(
             Ok(Err(e)) => return Err(Failure::Upstream(format!("reading answer: {e}"))),
             Ok(Ok(b)) => b,
         };
-        let completion = providers::parse_completion(spec.dialect, &body, &candidate.model)
+        let completion = providers::parse_completion(spec.dialect, body, &candidate.model)
             .map_err(Failure::Upstream)?;
         return Ok((request_id, Answer::Json(completion)));
     }
