@@ -138,7 +138,7 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement]) -> Result<(), DbError> 
 
 fn debit_entry(row: &UsageRow, micros: i64) -> ledger::Entry {
     ledger::Entry {
-        id: format!("led_{}", crate::providers::random_alnum(20)),
+        id: crate::providers::ordered_id("led_"),
         key_id: row.key_id.clone(),
         kind: ledger::DEBIT.to_owned(),
         reference: row.id.clone(),

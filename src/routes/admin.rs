@@ -123,7 +123,7 @@ pub async fn credit(
     let micros = (sats as f64 * micros_per_sat).round() as i64;
     let key_id = path.into_inner();
     let entry = ledger::Entry {
-        id: format!("led_{}", crate::providers::random_alnum(20)),
+        id: crate::providers::ordered_id("led_"),
         key_id: key_id.clone(),
         kind: ledger::ADMIN_CREDIT.to_owned(),
         reference: format!("adm_{}", crate::providers::random_alnum(20)),

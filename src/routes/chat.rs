@@ -107,7 +107,7 @@ async fn chat(
     };
 
     let meta = Meta {
-        request_id: format!("req_{}", crate::providers::random_alnum(24)),
+        request_id: crate::providers::ordered_id("req_"),
         key_id: key.id.clone(),
         client_request_id: header(&req, "x-client-request-id"),
         upstream_request_id: served.upstream_request_id,

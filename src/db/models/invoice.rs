@@ -122,7 +122,7 @@ pub fn credit_paid(
             return Ok::<_, diesel::result::Error>(None);
         }
         let entry = ledger::Entry {
-            id: format!("led_{}", crate::providers::random_alnum(20)),
+            id: crate::providers::ordered_id("led_"),
             key_id: invoice.key_id.clone(),
             kind: ledger::LIGHTNING_CREDIT.to_owned(),
             reference: invoice.id.clone(),
