@@ -27,6 +27,25 @@ pub enum Event {
     Key { id: String },
     /// Money was committed to the key's ledger.
     Credit { id: String, micros: i64 },
+    /// Requests were settled: `cost` counts toward the budgets, `debit` left the balance,
+    /// `free` free requests were used.
+    Spend {
+        id: String,
+        cost: i64,
+        debit: i64,
+        free: i64,
+    },
+}
+
+impl Event {
+    pub fn spend(key_id: &str, s: &crate::db::usage_writer::Spend) -> Event {
+        Event::Spend {
+            id: key_id.to_owned(),
+            cost: s.cost_micros,
+            debit: s.debit_micros,
+            free: s.free,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,21 +54,41 @@ struct Envelope {
     event: Event,
 }
 
+fn notify_sql(replica_id: &str, event: Event) -> Option<String> {
+    let payload = serde_json::to_string(&Envelope {
+        origin: replica_id.to_owned(),
+        event,
+    })
+    .ok()?;
+    // The payload is our own JSON; quoted as an SQL string literal.
+    Some(format!(
+        "NOTIFY {CHANNEL}, '{}'",
+        payload.replace('\'', "''")
+    ))
+}
+
+/// Queues an announcement inside the caller's transaction (delivered at its commit).
+pub fn notify_in_tx(
+    conn: &mut diesel::PgConnection,
+    replica_id: &str,
+    event: Event,
+) -> diesel::QueryResult<()> {
+    match notify_sql(replica_id, event) {
+        Some(sql) => conn.batch_execute(&sql),
+        None => Ok(()),
+    }
+}
+
 /// Announces an event to the other replicas (PostgreSQL only; best effort, logged).
 pub async fn announce(state: &web::Data<AppState>, event: Event) {
-    let Ok(payload) = serde_json::to_string(&Envelope {
-        origin: state.replica_id.clone(),
-        event,
-    }) else {
+    let Some(sql) = notify_sql(&state.replica_id, event) else {
         return;
     };
     let pool = state.pool.clone();
     let sent = web::block(move || {
         let mut conn = pool.get()?;
         if let DbConn::Pg(pg) = &mut *conn {
-            // The payload is our own JSON; quote it as an SQL string literal.
-            let literal = payload.replace('\'', "''");
-            pg.batch_execute(&format!("NOTIFY {CHANNEL}, '{literal}'"))?;
+            pg.batch_execute(&sql)?;
         }
         Ok::<_, crate::db::DbError>(())
     })
@@ -110,6 +149,12 @@ async fn listen(state: &web::Data<AppState>, url: &str) -> Result<(), String> {
 async fn apply(state: &web::Data<AppState>, event: Event) {
     match event {
         Event::Credit { id, micros } => state.budgets.credit(&id, micros),
+        Event::Spend {
+            id,
+            cost,
+            debit,
+            free,
+        } => state.budgets.spent_elsewhere(&id, cost, debit, free),
         Event::Key { id } => {
             let (pool, lookup) = (state.pool.clone(), id.clone());
             match web::block(move || api_key::find(&mut *pool.get()?, &lookup)).await {

@@ -73,12 +73,13 @@ async fn main() -> std::io::Result<()> {
     }
     let lightning =
         Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
+    let replica_id = pura::providers::random_alnum(12);
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
         lightning: lightning.clone(),
         budgets: Budgets::new(
             pool.clone(),
-            UsageWriter::start(pool.clone()),
+            UsageWriter::start(pool.clone(), replica_id.clone()),
             Notifier::start(
                 pool.clone(),
                 config.notify.smtp_url.clone(),
@@ -90,7 +91,7 @@ async fn main() -> std::io::Result<()> {
         keys: KeyCache::default(),
         mint_limiter: MintLimiter::default(),
         pins: Default::default(),
-        replica_id: pura::providers::random_alnum(12),
+        replica_id,
         pool,
         config: config.clone(),
     });

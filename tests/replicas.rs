@@ -1,5 +1,5 @@
-//! Two replicas on one PostgreSQL: a key disabled, rotated or credited through one is seen by
-//! the other at once (LISTEN/NOTIFY), not only when its key cache expires. PostgreSQL only:
+//! Two replicas on one PostgreSQL: a key disabled, rotated, credited or spent through one is
+//! seen by the other at once (LISTEN/NOTIFY), not only when its key cache expires. PostgreSQL only:
 //! with SQLite there is one process and nothing to announce.
 
 mod common;
@@ -54,6 +54,18 @@ async fn replicas_learn_of_disables_rotations_and_credits() {
             .await,
         "B learns of the credit made through A"
     );
+
+    // Spend through A: B's BudgetActor learns of each settlement as it commits.
+    for _ in 0..3 {
+        assert_eq!(a.post("/v1/chat/completions", &key, &hello()).await.status, 200);
+    }
+    let (_, on_a) = a.get("/api/wallet/balance", &key).await;
+    assert!(
+        eventually(async || b.get("/api/wallet/balance", &key).await.1["balanceUsd"] == on_a["balanceUsd"]).await,
+        "B's view of the balance follows A's debits: {on_a}"
+    );
+    let (_, on_b) = b.get("/api/wallet/balance", &key).await;
+    assert_eq!(on_b["dailySpendUsd"], on_a["dailySpendUsd"]);
 
     let (status, rotated) = a.send("POST", "/api/keys/me/rotate", &key, None).await;
     assert_eq!(status, 200);

@@ -161,6 +161,15 @@ pub struct Credit {
     pub micros: i64,
 }
 
+/// Another replica settled requests of this key (already committed there).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpentElsewhere {
+    pub cost_micros: i64,
+    pub debit_micros: i64,
+    pub free: i64,
+}
+
 /// The key's settings changed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -468,6 +477,20 @@ impl Handler<Credit> for BudgetActor {
     fn handle(&mut self, msg: Credit, _: &mut Context<Self>) {
         if let Some(a) = self.account.as_mut() {
             a.balance_micros += msg.micros;
+        }
+    }
+}
+
+impl Handler<SpentElsewhere> for BudgetActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SpentElsewhere, _: &mut Context<Self>) {
+        if let Some(a) = self.account.as_mut() {
+            Self::roll_windows(a);
+            a.balance_micros -= msg.debit_micros;
+            a.free_remaining -= msg.free;
+            a.spent_day_micros += msg.cost_micros;
+            a.spent_month_micros += msg.cost_micros;
         }
     }
 }

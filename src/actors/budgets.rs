@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use super::budget::{
     Account, BudgetActor, Credit, Defaults, Denied, GetAccount, Refresh, Release, Reservation,
-    Reserve,
+    Reserve, SpentElsewhere,
 };
 use crate::db::models::api_key::ApiKey;
 use crate::db::usage_writer::UsageWriter;
@@ -125,6 +125,22 @@ impl Budgets {
             .get(key_id)
         {
             a.do_send(Credit { micros });
+        }
+    }
+
+    /// Another replica settled requests of this key: keep this replica's view in step.
+    pub fn spent_elsewhere(&self, key_id: &str, cost_micros: i64, debit_micros: i64, free: i64) {
+        if let Some(a) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+        {
+            a.do_send(SpentElsewhere {
+                cost_micros,
+                debit_micros,
+                free,
+            });
         }
     }
 

@@ -44,11 +44,12 @@ pub struct UsageWriter {
 
 impl UsageWriter {
     /// Starts the writer thread on `pool`.
-    pub fn start(pool: Pool) -> UsageWriter {
+    /// Starts the writer thread on `pool`; `replica_id` tags its spend announcements.
+    pub fn start(pool: Pool, replica_id: String) -> UsageWriter {
         let (tx, rx) = mpsc::channel();
         let spawned = thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || run(pool, rx));
+            .spawn(move || run(pool, rx, replica_id));
         if let Err(e) = spawned {
             log::error!("cannot start usage writer: {e}");
         }
@@ -69,7 +70,7 @@ impl UsageWriter {
     }
 }
 
-fn run(pool: Pool, rx: Receiver<Job>) {
+fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -79,7 +80,7 @@ fn run(pool: Pool, rx: Receiver<Job>) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let ok = commit(&pool, &jobs);
+        let ok = commit(&pool, &jobs, &replica_id);
         for job in &mut jobs {
             if let Some(done) = job.done.take() {
                 let _ = done.send(ok);
@@ -88,13 +89,13 @@ fn run(pool: Pool, rx: Receiver<Job>) {
     }
 }
 
-fn commit(pool: &Pool, jobs: &[Job]) -> bool {
+fn commit(pool: &Pool, jobs: &[Job], replica_id: &str) -> bool {
     let batch: Vec<&Settlement> = jobs.iter().map(|j| &j.settlement).collect();
     for attempt in 0..=MAX_RETRIES {
         let result = pool
             .get()
             .map_err(Into::into)
-            .and_then(|mut c| write_batch(&mut c, &batch));
+            .and_then(|mut c| write_batch(&mut c, &batch, replica_id));
         match result {
             Ok(()) => return true,
             Err(e) => {
@@ -111,15 +112,20 @@ fn commit(pool: &Pool, jobs: &[Job]) -> bool {
     false
 }
 
-fn write_batch(conn: &mut DbConn, batch: &[&Settlement]) -> Result<(), DbError> {
+fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Result<(), DbError> {
     use diesel::Connection;
     // One statement per kind of change, not per request: the rows in one multi-row insert,
     // free requests and debits summed per key.
     let rows: Vec<UsageRow> = batch.iter().map(|s| s.row.clone()).collect();
     let mut free: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut spend: BTreeMap<&str, Spend> = BTreeMap::new();
     let mut debits = Vec::new();
     for s in batch {
+        let total = spend.entry(s.row.key_id.as_str()).or_default();
+        total.cost_micros += s.row.cost_micros;
+        total.debit_micros += s.debit_micros;
         if s.free {
+            total.free += 1;
             *free.entry(s.row.key_id.as_str()).or_default() += 1;
         }
         if s.debit_micros != 0 {
@@ -132,8 +138,23 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement]) -> Result<(), DbError> 
             api_key::use_free_requests(conn, key, *n)?;
         }
         ledger::record_debits(conn, &debits)?;
+        if let DbConn::Pg(pg) = conn {
+            // Other replicas' BudgetActors learn of this spend when (and only if) it commits:
+            // NOTIFY inside the transaction is delivered at COMMIT.
+            for (key, s) in &spend {
+                crate::cluster::notify_in_tx(pg, replica_id, crate::cluster::Event::spend(key, s))?;
+            }
+        }
         Ok::<_, DbError>(())
     })
+}
+
+/// What one batch spent for one key.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Spend {
+    pub cost_micros: i64,
+    pub debit_micros: i64,
+    pub free: i64,
 }
 
 fn debit_entry(row: &UsageRow, micros: i64) -> ledger::Entry {
