@@ -57,11 +57,17 @@ async fn replicas_learn_of_disables_rotations_and_credits() {
 
     // Spend through A: B's BudgetActor learns of each settlement as it commits.
     for _ in 0..3 {
-        assert_eq!(a.post("/v1/chat/completions", &key, &hello()).await.status, 200);
+        assert_eq!(
+            a.post("/v1/chat/completions", &key, &hello()).await.status,
+            200
+        );
     }
     let (_, on_a) = a.get("/api/wallet/balance", &key).await;
     assert!(
-        eventually(async || b.get("/api/wallet/balance", &key).await.1["balanceUsd"] == on_a["balanceUsd"]).await,
+        eventually(
+            async || b.get("/api/wallet/balance", &key).await.1["balanceUsd"] == on_a["balanceUsd"]
+        )
+        .await,
         "B's view of the balance follows A's debits: {on_a}"
     );
     let (_, on_b) = b.get("/api/wallet/balance", &key).await;
