@@ -11,27 +11,16 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{provider_toml, FakeDialect, FakeUpstream, Gateway};
+use common::{exact_gateway, exact_request, FakeUpstream, Gateway, EXACT_COST_MICROS};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-const COST_MICROS: i64 = 15_000;
-
-fn exact_request(stream: bool) -> Value {
-    json!({"model": "gpt-4o", "max_tokens": 5, "stream": stream,
-           "messages": [{"role": "user", "content": "0123456789012345678901234567890123456789"}]})
-}
+const COST_MICROS: i64 = EXACT_COST_MICROS;
 
 fn gateway(env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
-    let fake = FakeUpstream::start(FakeDialect::OpenAi);
-    fake.set_reply_text("one two three four five");
-    let mut all = vec![
-        ("PURA__LIMITS__RPM", "100000"),
-        ("PURA__LIMITS__DEFAULT_DAILY_BUDGET_USD", "1000"),
-    ];
+    let mut all = vec![("PURA__LIMITS__DEFAULT_DAILY_BUDGET_USD", "1000")];
     all.extend_from_slice(env);
-    let gw = Gateway::start(&provider_toml("openai", &fake, "mid", "gpt-4o", 1.0), &all);
-    (fake, gw)
+    exact_gateway(&all)
 }
 
 /// Sends requests until told to stop or the gateway dies; returns the client ids it saw complete.

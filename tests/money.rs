@@ -5,33 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{provider_toml, Behavior, FakeDialect, FakeUpstream, Gateway, ADMIN_TOKEN};
+use common::{
+    exact_gateway, exact_request, provider_toml, Behavior, FakeDialect, FakeUpstream, Gateway,
+    ADMIN_TOKEN, EXACT_COST_MICROS,
+};
 use futures_util::future::join_all;
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// Price of 1 USD per 1K tokens: one token is 1,000 micro-dollars.
-const PRICE: f64 = 1.0;
-/// A 40-character prompt (10 tokens to the fake and to Pura's estimate) asking for at most
-/// 5 tokens of a 5-word reply: the reserved estimate equals the actual cost, 15,000 µ$.
-const COST_MICROS: i64 = 15_000;
+const COST_MICROS: i64 = EXACT_COST_MICROS;
 /// 400 µ$ per sat at the default `usd_per_sat = 0.0004`.
 const MICROS_PER_SAT: i64 = 400;
 
-fn exact_request(stream: bool) -> Value {
-    json!({"model": "gpt-4o", "max_tokens": 5, "stream": stream,
-           "messages": [{"role": "user", "content": "0123456789012345678901234567890123456789"}]})
-}
-
 fn gateway(env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
-    let fake = FakeUpstream::start(FakeDialect::OpenAi);
-    fake.set_reply_text("one two three four five");
-    let mut all = vec![("PURA__LIMITS__RPM", "100000")];
-    all.extend_from_slice(env);
-    let gw = Gateway::start(
-        &provider_toml("openai", &fake, "mid", "gpt-4o", PRICE),
-        &all,
-    );
-    (fake, gw)
+    exact_gateway(env)
 }
 
 /// (balance column, ledger sum) of a key, straight from the database.

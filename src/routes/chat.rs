@@ -79,7 +79,7 @@ async fn chat(
     let stream = body.stream.unwrap_or(stream_default);
     let target = state.router.resolve(body.model.as_deref())?;
     let route = decide(&state, &target, &body, &req, &key.id)?;
-    let (_, candidates) = state.router.plan(&target, route.tier).await?;
+    let candidates = state.router.plan(&target, route.tier)?;
     let prompt_chars: usize = body.messages.iter().map(|m| m.text().len()).sum();
     let max_out = body
         .max_output_tokens()

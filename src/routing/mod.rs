@@ -164,13 +164,9 @@ impl Router {
         }
     }
 
-    /// Candidates in the order to try them, and the tier the request was routed to.
-    /// Candidates for `target`; `tier` (from [`policy`]) is where `auto` and tier targets start.
-    pub async fn plan(
-        &self,
-        target: &Target,
-        tier: Tier,
-    ) -> Result<(Tier, Vec<Candidate>), ApiError> {
+    /// Candidates for `target` in the order to try them; `tier` (from [`policy`]) is where
+    /// `auto` and tier targets start. Reads only published snapshots, so it never waits.
+    pub fn plan(&self, target: &Target, tier: Tier) -> Result<Vec<Candidate>, ApiError> {
         if self.providers.is_empty() {
             return Err(ApiError::Unavailable(
                 "No provider is configured: set an API key (e.g. OPENAI_API_KEY) or add a [providers.*] table.".into(),
@@ -230,7 +226,7 @@ impl Router {
                 },
             })
             .collect();
-        Ok((tier, candidates))
+        Ok(candidates)
     }
 }
 

@@ -354,3 +354,23 @@ pub fn streamed_text(chunks: &[Value]) -> String {
         })
         .collect()
 }
+
+/// A 40-character prompt (10 tokens to the fake and to Pura's estimate) asking for at most
+/// 5 tokens of a 5-word reply, at $1 per 1K tokens: the reserved estimate equals the actual
+/// cost, [`EXACT_COST_MICROS`], so money tests can count exactly.
+pub fn exact_request(stream: bool) -> Value {
+    json!({"model": "gpt-4o", "max_tokens": 5, "stream": stream,
+           "messages": [{"role": "user", "content": "0123456789012345678901234567890123456789"}]})
+}
+
+pub const EXACT_COST_MICROS: i64 = 15_000;
+
+/// A gateway over one OpenAI fake priced for [`exact_request`], RPM out of the way.
+pub fn exact_gateway(env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    fake.set_reply_text("one two three four five");
+    let mut all = vec![("PURA__LIMITS__RPM", "100000")];
+    all.extend_from_slice(env);
+    let gw = Gateway::start(&provider_toml("openai", &fake, "mid", "gpt-4o", 1.0), &all);
+    (fake, gw)
+}
