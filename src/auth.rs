@@ -65,10 +65,7 @@ impl KeyCache {
 
 /// A new random key (shown to the client once) and its hash (stored).
 pub fn mint_key() -> (String, String) {
-    let key = format!(
-        "{KEY_PREFIX}{}",
-        crate::providers::random_alnum(KEY_RANDOM_LEN)
-    );
+    let key = format!("{KEY_PREFIX}{}", crate::ids::random_alnum(KEY_RANDOM_LEN));
     let hash = hash_key(&key);
     (key, hash)
 }

@@ -9,8 +9,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use crate::providers::{Dialect, ProviderSpec, Tier};
-
 const DEFAULTS: &str = include_str!("defaults.toml");
 const ENV_PREFIX: &str = "PURA__";
 /// Keys whose environment values are always text, even when they look like numbers.
@@ -22,6 +20,45 @@ pub enum ConfigError {
     Read(String, std::io::Error),
     #[error("invalid config: {0}")]
     Invalid(String),
+}
+
+/// The wire protocol an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Openai,
+    Anthropic,
+    Gemini,
+}
+
+/// Price tier of a provider, and the tier the router chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Cheap,
+    Mid,
+    Premium,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Cheap, Tier::Mid, Tier::Premium];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Cheap => "cheap",
+            Tier::Mid => "mid",
+            Tier::Premium => "premium",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s.to_ascii_lowercase().as_str() {
+            "cheap" => Some(Tier::Cheap),
+            "mid" => Some(Tier::Mid),
+            "premium" => Some(Tier::Premium),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +111,9 @@ pub struct ProviderConfig {
     pub input_price_per_1k: Option<f64>,
     #[serde(default)]
     pub output_price_per_1k: Option<f64>,
+    /// Prompt tokens the upstream served from its cache; unset: priced as ordinary input.
+    #[serde(default)]
+    pub cached_input_price_per_1k: Option<f64>,
     #[serde(default = "default_timeout")]
     pub timeout: String,
     /// `false` switches a provider off even when its key is present.
@@ -129,23 +169,6 @@ pub struct LightningConfig {
 pub struct NotifyConfig {
     pub smtp_url: String,
     pub from: String,
-}
-
-impl ProviderConfig {
-    fn spec(&self, name: &str, api_key: String) -> ProviderSpec {
-        let flat = self.price_per_1k.unwrap_or(0.0);
-        ProviderSpec {
-            name: name.to_owned(),
-            dialect: self.dialect,
-            base_url: self.base_url.trim_end_matches('/').to_owned(),
-            api_key,
-            tier: self.tier,
-            models: self.models.clone(),
-            input_price_per_1k: self.input_price_per_1k.unwrap_or(flat),
-            output_price_per_1k: self.output_price_per_1k.unwrap_or(flat),
-            timeout: parse_duration(&self.timeout).unwrap_or(Duration::from_secs(60)),
-        }
-    }
 }
 
 fn default_timeout() -> String {
@@ -227,31 +250,6 @@ impl Config {
             .and(parse_duration(&self.lightning.poll_interval))
             .map_err(|e| ConfigError::Invalid(format!("lightning: {e}")))?;
         Ok(())
-    }
-
-    /// The enabled providers: those whose API key resolves (from `api_key` or its env var).
-    pub fn provider_specs(&self, env: impl Fn(&str) -> Option<String>) -> Vec<ProviderSpec> {
-        self.providers
-            .iter()
-            .filter(|(_, p)| p.enabled)
-            .filter_map(|(name, p)| {
-                let key = p.api_key.clone().or_else(|| {
-                    p.api_key_env
-                        .as_deref()
-                        .and_then(&env)
-                        .filter(|k| !k.is_empty())
-                })?;
-                Some(p.spec(name, key))
-            })
-            .collect()
-    }
-
-    /// Every catalogue entry, enabled or not, without keys (for price baselines).
-    pub fn catalogue(&self) -> Vec<ProviderSpec> {
-        self.providers
-            .iter()
-            .map(|(name, p)| p.spec(name, String::new()))
-            .collect()
     }
 
     /// The admin token, when its env var is set and non-empty.
@@ -349,10 +347,7 @@ mod tests {
         let c = Config::from_parts(None, env(&[])).expect("defaults parse");
         assert_eq!(c.server.bind, "127.0.0.1:8080");
         assert_eq!(c.providers.len(), 4);
-        assert!(c.provider_specs(|_| None).is_empty());
-        let specs = c.provider_specs(|k| (k == "GROQ_API_KEY").then(|| "gsk".to_owned()));
-        assert_eq!(specs.len(), 1);
-        assert_eq!(specs[0].tier, Tier::Cheap);
+        assert_eq!(c.providers["groq"].tier, Tier::Cheap);
     }
 
     #[test]
@@ -386,18 +381,9 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(c.free_tier.requests, 3);
-        let specs = c.provider_specs(|_| None);
-        let openai = specs
-            .iter()
-            .find(|s| s.name == "openai")
-            .expect("openai enabled");
-        assert_eq!(openai.base_url, "http://a/v1");
-        assert_eq!(openai.api_key, "12345");
-        let local = specs
-            .iter()
-            .find(|s| s.name == "local")
-            .expect("local enabled");
-        assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(c.providers["openai"].base_url, "http://a/v1");
+        assert_eq!(c.providers["openai"].api_key.as_deref(), Some("12345"));
+        assert_eq!(c.providers["local"].tier, Tier::Cheap);
     }
 
     #[test]

@@ -131,6 +131,13 @@ impl ApiError {
     }
 }
 
+/// A database that cannot be reached is a 503: the client may retry, nothing was served.
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        ApiError::Unavailable(format!("Database unavailable: {e}"))
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

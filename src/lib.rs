@@ -7,12 +7,15 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod ids;
 pub mod lightning;
+pub mod money;
 pub mod notify;
 pub mod providers;
 pub mod relay;
 pub mod routes;
 pub mod routing;
+pub mod secret;
 pub mod state;
 pub mod time;
 
@@ -28,9 +31,4 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::PayloadConfig::default().limit(max_body_bytes))
     .app_data(web::QueryConfig::default().error_handler(error::query_error_handler));
     routes::configure(cfg);
-}
-
-/// USD (as configured or sent by a client) to integer micro-dollars.
-pub fn usd_to_micros(usd: f64) -> i64 {
-    (usd * 1_000_000.0).round() as i64
 }

@@ -40,8 +40,12 @@ fn config_path() -> Option<PathBuf> {
 
 fn budget_defaults(config: &Config) -> Defaults {
     Defaults {
-        daily_budget_micros: pura::usd_to_micros(config.limits.default_daily_budget_usd),
-        monthly_budget_micros: pura::usd_to_micros(config.limits.default_monthly_budget_usd),
+        daily_budget_micros: pura::money::Micros::from_usd(config.limits.default_daily_budget_usd)
+            .get(),
+        monthly_budget_micros: pura::money::Micros::from_usd(
+            config.limits.default_monthly_budget_usd,
+        )
+        .get(),
         rpm: config.limits.rpm,
     }
 }
@@ -58,7 +62,7 @@ async fn main() -> std::io::Result<()> {
         db::migrate(&mut conn).map_err(|e| fail(e.to_string()))?;
     }
     db::start_checkpointer(&pool);
-    let specs = config.provider_specs(|k| std::env::var(k).ok());
+    let specs = pura::providers::catalog::specs(&config, |k| std::env::var(k).ok());
     if specs.is_empty() {
         log::warn!("no provider is configured: chat will answer 503 until one is");
     }
@@ -73,7 +77,7 @@ async fn main() -> std::io::Result<()> {
     }
     let lightning =
         Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
-    let replica_id = pura::providers::random_alnum(12);
+    let replica_id = pura::ids::random_alnum(12);
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
         lightning: lightning.clone(),

@@ -46,7 +46,7 @@ impl Meta {
             tier: self.provider.tier.as_str().to_owned(),
             prompt_tokens: usage.prompt_tokens as i64,
             completion_tokens: usage.completion_tokens as i64,
-            cost_micros: self.provider.cost_micros(usage),
+            cost_micros: self.provider.cost(usage).get(),
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: ttft.map(|t| t.as_millis() as i64),
             status: status.to_owned(),
@@ -60,10 +60,9 @@ impl Meta {
 
     /// What `usage` would cost at the premium baseline (the actual cost when there is none).
     pub fn premium_cost(&self, usage: &Usage) -> i64 {
-        self.premium.as_ref().map_or_else(
-            || self.provider.cost_micros(usage),
-            |p| p.cost_micros(usage),
-        )
+        self.premium
+            .as_ref()
+            .map_or_else(|| self.provider.cost(usage).get(), |p| p.cost(usage).get())
     }
 
     fn x_pura(&self, cost_micros: i64, premium_micros: i64) -> Value {
@@ -255,7 +254,7 @@ impl Relay {
             return;
         }
         let usage = self.final_usage();
-        let cost = self.meta.provider.cost_micros(&usage);
+        let cost = self.meta.provider.cost(&usage).get();
         let x_pura = self.meta.x_pura(cost, self.meta.premium_cost(&usage));
         let template = self.held_finish.first().cloned();
         for mut chunk in std::mem::take(&mut self.held_finish) {

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::db::models::{api_key, usage};
 use crate::db::usage_writer::{Settlement, UsageWriter};
 use crate::db::{DbError, Pool};
+use crate::money::Window;
 use crate::notify::{BudgetEvent, Notifier};
 use crate::time;
 
@@ -57,7 +58,7 @@ impl Account {
         let key = api_key::find(&mut conn, key_id)?
             .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
         let now = time::now();
-        let (day_start, month_start) = (time::start_of_day(now), time::start_of_month(now));
+        let (day_start, month_start) = (Window::Day.start(now), Window::Month.start(now));
         let spent_month = usage::spend_since(&mut conn, key_id, month_start)?;
         let spent_day = usage::spend_since(&mut conn, key_id, day_start)?;
         let mut account = Account {
@@ -234,12 +235,12 @@ impl BudgetActor {
     /// Starts new day and month windows when the calendar moved on.
     fn roll_windows(account: &mut Account) {
         let now = time::now();
-        let day = time::start_of_day(now);
+        let day = Window::Day.start(now);
         if day != account.day_start {
             account.day_start = day;
             account.spent_day_micros = 0;
         }
-        let month = time::start_of_month(now);
+        let month = Window::Month.start(now);
         if month != account.month_start {
             account.month_start = month;
             account.spent_month_micros = 0;
@@ -368,13 +369,13 @@ impl BudgetActor {
         if a.spent_day_micros + self.reserved_budget + estimate > a.daily_budget_micros {
             return Err(Denied::Budget {
                 window: "daily",
-                retry_after: time::until(time::next_day(a.day_start)),
+                retry_after: time::until(Window::Day.end(a.day_start)),
             });
         }
         if a.spent_month_micros + self.reserved_budget + estimate > a.monthly_budget_micros {
             return Err(Denied::Budget {
                 window: "monthly",
-                retry_after: time::until(time::next_month(a.month_start)),
+                retry_after: time::until(Window::Month.end(a.month_start)),
             });
         }
         let free = a.free_remaining - self.reserved_free > 0;

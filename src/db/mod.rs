@@ -38,6 +38,21 @@ pub enum DbError {
     Connect(String),
     #[error("database pool: {0}")]
     Pool(#[from] r2d2::Error),
+    #[error("database worker: {0}")]
+    Blocking(String),
+}
+
+/// The one way the async side reaches the database: `f` runs on actix's blocking pool with a
+/// pooled connection (actix workers are current-thread runtimes, so never `block_in_place`).
+pub async fn run<T, F>(pool: &Pool, f: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || f(&mut *pool.get()?))
+        .await
+        .map_err(|e| DbError::Blocking(e.to_string()))?
 }
 
 #[derive(Debug, Clone)]

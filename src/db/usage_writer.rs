@@ -159,7 +159,7 @@ pub struct Spend {
 
 fn debit_entry(row: &UsageRow, micros: i64) -> ledger::Entry {
     ledger::Entry {
-        id: crate::providers::ordered_id("led_"),
+        id: crate::ids::ordered_id("led_"),
         key_id: row.key_id.clone(),
         kind: ledger::DEBIT.to_owned(),
         reference: row.id.clone(),

@@ -37,7 +37,7 @@ pub async fn open(
         .map_err(|e| ApiError::Unavailable(format!("Could not create a Lightning invoice: {e}")))?;
     let now = crate::time::now();
     let row = Invoice {
-        id: format!("inv_{}", crate::providers::random_alnum(24)),
+        id: format!("inv_{}", crate::ids::random_alnum(24)),
         key_id: key_id.to_owned(),
         backend: backend.name().to_owned(),
         payment_hash: created.payment_hash.to_ascii_lowercase(),

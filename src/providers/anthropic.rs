@@ -8,11 +8,12 @@ use std::fmt::Display;
 use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
-use super::{chunk, completion_id, error_message, now_unix};
+use super::{chunk, error_message};
 use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
 use crate::api::chat::Tool;
 use crate::api::{ChatRequest, Message, Role, Usage};
 use crate::error::ApiError;
+use crate::ids::{completion_id, now_unix};
 
 /// Anthropic requires `max_tokens` and OpenAI does not, so requests without a cap get this one.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -81,7 +82,7 @@ pub fn build(
     Ok(UpstreamCall {
         url: format!("{}/messages", p.base_url),
         headers: vec![
-            ("x-api-key", p.api_key.clone()),
+            ("x-api-key", p.api_key.expose().to_owned()),
             ("anthropic-version", "2023-06-01".to_owned()),
         ],
         body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
@@ -441,11 +442,14 @@ mod tests {
             name: "claude".into(),
             dialect: Dialect::Anthropic,
             base_url: "https://api.anthropic.com/v1".into(),
-            api_key: "sk-ant".into(),
+            api_key: crate::secret::Secret::new("sk-ant"),
             tier: Tier::Premium,
             models: vec!["claude-x".into()],
-            input_price_per_1k: 0.0,
-            output_price_per_1k: 0.0,
+            price: crate::money::Price {
+                input_per_1k: 0.0,
+                output_per_1k: 0.0,
+                cached_input_per_1k: None,
+            },
             timeout: std::time::Duration::from_secs(60),
         }
     }

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::sse::SseEvent;
-use super::{call_id, chunk, completion_id, error_message, now_unix};
+use super::{chunk, error_message};
 use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
 use crate::api::chat::Tool;
 use crate::api::{ChatRequest, Role, Usage};
 use crate::error::ApiError;
+use crate::ids::{call_id, completion_id, now_unix};
 
 /// Builds the `generateContent` (or streaming `streamGenerateContent`) call for `model`.
 pub fn build(
@@ -90,7 +91,7 @@ pub fn build(
     };
     Ok(UpstreamCall {
         url: format!("{}/models/{model}:{method}", p.base_url),
-        headers: vec![("x-goog-api-key", p.api_key.clone())],
+        headers: vec![("x-goog-api-key", p.api_key.expose().to_owned())],
         body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
     })
 }
@@ -249,12 +250,10 @@ fn read_usage(u: &Value) -> (Usage, u64, u64) {
     let (prompt, thoughts) = (n("promptTokenCount"), n("thoughtsTokenCount"));
     let completion = n("candidatesTokenCount") + thoughts;
     let total = u["totalTokenCount"].as_u64().unwrap_or(prompt + completion);
-    let usage = Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: total,
-    };
-    (usage, n("cachedContentTokenCount"), thoughts)
+    let cached = n("cachedContentTokenCount");
+    let mut usage = Usage::new(prompt, completion).with_details(cached, thoughts);
+    usage.total_tokens = total;
+    (usage, cached, thoughts)
 }
 
 /// The answer parts of a candidate; `thought` parts are reasoning summaries, not the answer.
@@ -420,11 +419,14 @@ mod tests {
             name: "gemini".into(),
             dialect: Dialect::Gemini,
             base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
-            api_key: "AIza".into(),
+            api_key: crate::secret::Secret::new("AIza"),
             tier: Tier::Cheap,
             models: vec!["gemini-2.0-flash".into()],
-            input_price_per_1k: 0.0,
-            output_price_per_1k: 0.0,
+            price: crate::money::Price {
+                input_per_1k: 0.0,
+                output_per_1k: 0.0,
+                cached_input_per_1k: None,
+            },
             timeout: std::time::Duration::from_secs(60),
         }
     }
@@ -531,10 +533,10 @@ mod tests {
         assert_eq!(c.body["choices"][0]["finish_reason"], "stop");
         assert_eq!(
             c.usage,
-            Some(Usage {
-                prompt_tokens: 4,
-                completion_tokens: 12,
-                total_tokens: 16
+            Some({
+                let mut u = Usage::new(4, 12).with_details(2, 3);
+                u.total_tokens = 16;
+                u
             })
         );
         assert_eq!(c.body["usage"]["prompt_tokens_details"]["cached_tokens"], 2);

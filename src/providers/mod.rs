@@ -4,57 +4,22 @@
 //! performs the call with its worker's `awc::Client`.
 
 pub mod anthropic;
+pub mod catalog;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
+use crate::money::{Micros, Price};
+use crate::secret::Secret;
 use sse::SseEvent;
 
-/// The wire protocol an upstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Openai,
-    Anthropic,
-    Gemini,
-}
-
-/// Price tier of a provider, and the tier the router chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Cheap,
-    Mid,
-    Premium,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Cheap, Tier::Mid, Tier::Premium];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Cheap => "cheap",
-            Tier::Mid => "mid",
-            Tier::Premium => "premium",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Tier> {
-        match s.to_ascii_lowercase().as_str() {
-            "cheap" => Some(Tier::Cheap),
-            "mid" => Some(Tier::Mid),
-            "premium" => Some(Tier::Premium),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::{Dialect, Tier};
 
 /// A configured, enabled upstream as the router and adapters see it.
 #[derive(Debug, Clone)]
@@ -63,23 +28,18 @@ pub struct ProviderSpec {
     pub dialect: Dialect,
     /// Without a trailing slash, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
-    pub api_key: String,
+    pub api_key: Secret,
     pub tier: Tier,
     /// The first model is the one `auto` uses for this provider.
     pub models: Vec<String>,
-    /// USD per 1,000 prompt tokens.
-    pub input_price_per_1k: f64,
-    /// USD per 1,000 completion tokens.
-    pub output_price_per_1k: f64,
+    pub price: Price,
     pub timeout: Duration,
 }
 
 impl ProviderSpec {
-    /// Cost of a usage at this provider's prices, in micro-dollars (integer, never float in storage).
-    pub fn cost_micros(&self, usage: &Usage) -> i64 {
-        let usd = usage.prompt_tokens as f64 * self.input_price_per_1k / 1000.0
-            + usage.completion_tokens as f64 * self.output_price_per_1k / 1000.0;
-        (usd * 1_000_000.0).round() as i64
+    /// What `usage` costs at this provider's catalogue price.
+    pub fn cost(&self, usage: &Usage) -> Micros {
+        self.price.cost(usage)
     }
 
     pub fn serves(&self, model: &str) -> bool {
@@ -192,31 +152,4 @@ pub fn chunk(id: &str, created: i64, model: &str, delta: Value, finish: Option<&
         "system_fingerprint": null,
         "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
     })
-}
-
-/// A `chatcmpl-` id with 29 random alphanumerics, as OpenAI mints them.
-pub fn completion_id() -> String {
-    format!("chatcmpl-{}", random_alnum(29))
-}
-
-/// A `call_` id with 24 random alphanumerics, for dialects whose tool calls have none.
-pub fn call_id() -> String {
-    format!("call_{}", random_alnum(24))
-}
-
-/// An id that sorts by creation time (microseconds, hex) with a random tail. Usage and ledger
-/// rows keyed by it are appended at the end of their B-tree instead of scattered through it,
-/// which keeps each group commit to a few dirty pages.
-pub fn ordered_id(prefix: &str) -> String {
-    let micros = chrono::Utc::now().timestamp_micros().max(0);
-    format!("{prefix}{micros:014x}{}", random_alnum(12))
-}
-
-pub fn random_alnum(n: usize) -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
-}
-
-pub fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
 }

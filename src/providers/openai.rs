@@ -28,7 +28,7 @@ pub fn build(
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
     Ok(UpstreamCall {
         url: format!("{}/chat/completions", p.base_url),
-        headers: vec![("authorization", format!("Bearer {}", p.api_key))],
+        headers: vec![("authorization", format!("Bearer {}", p.api_key.expose()))],
         body,
     })
 }

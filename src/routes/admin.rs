@@ -41,8 +41,8 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
     let pool = state.pool.clone();
     let now = crate::time::now();
     let (day, month) = (
-        crate::time::start_of_day(now),
-        crate::time::start_of_month(now),
+        crate::money::Window::Day.start(now),
+        crate::money::Window::Month.start(now),
     );
     let rows = web::block(move || {
         let mut conn = pool.get()?;
@@ -123,10 +123,10 @@ pub async fn credit(
     let micros = (sats as f64 * micros_per_sat).round() as i64;
     let key_id = path.into_inner();
     let entry = ledger::Entry {
-        id: crate::providers::ordered_id("led_"),
+        id: crate::ids::ordered_id("led_"),
         key_id: key_id.clone(),
         kind: ledger::ADMIN_CREDIT.to_owned(),
-        reference: format!("adm_{}", crate::providers::random_alnum(20)),
+        reference: format!("adm_{}", crate::ids::random_alnum(20)),
         amount_micros: micros,
         memo,
         created_at: crate::time::now(),

@@ -88,7 +88,7 @@ async fn chat(
     let worst = Usage::new(estimate_tokens(prompt_chars), max_out);
     let estimate = candidates
         .iter()
-        .map(|c| c.provider.cost_micros(&worst))
+        .map(|c| c.provider.cost(&worst).get())
         .max()
         .unwrap_or(0);
     let ticket = match state.budgets.reserve(&key.id, estimate).await {
@@ -107,7 +107,7 @@ async fn chat(
     };
 
     let meta = Meta {
-        request_id: crate::providers::ordered_id("req_"),
+        request_id: crate::ids::ordered_id("req_"),
         key_id: key.id.clone(),
         client_request_id: header(&req, "x-client-request-id"),
         upstream_request_id: served.upstream_request_id,
@@ -138,7 +138,7 @@ async fn chat(
                     .map_err(ApiError::internal)?
                     .into(),
             };
-            let cost = meta.provider.cost_micros(&usage);
+            let cost = meta.provider.cost(&usage).get();
             // Committed before the body leaves: a response the client saw is always billed.
             if !settle(&ticket, meta.row(&usage, "ok", None)).await {
                 log::error!("request {}: settlement not committed", meta.request_id);
@@ -166,7 +166,7 @@ async fn chat(
             let cost = reservation.estimate_micros;
             let left = reservation.budget_remaining_micros;
             let worst = Usage::new(meta.prompt_estimate, max_out);
-            let savings = meta.premium_cost(&worst) - meta.provider.cost_micros(&worst);
+            let savings = meta.premium_cost(&worst) - meta.provider.cost(&worst).get();
             pura_headers(
                 &mut resp,
                 &meta,

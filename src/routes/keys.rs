@@ -57,7 +57,7 @@ pub async fn create(
     }
     let (secret, hash) = mint_key();
     let row = ApiKey {
-        id: format!("key_{}", crate::providers::random_alnum(16)),
+        id: format!("key_{}", crate::ids::random_alnum(16)),
         key_hash: hash,
         label,
         created_at: chrono::Utc::now().naive_utc(),

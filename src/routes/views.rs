@@ -81,7 +81,7 @@ fn budget(field: &'static str, v: Option<Option<f64>>) -> Result<Option<Option<i
                 format!("{field} must be between 0 and {MAX_BUDGET_USD}"),
             ))
         }
-        Some(Some(usd)) => Ok(Some(Some(crate::usd_to_micros(usd)))),
+        Some(Some(usd)) => Ok(Some(Some(crate::money::Micros::from_usd(usd).get()))),
         Some(None) => Ok(Some(None)),
         None => Ok(None),
     }

@@ -82,7 +82,7 @@ impl Router {
             .map(|(p, _, _): &Entry| p.clone())
             .find(|s| s.tier == Tier::Premium)
             .or_else(|| {
-                let catalogue = config.catalogue().into_iter();
+                let catalogue = crate::providers::catalog::catalogue(config).into_iter();
                 catalogue
                     .filter(|s| s.tier == Tier::Premium)
                     .map(Arc::new)
@@ -201,7 +201,7 @@ impl Router {
                 .position(|t| *t == entry.0.tier)
                 .unwrap_or(usize::MAX);
             // Latency times price, so a fast and cheap provider leads its tier.
-            let price = entry.0.input_price_per_1k + entry.0.output_price_per_1k;
+            let price = entry.0.price.weight();
             healthy.push((
                 order,
                 (entry.2.ewma_latency_ms() + 1.0) * (price + 1e-6),

@@ -122,7 +122,7 @@ pub fn credit_paid(
             return Ok::<_, diesel::result::Error>(None);
         }
         let entry = ledger::Entry {
-            id: crate::providers::ordered_id("led_"),
+            id: crate::ids::ordered_id("led_"),
             key_id: invoice.key_id.clone(),
             kind: ledger::LIGHTNING_CREDIT.to_owned(),
             reference: invoice.id.clone(),
