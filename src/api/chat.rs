@@ -121,6 +121,11 @@ impl ChatRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// Characters of text in every message (the prompt estimate's input).
+    pub fn prompt_chars(&self) -> usize {
+        self.messages.iter().map(|m| m.text().len()).sum()
+    }
+
     /// Whether the client asked for a final usage chunk in a stream.
     pub fn wants_stream_usage(&self) -> bool {
         self.stream_options

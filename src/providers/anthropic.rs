@@ -3,10 +3,10 @@
 //! the typed event stream is re-cut into OpenAI deltas (wire-formats.md §3.6).
 
 use std::collections::HashMap;
-use std::fmt::Display;
 
 use serde_json::{json, Map, Value};
 
+use super::messages::{self, bad_messages, text_of, Image, Part};
 use super::sse::SseEvent;
 use super::{chunk, error_message};
 use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
@@ -86,83 +86,34 @@ pub fn build(
             ("anthropic-version", "2023-06-01".to_owned()),
         ],
         body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
+        native: false,
     })
-}
-
-fn bad_messages(message: impl Into<String>) -> ApiError {
-    ApiError::bad_param("messages", message)
-}
-
-fn text_of(v: &Value) -> &str {
-    v["text"].as_str().unwrap_or("")
 }
 
 fn count(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
 }
 
-/// User or assistant content as Anthropic blocks. Empty text is dropped: Anthropic rejects it.
+/// User or assistant content as Anthropic blocks; http(s) images are fetched by Anthropic.
 fn content_blocks(content: Option<&Value>) -> Result<Vec<Value>, ApiError> {
-    let text = |t: &str| (!t.is_empty()).then(|| json!({"type": "text", "text": t}));
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(text(s).into_iter().collect()),
-        Some(Value::Array(parts)) => {
-            let mut out = Vec::new();
-            for part in parts {
-                match part["type"].as_str().unwrap_or("") {
-                    "text" => out.extend(text(text_of(part))),
-                    "image_url" => out.push(image_block(part)?),
-                    kind => {
-                        return Err(bad_messages(format!("Unsupported content part `{kind}`.")))
-                    }
-                }
+    let blocks = messages::parts(content)?
+        .into_iter()
+        .map(|part| match part {
+            Part::Text(t) => json!({"type": "text", "text": t}),
+            Part::Image(Image::Inline { mime, data }) => json!({"type": "image",
+            "source": {"type": "base64", "media_type": mime, "data": data}}),
+            Part::Image(Image::Url(url)) => {
+                json!({"type": "image", "source": {"type": "url", "url": url}})
             }
-            Ok(out)
-        }
-        Some(_) => Err(bad_messages(
-            "Content must be a string, an array of parts or null.",
-        )),
-    }
-}
-
-/// `data:` URLs become inline base64 sources; http(s) URLs are fetched by Anthropic itself.
-fn image_block(part: &Value) -> Result<Value, ApiError> {
-    let url = part["image_url"]["url"]
-        .as_str()
-        .or(part["image_url"].as_str())
-        .unwrap_or("");
-    let image = |source: Value| Ok(json!({"type": "image", "source": source}));
-    if let Some((mime, data)) = url
-        .strip_prefix("data:")
-        .and_then(|u| u.split_once(";base64,"))
-    {
-        return image(json!({"type": "base64", "media_type": mime, "data": data}));
-    }
-    if url.starts_with("http://") || url.starts_with("https://") {
-        return image(json!({"type": "url", "url": url}));
-    }
-    Err(bad_messages(
-        "Image URLs must be base64 data: URLs or http(s) URLs.",
-    ))
-}
-
-fn bad_args(id: &str, why: impl Display) -> ApiError {
-    bad_messages(format!("Arguments of tool call `{id}`: {why}"))
+        });
+    Ok(blocks.collect())
 }
 
 /// Assistant text first, then one `tool_use` block per tool call (Anthropic's order).
 fn assistant_blocks(m: &Message) -> Result<Vec<Value>, ApiError> {
     let mut blocks = content_blocks(m.content.as_ref())?;
     for tc in m.tool_calls.iter().flatten() {
-        // Some clients send "" for a call without arguments; Anthropic needs an object.
-        let input: Value = match tc.function.arguments.trim() {
-            "" => json!({}),
-            args => serde_json::from_str(args).map_err(|e| bad_args(&tc.id, e))?,
-        };
-        if !input.is_object() {
-            return Err(bad_args(&tc.id, "not a JSON object"));
-        }
+        let input = messages::call_args(&tc.id, &tc.function.arguments)?;
         blocks.push(json!({
             "type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input
         }));
@@ -182,27 +133,18 @@ fn tool_result(m: &Message) -> Result<Value, ApiError> {
     Ok(block)
 }
 
-/// Anthropic wants alternating turns with the `tool_result` blocks first in their user turn,
-/// so a message of the previous message's role is folded into it.
-fn push_merged(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut().filter(|l| l["role"] == role) {
-        if let Some(content) = last["content"].as_array_mut() {
-            for block in blocks {
-                let results = content.iter().take_while(|b| b["type"] == "tool_result");
-                let at = if block["type"] == "tool_result" {
-                    results.count()
-                } else {
-                    content.len()
-                };
-                content.insert(at, block);
-            }
-            return;
+/// Anthropic wants alternating turns with the `tool_result` blocks first in their user turn.
+fn push_merged(turns: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    messages::push_merged(turns, role, "content", blocks, |content, block| {
+        if block["type"] == "tool_result" {
+            content
+                .iter()
+                .take_while(|b| b["type"] == "tool_result")
+                .count()
+        } else {
+            content.len()
         }
-    }
-    messages.push(json!({"role": role, "content": blocks}));
+    });
 }
 
 fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, ApiError> {
@@ -317,6 +259,7 @@ pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
         body,
         usage: Some(usage),
         raw: None,
+        native: false,
     })
 }
 
@@ -428,6 +371,33 @@ impl StreamTranslator for Translator {
             _ => Vec::new(), // ping, text block starts, content_block_stop, future events
         };
         Ok(items)
+    }
+}
+
+/// The Anthropic dialect behind the common [`Adapter`](super::Adapter) trait.
+pub struct Anthropic;
+
+impl super::Adapter for Anthropic {
+    fn build(
+        &self,
+        provider: &ProviderSpec,
+        model: &str,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        build(provider, model, req, stream)
+    }
+
+    fn parse(&self, body: bytes::Bytes, model: &str) -> Result<Completion, String> {
+        parse(&body, model)
+    }
+
+    fn translator(&self, model: &str) -> Box<dyn StreamTranslator> {
+        Box::new(Translator::new(model))
+    }
+
+    fn request_id_header(&self) -> Option<&'static str> {
+        Some("request-id")
     }
 }
 

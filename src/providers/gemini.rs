@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use super::messages::{self, bad_messages, text_of, Image, Part};
 use super::sse::SseEvent;
 use super::{chunk, error_message};
 use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
@@ -45,7 +46,7 @@ pub fn build(
                 let mut parts = content_parts(m.content.as_ref())?;
                 for tc in m.tool_calls.iter().flatten() {
                     call_names.insert(&tc.id, &tc.function.name);
-                    let args = parse_args(&tc.id, &tc.function.arguments)?;
+                    let args = messages::call_args(&tc.id, &tc.function.arguments)?;
                     let call = json!({"name": tc.function.name, "args": args});
                     parts.push(json!({ "functionCall": call }));
                 }
@@ -93,84 +94,30 @@ pub fn build(
         url: format!("{}/models/{model}:{method}", p.base_url),
         headers: vec![("x-goog-api-key", p.api_key.expose().to_owned())],
         body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
+        native: false,
     })
-}
-
-fn bad_messages(message: impl Into<String>) -> ApiError {
-    ApiError::bad_param("messages", message)
-}
-
-fn text_of(v: &Value) -> &str {
-    v["text"].as_str().unwrap_or("")
 }
 
 /// Text and data-URL image parts. Gemini fetches no http URLs (only its own file URIs).
 fn content_parts(content: Option<&Value>) -> Result<Vec<Value>, ApiError> {
-    let text = |t: &str| (!t.is_empty()).then(|| json!({ "text": t }));
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(text(s).into_iter().collect()),
-        Some(Value::Array(parts)) => {
-            let mut out = Vec::new();
-            for part in parts {
-                match part["type"].as_str().unwrap_or("") {
-                    "text" => out.extend(text(text_of(part))),
-                    "image_url" => out.push(inline_image(part)?),
-                    kind => {
-                        return Err(bad_messages(format!("Unsupported content part `{kind}`.")))
-                    }
-                }
+    messages::parts(content)?
+        .into_iter()
+        .map(|part| match part {
+            Part::Text(t) => Ok(json!({ "text": t })),
+            Part::Image(Image::Inline { mime, data }) => {
+                Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
             }
-            Ok(out)
-        }
-        Some(_) => Err(bad_messages(
-            "Content must be a string, an array of parts or null.",
-        )),
-    }
-}
-
-fn inline_image(part: &Value) -> Result<Value, ApiError> {
-    let url = part["image_url"]["url"]
-        .as_str()
-        .or(part["image_url"].as_str())
-        .unwrap_or("");
-    match url
-        .strip_prefix("data:")
-        .and_then(|u| u.split_once(";base64,"))
-    {
-        Some((mime, data)) => Ok(json!({"inlineData": {"mimeType": mime, "data": data}})),
-        None => Err(bad_messages(
-            "Gemini models take images as base64 data: URLs only.",
-        )),
-    }
-}
-
-/// OpenAI sends arguments as a JSON string; Gemini wants the object (`args` is a Struct).
-fn parse_args(id: &str, args: &str) -> Result<Value, ApiError> {
-    let why = match serde_json::from_str::<Value>(args) {
-        _ if args.trim().is_empty() => return Ok(json!({})),
-        Ok(v) if v.is_object() => return Ok(v),
-        Ok(_) => "not a JSON object".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    Err(bad_messages(format!(
-        "Arguments of tool call `{id}`: {why}"
-    )))
+            Part::Image(Image::Url(_)) => Err(bad_messages(
+                "Gemini models take images as base64 data: URLs only.",
+            )),
+        })
+        .collect()
 }
 
 /// Folds a turn into the previous one of the same role: Gemini wants alternating turns, and
 /// several tool answers become one user turn of `functionResponse` parts.
 fn push_merged(contents: &mut Vec<Value>, role: &str, parts: Vec<Value>) {
-    if parts.is_empty() {
-        return;
-    }
-    if let Some(last) = contents.last_mut().filter(|l| l["role"] == role) {
-        if let Some(existing) = last["parts"].as_array_mut() {
-            existing.extend(parts);
-            return;
-        }
-    }
-    contents.push(json!({"role": role, "parts": parts}));
+    messages::push_merged(contents, role, "parts", parts, |existing, _| existing.len());
 }
 
 fn generation_config(req: &ChatRequest) -> Result<Map<String, Value>, ApiError> {
@@ -325,6 +272,7 @@ pub fn parse(body: &[u8], model: &str) -> Result<Completion, String> {
         body,
         usage: Some(usage),
         raw: None,
+        native: false,
     })
 }
 
@@ -405,6 +353,33 @@ impl StreamTranslator for Translator {
             out.push(StreamItem::Done);
         }
         Ok(out)
+    }
+}
+
+/// The Gemini dialect behind the common [`Adapter`](super::Adapter) trait.
+pub struct Gemini;
+
+impl super::Adapter for Gemini {
+    fn build(
+        &self,
+        provider: &ProviderSpec,
+        model: &str,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        build(provider, model, req, stream)
+    }
+
+    fn parse(&self, body: bytes::Bytes, model: &str) -> Result<Completion, String> {
+        parse(&body, model)
+    }
+
+    fn translator(&self, model: &str) -> Box<dyn StreamTranslator> {
+        Box::new(Translator::new(model))
+    }
+
+    fn request_id_header(&self) -> Option<&'static str> {
+        None
     }
 }
 

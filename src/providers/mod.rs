@@ -1,13 +1,17 @@
-//! Provider adapters: one module per upstream dialect. Each turns an OpenAI [`ChatRequest`]
-//! into the dialect's HTTP request and the dialect's answer (JSON or SSE) back into OpenAI
-//! `chat.completion` / `chat.completion.chunk` JSON. Adapters do no I/O; the chat handler
-//! performs the call with its worker's `awc::Client`.
+//! Outbound adapters: one module per upstream dialect behind the [`Adapter`] trait. Each turns
+//! the canonical request (an OpenAI [`ChatRequest`]) into the dialect's HTTP request and the
+//! dialect's answer (JSON or SSE) back into OpenAI `chat.completion` / `chat.completion.chunk`
+//! JSON, the pipeline's canonical form. [`transport`] sends the call with the worker's
+//! `awc::Client` and peeks at a stream's first chunk; [`messages`] holds what the translating
+//! dialects share; [`catalog`] turns config into [`ProviderSpec`]s.
 
 pub mod anthropic;
 pub mod catalog;
 pub mod gemini;
+pub mod messages;
 pub mod openai;
 pub mod sse;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -53,16 +57,34 @@ pub struct UpstreamCall {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// The body is in the upstream's own protocol (a [`NativeBody`]): its answer is parsed
+    /// and relayed natively.
+    pub native: bool,
 }
 
-/// A non-streaming answer translated to OpenAI's `chat.completion`.
+/// The client's body in an upstream dialect's own protocol (Responses for OpenAI, Messages for
+/// Anthropic). When the planned upstream speaks it, the body goes through as it came (model,
+/// `stream` and `store` set by the adapter) so that what the canonical form does not model —
+/// reasoning items, thinking signatures, `cache_control` — survives byte for byte.
+#[derive(Debug, Clone)]
+pub struct NativeBody {
+    pub dialect: Dialect,
+    pub body: serde_json::Map<String, Value>,
+    /// Client headers the upstream needs (`anthropic-version`, `anthropic-beta`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A non-streaming answer translated to OpenAI's `chat.completion`, or a native one.
 #[derive(Debug)]
 pub struct Completion {
     /// The translated answer (`Value::Null` when `raw` carries it).
     pub body: Value,
     pub usage: Option<Usage>,
-    /// The upstream's own bytes, when they already are OpenAI's `chat.completion`.
+    /// The upstream's own bytes, when they already are OpenAI's `chat.completion` (or, with
+    /// `native`, the answer in the client's own protocol).
     pub raw: Option<bytes::Bytes>,
+    /// `raw` is a native answer (see [`NativeBody`]), not a `chat.completion`.
+    pub native: bool,
 }
 
 /// What a stream translator makes of one upstream event.
@@ -76,6 +98,9 @@ pub enum StreamItem {
     Error(Value),
     /// The upstream said the stream is complete.
     Done,
+    /// An event of a native stream, relayed as it came; `text_chars` counts the generated
+    /// text in it (for billing a stream cut before the upstream reported usage).
+    Native { event: SseEvent, text_chars: usize },
 }
 
 /// Turns one dialect's SSE events into OpenAI stream items.
@@ -84,48 +109,58 @@ pub trait StreamTranslator {
     fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String>;
 }
 
-/// Builds the upstream request for `provider`, for the concrete `model`.
-pub fn build_call(
-    provider: &ProviderSpec,
-    model: &str,
-    req: &ChatRequest,
-    stream: bool,
-) -> Result<UpstreamCall, ApiError> {
-    match provider.dialect {
-        Dialect::Openai => openai::build(provider, model, req, stream),
-        Dialect::Anthropic => anthropic::build(provider, model, req, stream),
-        Dialect::Gemini => gemini::build(provider, model, req, stream),
+/// One upstream dialect: how a canonical request becomes its HTTP call, and how its answers,
+/// streams and errors come back. The transport ([`transport`]) is shared; adapters do no I/O.
+pub trait Adapter: Sync {
+    /// Builds the upstream request for the concrete `model`.
+    fn build(
+        &self,
+        provider: &ProviderSpec,
+        model: &str,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<UpstreamCall, ApiError>;
+    /// Parses a successful non-streaming body into OpenAI's shape.
+    fn parse(&self, body: bytes::Bytes, model: &str) -> Result<Completion, String>;
+    /// A fresh translator of this dialect's stream events.
+    fn translator(&self, model: &str) -> Box<dyn StreamTranslator>;
+    /// The upstream's request-id header, when the dialect has one.
+    fn request_id_header(&self) -> Option<&'static str>;
+    /// Builds the call for a body in this dialect's own protocol.
+    fn build_native(
+        &self,
+        _provider: &ProviderSpec,
+        _model: &str,
+        _native: &NativeBody,
+        _stream: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(ApiError::internal("this dialect takes no native bodies"))
+    }
+    /// Reads the usage of a native answer (the bytes go to the client as they are).
+    fn parse_native(&self, _body: bytes::Bytes) -> Result<Completion, String> {
+        Err("this dialect takes no native bodies".into())
+    }
+    /// A translator that passes native stream events through and reads their usage.
+    fn native_translator(&self) -> Box<dyn StreamTranslator> {
+        Box::new(NoNative)
     }
 }
 
-/// Parses a successful non-streaming upstream body into OpenAI's shape.
-pub fn parse_completion(
-    dialect: Dialect,
-    body: bytes::Bytes,
-    model: &str,
-) -> Result<Completion, String> {
-    match dialect {
-        Dialect::Openai => openai::parse(body, model),
-        Dialect::Anthropic => anthropic::parse(&body, model),
-        Dialect::Gemini => gemini::parse(&body, model),
+/// The translator of a dialect without a native protocol (never used: no call is native).
+struct NoNative;
+
+impl StreamTranslator for NoNative {
+    fn on_event(&mut self, _: &SseEvent) -> Result<Vec<StreamItem>, String> {
+        Err("this dialect takes no native bodies".into())
     }
 }
 
-/// A fresh stream translator for the dialect.
-pub fn translator(dialect: Dialect, model: &str) -> Box<dyn StreamTranslator> {
+/// The adapter of a dialect.
+pub fn adapter(dialect: Dialect) -> &'static dyn Adapter {
     match dialect {
-        Dialect::Openai => Box::new(openai::Translator),
-        Dialect::Anthropic => Box::new(anthropic::Translator::new(model)),
-        Dialect::Gemini => Box::new(gemini::Translator::new(model)),
-    }
-}
-
-/// The upstream's request-id header name, when the dialect has one.
-pub fn request_id_header(dialect: Dialect) -> Option<&'static str> {
-    match dialect {
-        Dialect::Openai => Some("x-request-id"),
-        Dialect::Anthropic => Some("request-id"),
-        Dialect::Gemini => None,
+        Dialect::Openai => &openai::OpenAi,
+        Dialect::Anthropic => &anthropic::Anthropic,
+        Dialect::Gemini => &gemini::Gemini,
     }
 }
 

@@ -30,6 +30,7 @@ pub fn build(
         url: format!("{}/chat/completions", p.base_url),
         headers: vec![("authorization", format!("Bearer {}", p.api_key.expose()))],
         body,
+        native: false,
     })
 }
 
@@ -57,6 +58,7 @@ pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
             body: Value::Null,
             usage,
             raw: Some(body),
+            native: false,
         });
     }
     let mut v: Value =
@@ -66,6 +68,7 @@ pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
         body: v,
         usage,
         raw: None,
+        native: false,
     })
 }
 
@@ -117,6 +120,33 @@ fn normalize_error(err: &Value) -> Value {
             json!({"message": s, "type": "upstream_error", "param": null, "code": null})
         }
         other => other.clone(),
+    }
+}
+
+/// The OpenAi dialect behind the common [`Adapter`](super::Adapter) trait.
+pub struct OpenAi;
+
+impl super::Adapter for OpenAi {
+    fn build(
+        &self,
+        provider: &ProviderSpec,
+        model: &str,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        build(provider, model, req, stream)
+    }
+
+    fn parse(&self, body: bytes::Bytes, model: &str) -> Result<Completion, String> {
+        parse(body, model)
+    }
+
+    fn translator(&self, _model: &str) -> Box<dyn StreamTranslator> {
+        Box::new(Translator)
+    }
+
+    fn request_id_header(&self) -> Option<&'static str> {
+        Some("x-request-id")
     }
 }
 

@@ -3,7 +3,6 @@
 //! can take traffic and preferring the fast and cheap among the healthy.
 
 pub mod eval;
-pub mod fallback;
 pub mod features;
 pub mod policy;
 pub mod scorer;

@@ -1,7 +1,7 @@
-//! The fallback loop: try candidates in order until one answers. For a stream, the first
-//! translated chunk is read before the response is committed, so an upstream that fails
-//! before its first byte (status, reset, timeout, malformed or error-only stream) still
-//! falls back to the next candidate.
+//! The one HTTP transport every adapter shares: send the built call with the worker's
+//! `awc::Client` (it is `!Send`, so calls run on the handler's own worker), map status codes
+//! and errors to a [`Failure`], read a whole answer, or peek at a stream until its first
+//! translated chunk so that a failure before the first byte can still fall back.
 
 use std::time::{Duration, Instant};
 
@@ -10,15 +10,14 @@ use awc::error::SendRequestError;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::Candidate;
-use crate::actors::provider::{Observe, Outcome, Pick};
-use crate::api::ChatRequest;
-use crate::error::ApiError;
-use crate::providers::sse::SseParser;
-use crate::providers::{self, Completion, StreamItem, StreamTranslator};
+use super::sse::SseParser;
+use super::UpstreamCall;
+use super::{adapter, error_message, Completion, ProviderSpec, StreamItem, StreamTranslator};
 
 /// Largest non-streaming upstream body accepted.
 const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
+/// How much of an upstream error body is read for its message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The upstream's response body as a byte stream.
 pub type UpstreamBody = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, String>>>>;
@@ -38,15 +37,8 @@ pub enum Answer {
     Stream(OpenStream),
 }
 
-/// A successful attempt: which candidate answered, and how.
-pub struct Served {
-    pub candidate: Candidate,
-    pub upstream_request_id: Option<String>,
-    pub started: Instant,
-    pub answer: Answer,
-}
-
-enum Failure {
+/// Why an attempt failed, which decides whether the next candidate is tried.
+pub enum Failure {
     /// The upstream did not answer in time.
     Timeout(String),
     /// Any other failure of the upstream; try the next one.
@@ -55,97 +47,18 @@ enum Failure {
     Client(u16, String),
 }
 
-/// Tries each candidate in turn. Every attempt is reported to its ProviderActor.
-pub async fn run(
+/// Sends `call` to `spec` and reads the answer (whole, or up to a stream's first chunk).
+/// Returns the upstream's request id alongside.
+pub async fn send(
     client: &awc::Client,
-    candidates: Vec<Candidate>,
-    req: &ChatRequest,
-    stream: bool,
-) -> Result<Served, ApiError> {
-    let mut reasons = Vec::new();
-    let mut last_timed_out = false;
-    for candidate in candidates {
-        if candidate.probe && !matches!(candidate.actor.send(Pick).await, Ok(Some(_))) {
-            continue; // another request holds the probe
-        }
-        let started = Instant::now();
-        let call = match providers::build_call(&candidate.provider, &candidate.model, req, stream) {
-            Ok(c) => c,
-            Err(e) => {
-                reasons.push(format!("{}: {e}", candidate.provider.name));
-                last_timed_out = false;
-                continue;
-            }
-        };
-        match attempt(client, &candidate, call, stream).await {
-            Ok((upstream_request_id, answer)) => {
-                if let Answer::Json(_) = answer {
-                    candidate.actor.do_send(Observe {
-                        latency: started.elapsed(),
-                        ttft: None,
-                        outcome: Outcome::Success,
-                    });
-                }
-                return Ok(Served {
-                    candidate,
-                    upstream_request_id,
-                    started,
-                    answer,
-                });
-            }
-            Err(failure) => {
-                let (outcome, reason) = match failure {
-                    Failure::Client(status, msg) => {
-                        // The upstream is healthy; the request is not. Tell the client.
-                        candidate.actor.do_send(observe(started, Outcome::Success));
-                        return Err(ApiError::BadRequest {
-                            message: format!(
-                                "{} rejected the request (HTTP {status}): {msg}",
-                                candidate.provider.name
-                            ),
-                            param: None,
-                            code: "upstream_rejected",
-                        });
-                    }
-                    Failure::Timeout(r) => {
-                        last_timed_out = true;
-                        (Outcome::Failure, r)
-                    }
-                    Failure::Upstream(r) => {
-                        last_timed_out = false;
-                        (Outcome::Failure, r)
-                    }
-                };
-                log::warn!("provider {} failed: {reason}", candidate.provider.name);
-                candidate.actor.do_send(observe(started, outcome));
-                reasons.push(format!("{}: {reason}", candidate.provider.name));
-            }
-        }
-    }
-    let message = format!("Every eligible upstream failed. {}", reasons.join("; "));
-    if last_timed_out {
-        Err(ApiError::UpstreamTimeout(message))
-    } else {
-        Err(ApiError::UpstreamFailed(message))
-    }
-}
-
-fn observe(started: Instant, outcome: Outcome) -> Observe {
-    Observe {
-        latency: started.elapsed(),
-        ttft: None,
-        outcome,
-    }
-}
-
-async fn attempt(
-    client: &awc::Client,
-    candidate: &Candidate,
-    call: providers::UpstreamCall,
+    spec: &ProviderSpec,
+    model: &str,
+    call: UpstreamCall,
     stream: bool,
 ) -> Result<(Option<String>, Answer), Failure> {
-    let spec = &candidate.provider;
+    let adapter = adapter(spec.dialect);
     let deadline = Instant::now() + spec.timeout;
+    let call_native = call.native;
     let mut request = client
         .post(&call.url)
         .timeout(spec.timeout)
@@ -159,15 +72,15 @@ async fn attempt(
         }
         other => Failure::Upstream(format!("request failed: {other}")),
     })?;
-    let request_id = providers::request_id_header(spec.dialect)
+    let request_id = adapter
+        .request_id_header()
         .and_then(|h| resp.headers().get(h))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let status = resp.status();
     if !status.is_success() {
-        let body = resp.body().limit(64 * 1024).await.unwrap_or_default();
-        let msg = providers::error_message(&body);
-        return Err(classify(status, msg));
+        let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+        return Err(classify(status, error_message(&body)));
     }
     if !stream {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -181,13 +94,22 @@ async fn attempt(
             Ok(Err(e)) => return Err(Failure::Upstream(format!("reading answer: {e}"))),
             Ok(Ok(b)) => b,
         };
-        let completion = providers::parse_completion(spec.dialect, body, &candidate.model)
-            .map_err(Failure::Upstream)?;
+        let completion = if call_native {
+            adapter.parse_native(body)
+        } else {
+            adapter.parse(body, model)
+        };
+        let completion = completion.map_err(Failure::Upstream)?;
         return Ok((request_id, Answer::Json(completion)));
     }
     let started = Instant::now();
     let body: UpstreamBody = Box::pin(resp.map(|r| r.map_err(|e| e.to_string())));
-    let open = peek(body, spec.dialect, &candidate.model, deadline, started).await?;
+    let translator = if call_native {
+        adapter.native_translator()
+    } else {
+        adapter.translator(model)
+    };
+    let open = peek(body, translator, deadline, started).await?;
     Ok((request_id, Answer::Stream(open)))
 }
 
@@ -202,13 +124,11 @@ fn classify(status: StatusCode, msg: String) -> Failure {
 /// Reads until the first content chunk (or the end) so a failure can still fall back.
 async fn peek(
     mut body: UpstreamBody,
-    dialect: providers::Dialect,
-    model: &str,
+    mut translator: Box<dyn StreamTranslator>,
     deadline: Instant,
     started: Instant,
 ) -> Result<OpenStream, Failure> {
     let mut parser = SseParser::default();
-    let mut translator = providers::translator(dialect, model);
     let mut first = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -246,9 +166,12 @@ async fn peek(
                 first.push(item);
             }
         }
-        let ready = first
-            .iter()
-            .any(|i| matches!(i, StreamItem::Chunk(_) | StreamItem::Done));
+        let ready = first.iter().any(|i| {
+            matches!(
+                i,
+                StreamItem::Chunk(_) | StreamItem::Native { .. } | StreamItem::Done
+            )
+        });
         if ready {
             return Ok(OpenStream {
                 body,

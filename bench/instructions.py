@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""CPU instructions per request, counted by callgrind (steady on a noisy machine, unlike latency).
+
+    bench/instructions.py [--requests N] [--target-dir DIR]
+
+Runs the release `pura` and the fake upstream (examples/bench_upstream) each under
+`valgrind --tool=callgrind`, warms up, zeroes the counters (`callgrind_control --zero`), sends N
+requests over one keep-alive connection, dumps (`callgrind_control --dump`) and divides the
+process's total instructions by N. Measured: non-streaming through Pura and straight at the
+fake upstream; streams of 10 and of 50 chunks through Pura, whose difference gives the cost
+per relayed chunk and the fixed cost per streamed request. Everything stays on 127.0.0.1.
+Prints a Markdown table (also written to bench/out/instructions.md)."""
+
+import argparse
+import glob
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (Service, pura_config, mint, PROMPT, OPENAI_MODEL)
+
+CALLGRIND = ["valgrind", "--tool=callgrind", "--collect-atstart=yes"]
+
+
+def send(url, path, body, headers, n):
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    data = json.dumps(body)
+    for _ in range(n):
+        conn.request("POST", path, body=data, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{path} answered {resp.status}: {payload[:200]!r}")
+    conn.close()
+
+
+def measure(proc, out_dir, tag, fn, n, warmup):
+    fn(warmup)
+    for old in glob.glob(os.path.join(out_dir, f"{tag}.*")):
+        os.remove(old)
+    subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+    fn(n)
+    time.sleep(0.5)  # let the last settlement's group commit land inside the window
+    subprocess.run(["callgrind_control", "--dump=" + tag, str(proc.pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return dump_total(out_dir, tag) / n
+
+
+def dump_total(out_dir, tag):
+    # callgrind names a dump `<out-file>.<n>` and marks it with `desc: Trigger: ... <tag>`.
+    total = 0
+    for path in glob.glob(os.path.join(out_dir, "callgrind.out*")):
+        with open(path) as f:
+            head = f.read(4096)
+        if tag not in head:
+            continue
+        with open(path) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    total += int(line.split()[1])
+                    break
+        os.rename(path, os.path.join(out_dir, f"{tag}.callgrind"))
+    if total == 0:
+        raise RuntimeError(f"no callgrind dump found for {tag} in {out_dir}")
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--target-dir", default=os.path.join(bench.ROOT, "target"))
+    args = ap.parse_args()
+    rel = os.path.join(args.target_dir, "release")
+    out_dir = os.path.join(bench.ROOT, "bench", "out", "callgrind")
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="pura-instr-")
+    rows = []
+    env = {k: v for k, v in os.environ.items()
+           if k not in bench.SEED_KEYS and not k.startswith("PURA")}
+    env["RUST_LOG"] = "info"
+
+    def upstream(chunks):
+        return [os.path.join(rel, "examples", "bench_upstream"), "--workers", "1",
+                "--chunks", str(chunks), "--chunk-delay-ms", "0"]
+
+    body = {"model": bench.OPENAI_MODEL, "messages": bench.PROMPT}
+    direct_h = {"content-type": "application/json", "authorization": "Bearer bench"}
+
+    # The fake upstream alone, under callgrind.
+    cg = CALLGRIND + ["--callgrind-out-file=" + os.path.join(out_dir, "callgrind.out.upstream")]
+    up = bench.Service("upstream-cg", cg + upstream(50), None, out_dir,
+                       ready=r"listening on (http://\S+)", timeout=300)
+    try:
+        per = measure(up, out_dir, "direct_json",
+                      lambda n: send(up.url, "/v1/chat/completions", body, direct_h, n),
+                      args.requests, args.warmup)
+        rows.append(("fake upstream alone, non-streaming", per))
+    finally:
+        up.stop()
+
+    for chunks in (10, 50):
+        up = bench.Service(f"upstream-{chunks}", upstream(chunks), None, out_dir,
+                           ready=r"listening on (http://\S+)")
+        cfg = bench.pura_config(tmp, up.url, 1)
+        cg = CALLGRIND + ["--callgrind-out-file=" + os.path.join(out_dir, f"callgrind.out.pura{chunks}")]
+        pura = bench.Service(f"pura-cg-{chunks}", cg + [os.path.join(rel, "pura"), "--config", cfg],
+                             None, out_dir, env=env, ready=r"pura listening on (http://\S+)",
+                             timeout=300)
+        try:
+            key = bench.mint(pura.url, "instructions")
+            h = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+            if chunks == 50:
+                per = measure(pura, out_dir, "pura_json",
+                              lambda n: send(pura.url, "/v1/chat/completions", body, h, n),
+                              args.requests, args.warmup)
+                rows.append(("through Pura, non-streaming", per))
+            sbody = dict(body, stream=True)
+            per = measure(pura, out_dir, f"pura_stream{chunks}",
+                          lambda n: send(pura.url, "/v1/chat/completions", sbody, h, n),
+                          max(args.requests // 5, 50), args.warmup // 5 or 10)
+            rows.append((f"through Pura, stream of {chunks} chunks", per))
+        finally:
+            pura.stop()
+            up.stop()
+
+    by = dict(rows)
+    s10, s50 = by["through Pura, stream of 10 chunks"], by["through Pura, stream of 50 chunks"]
+    per_chunk = (s50 - s10) / 40
+    fixed = s10 - 10 * per_chunk
+    lines = ["| measure | instructions |", "|---|---:|"]
+    lines += [f"| {name} per request | {v:,.0f} |" for name, v in rows]
+    lines.append(f"| per relayed stream chunk ((50 − 10 chunks) / 40) | {per_chunk:,.0f} |")
+    lines.append(f"| fixed per streamed request (10-chunk stream − 10 × per chunk) | {fixed:,.0f} |")
+    ratio = by["through Pura, non-streaming"] / by["fake upstream alone, non-streaming"]
+    lines.append(f"| Pura non-streaming ÷ fake upstream alone | {ratio:.2f}× |")
+    text = "\n".join(lines)
+    with open(os.path.join(bench.ROOT, "bench", "out", "instructions.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+//! The one request pipeline. Whatever protocol the client speaks, a front end in
+//! [`protocols`](crate::protocols) decodes it into an [`Inbound`] (a canonical OpenAI chat
+//! request plus routing hints) and this module owns it end to end:
+//! resolve the target → decide the tier ([`decide`]) → plan candidates → quote and reserve
+//! (money) → call with fallback ([`fallback`], peeking before commit) → relay ([`relay`]) →
+//! settle. What comes out is a settled canonical completion or a stream of canonical events,
+//! with the metadata the `X-Pura-*` headers need ([`meta`]); the front end encodes both.
+
+pub mod decide;
+pub mod fallback;
+pub mod meta;
+pub mod payment;
+pub mod relay;
+
+use std::time::Instant;
+
+use crate::api::{ChatRequest, Usage};
+use crate::db::models::api_key::ApiKey;
+use crate::error::ApiError;
+use crate::money::{self, Micros};
+use crate::providers::transport::Answer;
+use crate::providers::{Completion, NativeBody};
+use crate::state::AppState;
+use meta::{Headers, Meta};
+use relay::Relay;
+
+/// What a request runs with: the process state, this worker's upstream client, and where the
+/// gateway is reachable (for invoice links).
+pub struct Ctx<'a> {
+    pub state: &'a actix_web::web::Data<AppState>,
+    pub client: &'a awc::Client,
+    /// The worker's Lightning HTTP client, when the backend is configured.
+    pub lightning: Option<&'a awc::Client>,
+    pub base_url: String,
+}
+
+/// A canonical request, as every front end hands it over.
+pub struct Inbound {
+    pub chat: ChatRequest,
+    pub stream: bool,
+    pub hints: Hints,
+    /// The client's body, for an upstream that speaks the client's protocol.
+    pub native: Option<NativeBody>,
+}
+
+/// What the client said about routing and tracing, from headers or the body.
+#[derive(Debug, Default)]
+pub struct Hints {
+    /// `X-Pura-Tier`: force or bound the tier of an `auto` request.
+    pub tier: Option<String>,
+    /// An explicit conversation id (`X-Pura-Session`, or an agent's own session id).
+    pub session: Option<String>,
+    pub client_request_id: Option<String>,
+}
+
+/// The pipeline's result: a settled answer, or a stream whose relay settles at its end.
+pub enum Outcome {
+    /// Already committed to the ledger: the response may go out.
+    Json {
+        completion: Completion,
+        headers: Headers,
+    },
+    Stream {
+        relay: Box<Relay>,
+        headers: Headers,
+    },
+}
+
+/// Runs one request for `key`.
+pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, ApiError> {
+    let started = Instant::now();
+    let state = ctx.state;
+    let target = state.router.resolve(req.chat.model.as_deref())?;
+    let route = decide::decide(state, &target, &req.chat, &req.hints, &key.id)?;
+    let candidates = state.router.plan(&target, route.tier)?;
+    let prompt_chars = req.chat.prompt_chars();
+    let max_out = req.chat.max_output_tokens().map(u64::from);
+    let estimate = money::reservation(
+        prompt_chars,
+        max_out,
+        candidates.iter().map(|c| &c.provider.price),
+    );
+    let ticket = match state.budgets.reserve(&key.id, estimate.get()).await {
+        Ok(t) => t,
+        Err(ApiError::PaymentRequired { message, .. }) => {
+            return Err(payment::required(ctx, &key.id, message).await);
+        }
+        Err(e) => return Err(e),
+    };
+    let served = match fallback::run(
+        ctx.client,
+        candidates,
+        &req.chat,
+        req.native.as_ref(),
+        req.stream,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            crate::actors::budgets::Budgets::release(&ticket);
+            return Err(e);
+        }
+    };
+    let meta = Meta {
+        request_id: crate::ids::ordered_id("req_"),
+        key_id: key.id.clone(),
+        client_request_id: req.hints.client_request_id,
+        upstream_request_id: served.upstream_request_id,
+        provider: served.candidate.provider.clone(),
+        model: served.candidate.model.clone(),
+        started,
+        stream: req.stream,
+        prompt_estimate: money::estimate_tokens(prompt_chars),
+        premium: state.router.premium(),
+        score: route.score,
+    };
+    if let Some(session) = route.session {
+        // Pin the conversation to the tier that actually served it.
+        state.pins.record(&key.id, session, meta.provider.tier);
+    }
+    let reservation = ticket.reservation.clone();
+    match served.answer {
+        Answer::Json(completion) => {
+            let usage = completion
+                .usage
+                .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
+            let cost = meta.provider.cost(&usage);
+            // Committed before the body leaves: a response the client saw is always billed.
+            if !relay::settle(&ticket, meta.row(&usage, "ok", None)).await {
+                log::error!("request {}: settlement not committed", meta.request_id);
+            }
+            let left =
+                Micros(reservation.budget_remaining_micros + reservation.estimate_micros) - cost;
+            let savings = meta.premium_cost(&usage) - cost;
+            let headers = meta.headers(&reservation, cost, savings, left);
+            Ok(Outcome::Json {
+                completion,
+                headers,
+            })
+        }
+        Answer::Stream(open) => {
+            // The final cost travels in the stream's end; the header carries the reserved estimate.
+            let worst = Usage::new(
+                meta.prompt_estimate,
+                max_out.unwrap_or(money::DEFAULT_OUTPUT_CAP),
+            );
+            let savings = meta.premium_cost(&worst) - meta.provider.cost(&worst);
+            let headers = meta.headers(
+                &reservation,
+                Micros(reservation.estimate_micros),
+                savings,
+                Micros(reservation.budget_remaining_micros),
+            );
+            let actor = served.candidate.actor.clone();
+            let relay = Box::new(Relay::new(meta, ticket, actor, open));
+            Ok(Outcome::Stream { relay, headers })
+        }
+    }
+}

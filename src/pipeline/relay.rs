@@ -1,0 +1,295 @@
+//! The relay over an open upstream stream: it turns upstream bytes into canonical events
+//! (OpenAI chunks, then one [`End`]), and settles the request before handing out the `End`,
+//! so the usage row is committed before the final byte leaves whatever the client protocol.
+//! A client that goes away drops the relay, which closes the upstream connection and bills
+//! what was streamed (`Drop`).
+
+use std::collections::VecDeque;
+
+use actix::Addr;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::meta::{Meta, XPura};
+use crate::actors::budget::Settle;
+use crate::actors::budgets::Ticket;
+use crate::actors::provider::{Observe, Outcome, ProviderActor};
+use crate::api::Usage;
+use crate::db::models::usage::UsageRow;
+use crate::money::{estimate_tokens, Micros};
+use crate::providers::sse::SseEvent;
+use crate::providers::transport::OpenStream;
+use crate::providers::StreamItem;
+
+/// One canonical stream event.
+pub enum Event {
+    /// An OpenAI `chat.completion.chunk` with at least one choice.
+    Chunk(Value),
+    /// An event of a native stream (the client's own protocol), to relay as it came.
+    Native(SseEvent),
+    /// The stream is over and settled.
+    End(End),
+}
+
+/// How a stream ended, with its final money.
+pub struct End {
+    pub usage: Usage,
+    pub cost: Micros,
+    /// Set when the upstream failed after the first byte (the stream is cut short).
+    pub error: Option<String>,
+    pub x_pura: XPura,
+}
+
+pub struct Relay {
+    meta: Meta,
+    ticket: Ticket,
+    actor: Addr<ProviderActor>,
+    upstream: OpenStream,
+    /// Items read while peeking, still to be handed out.
+    backlog: VecDeque<StreamItem>,
+    chunks: VecDeque<Event>,
+    end: Option<End>,
+    usage: Option<Usage>,
+    streamed_chars: usize,
+    saw_finish: bool,
+    /// Set once the usage row is written; `Drop` records an abandoned stream otherwise.
+    settled: bool,
+}
+
+impl Relay {
+    pub fn new(
+        meta: Meta,
+        ticket: Ticket,
+        actor: Addr<ProviderActor>,
+        mut upstream: OpenStream,
+    ) -> Relay {
+        let backlog = std::mem::take(&mut upstream.first).into();
+        Relay {
+            meta,
+            ticket,
+            actor,
+            upstream,
+            backlog,
+            chunks: VecDeque::new(),
+            end: None,
+            usage: None,
+            streamed_chars: 0,
+            saw_finish: false,
+            settled: false,
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The next canonical event; `None` after the `End`.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.chunks.pop_front() {
+                return Some(ev);
+            }
+            if let Some(end) = self.end.take() {
+                return Some(Event::End(end));
+            }
+            if self.settled {
+                return None;
+            }
+            if let Some(item) = self.backlog.pop_front() {
+                if let Some(outcome) = self.take(item) {
+                    self.finish(outcome).await;
+                }
+                continue;
+            }
+            self.pump().await;
+        }
+    }
+
+    /// Reads the next piece of the upstream stream and queues what it produces.
+    async fn pump(&mut self) {
+        let idle = self.meta.provider.timeout;
+        let next = tokio::time::timeout(idle, self.upstream.body.next()).await;
+        let events = match next {
+            Err(_) => {
+                return self
+                    .finish(Some("upstream stream stalled past its timeout".into()))
+                    .await
+            }
+            Ok(Some(Err(e))) => {
+                return self
+                    .finish(Some(format!("upstream connection broke: {e}")))
+                    .await
+            }
+            Ok(Some(Ok(bytes))) => self.upstream.parser.feed(&bytes),
+            Ok(None) => {
+                if let Some(ev) = self.upstream.parser.finish() {
+                    self.translate(&ev).await;
+                    if self.settled {
+                        return;
+                    }
+                }
+                let err = (!self.saw_finish)
+                    .then(|| "upstream stream ended before it finished".to_owned());
+                return self.finish(err).await;
+            }
+        };
+        for ev in events {
+            self.translate(&ev).await;
+            if self.settled {
+                return;
+            }
+        }
+    }
+
+    async fn translate(&mut self, ev: &SseEvent) {
+        match self.upstream.translator.on_event(ev) {
+            Ok(items) => {
+                for item in items {
+                    if let Some(outcome) = self.take(item) {
+                        return self.finish(outcome).await;
+                    }
+                }
+            }
+            Err(e) => {
+                self.finish(Some(format!("malformed upstream stream: {e}")))
+                    .await
+            }
+        }
+    }
+
+    /// Queues one item. Returns `Some(outcome)` when the item ends the stream.
+    /// A native stream's terminal event comes with `Done` in the same batch, so it is queued
+    /// here and handed out after the settlement that `Done` triggers.
+    fn take(&mut self, item: StreamItem) -> Option<Option<String>> {
+        match item {
+            StreamItem::Chunk(chunk) => {
+                self.saw_finish |= chunk
+                    .pointer("/choices/0/finish_reason")
+                    .is_some_and(|f| !f.is_null());
+                self.streamed_chars += delta_chars(&chunk);
+                self.chunks.push_back(Event::Chunk(chunk));
+                None
+            }
+            StreamItem::Native { event, text_chars } => {
+                self.streamed_chars += text_chars;
+                self.chunks.push_back(Event::Native(event));
+                None
+            }
+            StreamItem::Usage(u) => {
+                self.usage = Some(u);
+                None
+            }
+            StreamItem::Error(e) => {
+                let msg = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream error")
+                    .to_owned();
+                Some(Some(msg))
+            }
+            StreamItem::Done => Some(None),
+        }
+    }
+
+    fn final_usage(&self) -> Usage {
+        self.usage.unwrap_or_else(|| {
+            Usage::new(
+                self.meta.prompt_estimate,
+                estimate_tokens(self.streamed_chars),
+            )
+        })
+    }
+
+    /// Ends the stream: commits the usage row, tells the ProviderActor, queues the `End`.
+    async fn finish(&mut self, error: Option<String>) {
+        if self.settled {
+            return;
+        }
+        let usage = self.final_usage();
+        let cost = self.meta.provider.cost(&usage);
+        let x_pura = self.meta.x_pura(cost, self.meta.premium_cost(&usage));
+        let status = if error.is_some() {
+            "upstream_error"
+        } else {
+            "ok"
+        };
+        let row = self.meta.row(&usage, status, Some(self.upstream.ttft));
+        self.settled = true;
+        if !settle(&self.ticket, row).await {
+            log::error!("request {}: usage row not committed", self.meta.request_id);
+        }
+        self.actor.do_send(Observe {
+            latency: self.meta.started.elapsed(),
+            ttft: Some(self.upstream.ttft),
+            outcome: if error.is_some() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+        });
+        self.end = Some(End {
+            usage,
+            cost,
+            error,
+            x_pura,
+        });
+    }
+}
+
+impl Drop for Relay {
+    /// The client went away mid-stream: dropping the relay drops the upstream response (which
+    /// closes that connection) and bills what was streamed so far.
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let usage = self.final_usage();
+        self.ticket.actor.do_send(Settle {
+            reservation: self.ticket.reservation.id,
+            row: self
+                .meta
+                .row(&usage, "client_closed", Some(self.upstream.ttft)),
+        });
+        self.actor.do_send(Observe {
+            latency: self.meta.started.elapsed(),
+            ttft: Some(self.upstream.ttft),
+            outcome: Outcome::Success,
+        });
+    }
+}
+
+/// Settles the reservation with the served request's row and waits until it is committed.
+/// Returns false when the commit failed (logged by the writer).
+pub async fn settle(ticket: &Ticket, row: UsageRow) -> bool {
+    let msg = Settle {
+        reservation: ticket.reservation.id,
+        row,
+    };
+    match ticket.actor.send(msg).await {
+        Ok(settled) => settled.committed.await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Characters of content and tool arguments in a chunk, for estimating unreported usage.
+fn delta_chars(chunk: &Value) -> usize {
+    let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        return 0;
+    };
+    let args = |d: &Value| -> usize {
+        d.get("tool_calls")
+            .and_then(Value::as_array)
+            .map_or(0, |calls| {
+                calls
+                    .iter()
+                    .filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str))
+                    .map(str::len)
+                    .sum()
+            })
+    };
+    choices
+        .iter()
+        .filter_map(|c| c.get("delta"))
+        .map(|d| d.get("content").and_then(Value::as_str).map_or(0, str::len) + args(d))
+        .sum()
+}

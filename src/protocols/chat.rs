@@ -1,0 +1,124 @@
+//! OpenAI Chat Completions, the canonical form itself: decoding is validation, and encoding
+//! is OpenAI JSON (passed through as the upstream's bytes where it already is) or `data:`-only
+//! `chat.completion.chunk` lines ending in `data: [DONE]` (older SDKs break on `event:`).
+//! The chunk with `finish_reason`, and the usage chunk, carry `x_pura` with the final cost.
+
+use actix_web_lab::sse;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{ChatRequest, Usage};
+use crate::error::ApiError;
+use crate::pipeline::meta::XPura;
+use crate::pipeline::relay::End;
+use crate::providers::Completion;
+
+use super::Encoder;
+
+/// Checks what the pipeline relies on and OpenAI itself refuses.
+pub fn validate(body: &ChatRequest) -> Result<(), ApiError> {
+    if body.messages.is_empty() {
+        return Err(ApiError::bad_param(
+            "messages",
+            "`messages` must contain at least one message.",
+        ));
+    }
+    if body.n == Some(0) {
+        return Err(ApiError::bad_param("n", "`n` must be at least 1."));
+    }
+    if body.stream_options.is_some() && body.stream != Some(true) {
+        return Err(ApiError::bad_param(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true.",
+        ));
+    }
+    Ok(())
+}
+
+/// The `chat.completion` body: the upstream's own bytes when it spoke OpenAI.
+pub fn completion_bytes(c: Completion) -> Result<bytes::Bytes, ApiError> {
+    match c.raw {
+        Some(raw) => Ok(raw),
+        None => Ok(serde_json::to_vec(&c.body)
+            .map_err(ApiError::internal)?
+            .into()),
+    }
+}
+
+/// The in-stream error line after the first byte has gone out (OpenAI's error object).
+#[derive(Serialize)]
+struct StreamError<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: &'static str,
+}
+
+pub struct ChatEncoder {
+    include_usage: bool,
+    /// Finish chunks wait for the end, when the final cost is known.
+    held_finish: Vec<Value>,
+}
+
+impl ChatEncoder {
+    pub fn new(include_usage: bool) -> Self {
+        ChatEncoder {
+            include_usage,
+            held_finish: Vec::new(),
+        }
+    }
+}
+
+fn data(v: impl ToString) -> sse::Event {
+    sse::Event::Data(sse::Data::new(v.to_string()))
+}
+
+fn with_x_pura(mut chunk: Value, x: &XPura) -> Value {
+    chunk["x_pura"] = serde_json::to_value(x).unwrap_or(Value::Null);
+    chunk
+}
+
+impl Encoder for ChatEncoder {
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>) {
+        let finishing = chunk
+            .pointer("/choices/0/finish_reason")
+            .is_some_and(|f| !f.is_null());
+        if finishing {
+            self.held_finish.push(chunk);
+        } else {
+            out.push(data(chunk));
+        }
+    }
+
+    fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
+        let template = self.held_finish.first().cloned();
+        for chunk in std::mem::take(&mut self.held_finish) {
+            out.push(data(with_x_pura(chunk, &end.x_pura)));
+        }
+        if self.include_usage && end.error.is_none() {
+            let mut chunk =
+                template.unwrap_or_else(|| serde_json::json!({"object": "chat.completion.chunk"}));
+            chunk["choices"] = Value::Array(Vec::new());
+            chunk["usage"] = serde_json::to_value::<&Usage>(&end.usage).unwrap_or(Value::Null);
+            out.push(data(with_x_pura(chunk, &end.x_pura)));
+        }
+        if let Some(msg) = &end.error {
+            let line = StreamError {
+                error: ErrorObject {
+                    message: msg,
+                    kind: "upstream_error",
+                    param: None,
+                    code: "upstream_failed",
+                },
+            };
+            out.push(data(serde_json::to_string(&line).unwrap_or_default()));
+        }
+        out.push(data("[DONE]"));
+    }
+}

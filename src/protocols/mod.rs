@@ -1,0 +1,79 @@
+//! Client protocol front ends. Each one only translates: it decodes its wire request into the
+//! pipeline's canonical [`Inbound`](crate::pipeline::Inbound) and encodes the canonical
+//! completion or stream events back into its own wire format. A new client protocol is one
+//! file here (plus its routes); the pipeline never learns about wire formats.
+
+pub mod chat;
+
+use std::convert::Infallible;
+
+use actix_web::HttpRequest;
+use actix_web_lab::sse;
+use serde_json::Value;
+
+use crate::pipeline::relay::{End, Event, Relay};
+use crate::pipeline::Hints;
+use crate::providers::sse::SseEvent;
+
+/// Turns canonical stream events into one protocol's SSE events.
+pub trait Encoder: 'static {
+    /// One OpenAI chunk from the relay.
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>);
+    /// The settled end of the stream: the protocol's closing events.
+    fn end(&mut self, end: End, out: &mut Vec<sse::Event>);
+    /// An event of a native stream: relayed as it came (only protocols that have one).
+    fn native(&mut self, event: SseEvent, out: &mut Vec<sse::Event>) {
+        out.push(native_event(event));
+    }
+}
+
+/// An upstream's own SSE event, re-emitted with its name.
+pub fn native_event(event: SseEvent) -> sse::Event {
+    let mut data = sse::Data::new(event.data);
+    if let Some(name) = event.event {
+        data.set_event(name);
+    }
+    sse::Event::Data(data)
+}
+
+/// The SSE body of a relayed stream, encoded by `encoder`.
+pub fn sse_stream(
+    relay: Box<Relay>,
+    encoder: impl Encoder,
+) -> impl futures_util::Stream<Item = Result<sse::Event, Infallible>> {
+    let queue = std::collections::VecDeque::<sse::Event>::new();
+    futures_util::stream::unfold(
+        (relay, encoder, queue),
+        |(mut relay, mut encoder, mut queue)| async move {
+            loop {
+                if let Some(ev) = queue.pop_front() {
+                    return Some((Ok(ev), (relay, encoder, queue)));
+                }
+                let mut out = Vec::new();
+                match relay.next().await? {
+                    Event::Chunk(c) => encoder.chunk(c, &mut out),
+                    Event::End(end) => encoder.end(end, &mut out),
+                    Event::Native(ev) => encoder.native(ev, &mut out),
+                }
+                queue.extend(out);
+            }
+        },
+    )
+}
+
+/// Routing and tracing hints every protocol takes from the same headers.
+pub fn hints(req: &HttpRequest) -> Hints {
+    Hints {
+        tier: header(req, "x-pura-tier"),
+        session: header(req, "x-pura-session"),
+        client_request_id: header(req, "x-client-request-id"),
+    }
+}
+
+/// A request header as text, cut to 512 characters.
+pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect())
+}
