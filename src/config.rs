@@ -72,6 +72,15 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub lightning: LightningConfig,
     pub notify: NotifyConfig,
+    pub responses: ResponsesConfig,
+}
+
+/// The Responses API's stored responses (`store: true`, `previous_response_id`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesConfig {
+    /// How long a stored response stays usable as `previous_response_id`.
+    pub retention: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +258,8 @@ impl Config {
         parse_duration(&self.lightning.invoice_expiry)
             .and(parse_duration(&self.lightning.poll_interval))
             .map_err(|e| ConfigError::Invalid(format!("lightning: {e}")))?;
+        parse_duration(&self.responses.retention)
+            .map_err(|e| ConfigError::Invalid(format!("responses.retention: {e}")))?;
         Ok(())
     }
 

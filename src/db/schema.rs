@@ -93,3 +93,13 @@ diesel::table! {
 
 diesel::joinable!(invoices -> api_keys (key_id));
 diesel::allow_tables_to_appear_in_same_query!(api_keys, invoices);
+
+diesel::table! {
+    responses (id) {
+        id -> Text,
+        key_id -> Text,
+        created_at -> Timestamp,
+        items -> Text,
+        response -> Text,
+    }
+}

@@ -4,6 +4,7 @@
 //! file here (plus its routes); the pipeline never learns about wire formats.
 
 pub mod chat;
+pub mod responses;
 
 use std::convert::Infallible;
 
@@ -21,6 +22,10 @@ pub trait Encoder: 'static {
     fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>);
     /// The settled end of the stream: the protocol's closing events.
     fn end(&mut self, end: End, out: &mut Vec<sse::Event>);
+    /// Async work between the end's events being made and sent (storing a response).
+    fn after_end(&mut self) -> Option<futures_util::future::LocalBoxFuture<'static, ()>> {
+        None
+    }
     /// An event of a native stream: relayed as it came (only protocols that have one).
     fn native(&mut self, event: SseEvent, out: &mut Vec<sse::Event>) {
         out.push(native_event(event));
@@ -52,7 +57,12 @@ pub fn sse_stream(
                 let mut out = Vec::new();
                 match relay.next().await? {
                     Event::Chunk(c) => encoder.chunk(c, &mut out),
-                    Event::End(end) => encoder.end(end, &mut out),
+                    Event::End(end) => {
+                        encoder.end(end, &mut out);
+                        if let Some(work) = encoder.after_end() {
+                            work.await;
+                        }
+                    }
                     Event::Native(ev) => encoder.native(ev, &mut out),
                 }
                 queue.extend(out);

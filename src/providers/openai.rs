@@ -148,6 +148,86 @@ impl super::Adapter for OpenAi {
     fn request_id_header(&self) -> Option<&'static str> {
         Some("x-request-id")
     }
+
+    /// A Responses body goes to `/responses` as the client sent it, with the concrete model.
+    fn build_native(
+        &self,
+        p: &ProviderSpec,
+        model: &str,
+        native: &super::NativeBody,
+        stream: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        let mut body = native.body.clone();
+        body.insert("model".into(), json!(model));
+        body.insert("stream".into(), json!(stream));
+        Ok(UpstreamCall {
+            url: format!("{}/responses", p.base_url),
+            headers: vec![("authorization", format!("Bearer {}", p.api_key.expose()))],
+            body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
+            native: true,
+        })
+    }
+
+    fn parse_native(&self, body: bytes::Bytes) -> Result<Completion, String> {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("invalid answer from upstream: {e}"))?;
+        if v["object"] != "response" {
+            return Err("upstream answer is not a response object".into());
+        }
+        Ok(Completion {
+            body: Value::Null,
+            usage: crate::api::responses::usage_from(&v["usage"]),
+            raw: Some(body),
+            native: true,
+        })
+    }
+
+    fn native_translator(&self) -> Box<dyn StreamTranslator> {
+        Box::new(ResponsesTranslator)
+    }
+}
+
+/// A native Responses stream: events pass through; usage comes from the terminal event.
+struct ResponsesTranslator;
+
+impl StreamTranslator for ResponsesTranslator {
+    fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String> {
+        if event.data.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let v: Value = serde_json::from_str(&event.data)
+            .map_err(|e| format!("malformed stream event: {e}"))?;
+        let kind = v["type"].as_str().unwrap_or_default();
+        let text_chars = v["delta"].as_str().map_or(0, str::len);
+        let native = |ev: &SseEvent| StreamItem::Native {
+            event: ev.clone(),
+            text_chars,
+        };
+        Ok(match kind {
+            "response.completed" | "response.incomplete" => {
+                let mut out = Vec::new();
+                out.extend(
+                    crate::api::responses::usage_from(&v["response"]["usage"])
+                        .map(StreamItem::Usage),
+                );
+                out.push(native(event));
+                out.push(StreamItem::Done);
+                out
+            }
+            "response.failed" | "error" => {
+                let message = v
+                    .pointer("/response/error/message")
+                    .or_else(|| v.get("message"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("the upstream failed the response");
+                vec![
+                    native(event),
+                    StreamItem::Error(json!({"message": message, "type": "upstream_error"})),
+                ]
+            }
+            _ => vec![native(event)],
+        })
+    }
 }
 
 #[cfg(test)]

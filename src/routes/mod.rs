@@ -8,6 +8,7 @@ pub mod health;
 pub mod keys;
 pub mod models;
 pub mod report;
+pub mod responses;
 pub mod views;
 pub mod wallet;
 
@@ -24,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/chat/completions", web::post().to(chat::openai))
         .route("/api/chat/completions", web::post().to(chat::openai))
         .route("/api/chat", web::post().to(chat::native))
+        .route("/v1/responses", web::post().to(responses::create))
+        .route("/api/responses", web::post().to(responses::create))
         .route("/api/keys", web::post().to(keys::create))
         .route("/api/keys/me", web::get().to(account::me))
         .route("/api/keys/me", web::patch().to(account::update))

@@ -858,7 +858,7 @@ fn chat_route(d: FakeDialect, m: &Method, path: &str) -> Option<(String, bool)> 
     }
     let exact = |p: &str| (path == p).then(|| (String::new(), false));
     match d {
-        FakeDialect::OpenAi => exact("/v1/chat/completions"),
+        FakeDialect::OpenAi => exact("/v1/chat/completions").or_else(|| exact("/v1/responses")),
         FakeDialect::Groq => exact("/openai/v1/chat/completions"),
         FakeDialect::Anthropic => exact("/v1/messages"),
         FakeDialect::Gemini => {
@@ -920,6 +920,9 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
             }),
         );
     };
+    if path == "/v1/responses" {
+        return responses(&inner, parsed.ok(), behavior, reply);
+    }
     if d == FakeDialect::Anthropic && req.headers().get("anthropic-version").is_none() {
         return render(d, err(400, "anthropic-version: header is required"));
     }
@@ -1336,4 +1339,189 @@ fn gemini_stream(p: &Plan, b: &Behavior) -> (Vec<String>, bool) {
         }
     }
     (out, false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI Responses (`POST /v1/responses`, wire-formats.md §2): planned as the equivalent chat
+// request, answered as a response object or its event stream (`event:` + `data:` with `type`
+// and `sequence_number`). A `reasoning` request gets a reasoning item with encrypted content.
+
+/// The chat body a Responses body amounts to (for the same planning rules as chat).
+fn responses_as_chat(b: &Value) -> Value {
+    let mut tools = Vec::new();
+    for t in b["tools"].as_array().into_iter().flatten() {
+        let inner = match t["type"].as_str() {
+            Some("namespace") => t["tools"].as_array().cloned().unwrap_or_default(),
+            _ => vec![t.clone()],
+        };
+        for f in inner.iter().filter(|f| f["type"] == "function") {
+            tools.push(json!({"type": "function", "function": {"name": f["name"], "parameters": f["parameters"]}}));
+        }
+    }
+    let text = |c: &Value| match c {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    };
+    let mut messages = Vec::new();
+    if let Some(i) = b["instructions"].as_str() {
+        messages.push(json!({"role": "system", "content": i}));
+    }
+    match &b["input"] {
+        Value::String(s) => messages.push(json!({"role": "user", "content": s})),
+        Value::Array(items) => {
+            for it in items {
+                match it["type"].as_str().unwrap_or("message") {
+                    "message" => {
+                        messages.push(json!({"role": it["role"], "content": text(&it["content"])}))
+                    }
+                    "function_call_output" => {
+                        messages.push(json!({"role": "tool", "content": text(&it["output"])}))
+                    }
+                    "function_call" => messages.push(json!({"role": "assistant", "content": ""})),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    let tool_choice = match &b["tool_choice"] {
+        Value::Object(o) => json!({"type": "function", "function": {"name": o.get("name")}}),
+        other => other.clone(),
+    };
+    json!({"model": b["model"], "messages": messages, "tools": tools, "tool_choice": tool_choice})
+}
+
+fn responses(
+    inner: &Arc<Inner>,
+    body: Option<Value>,
+    behavior: Behavior,
+    reply: String,
+) -> HttpResponse {
+    let d = FakeDialect::OpenAi;
+    let Some(body) = body.filter(Value::is_object) else {
+        return render(
+            d,
+            err(400, "We could not parse the JSON body of your request."),
+        );
+    };
+    if !body["model"].is_string() {
+        return render(
+            d,
+            err(400, "Missing required parameter: 'model'.").param("model"),
+        );
+    }
+    if body["input"].is_null() {
+        return render(
+            d,
+            err(400, "Missing required parameter: 'input'.").param("input"),
+        );
+    }
+    if let Behavior::Status(s) = behavior {
+        return render(d, status_err(d, s, &str_of(&body["model"])));
+    }
+    let chat = responses_as_chat(&body);
+    let plan = Plan::new(d, &chat, str_of(&body["model"]), reply);
+    let id = format!("resp_{}", rnd(48, HEX));
+    let mut output = Vec::new();
+    if !body["reasoning"].is_null() {
+        output.push(
+            json!({"id": format!("rs_{}", rnd(48, HEX)), "type": "reasoning", "summary": [],
+            "encrypted_content": format!("gAAAA{}", rnd(64, ALNUM))}),
+        );
+    }
+    match &plan.tool {
+        Some((name, args)) => output.push(json!({"type": "function_call", "id": format!("fc_{}", rnd(48, HEX)),
+            "call_id": format!("call_{}", rnd(24, ALNUM)), "name": name, "arguments": args.to_string(), "status": "completed"})),
+        None => output.push(json!({"type": "message", "id": format!("msg_{}", rnd(48, HEX)), "status": "completed",
+            "role": "assistant", "content": [{"type": "output_text", "text": plan.text, "annotations": []}]})),
+    }
+    let usage = json!({"input_tokens": plan.prompt, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": plan.completion, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": plan.prompt + plan.completion});
+    let object = |status: &str, output: Value, usage: Value| {
+        json!({"id": id, "object": "response",
+        "created_at": now(), "status": status, "error": null, "incomplete_details": null,
+        "instructions": body["instructions"], "model": plan.model, "output": output,
+        "parallel_tool_calls": true, "previous_response_id": null, "store": body["store"] == true,
+        "tool_choice": body["tool_choice"], "tools": body["tools"], "usage": usage, "metadata": {}})
+    };
+    if body["stream"] != true {
+        return builder(d, 200)
+            .0
+            .json(object("completed", Value::Array(output), usage));
+    }
+    let mut events = vec![
+        json!({"type": "response.created", "response": object("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.in_progress", "response": object("in_progress", json!([]), Value::Null)}),
+    ];
+    for (i, item) in output.iter().enumerate() {
+        let mut added = item.clone();
+        added["status"] = json!("in_progress");
+        match item["type"].as_str() {
+            Some("message") => {
+                added["content"] = json!([]);
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                events.push(json!({"type": "response.content_part.added", "item_id": item["id"], "output_index": i,
+                    "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}));
+                for piece in pieces(&plan.text) {
+                    events.push(json!({"type": "response.output_text.delta", "item_id": item["id"], "output_index": i,
+                        "content_index": 0, "delta": piece, "logprobs": []}));
+                }
+                events.push(json!({"type": "response.output_text.done", "item_id": item["id"], "output_index": i,
+                    "content_index": 0, "text": plan.text, "logprobs": []}));
+                events.push(json!({"type": "response.content_part.done", "item_id": item["id"], "output_index": i,
+                    "content_index": 0, "part": {"type": "output_text", "text": plan.text, "annotations": []}}));
+            }
+            Some("function_call") => {
+                added["arguments"] = json!("");
+                events.push(
+                    json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+                );
+                let args = item["arguments"].as_str().unwrap_or_default();
+                for f in fragments(args) {
+                    events.push(json!({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                        "output_index": i, "delta": f}));
+                }
+                events.push(
+                    json!({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                    "output_index": i, "name": item["name"], "arguments": args}),
+                );
+            }
+            _ => events.push(
+                json!({"type": "response.output_item.added", "output_index": i, "item": added}),
+            ),
+        }
+        events.push(json!({"type": "response.output_item.done", "output_index": i, "item": item}));
+    }
+    let cut = matches!(behavior, Behavior::MidStreamReset);
+    match behavior {
+        Behavior::MidStreamError => {
+            events.truncate(4);
+            let mut failed = object("failed", json!([]), Value::Null);
+            failed["error"] = json!({"code": "server_error", "message": "The model failed to generate a response."});
+            events.push(json!({"type": "response.failed", "response": failed}));
+        }
+        Behavior::MidStreamReset => events.truncate(4),
+        _ => events.push(json!({"type": "response.completed", "response": object("completed", Value::Array(output), usage)})),
+    }
+    let frames = events
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut e)| {
+            e["sequence_number"] = json!(n);
+            format!("event: {}\ndata: {e}\n\n", str_of(&e["type"]))
+        })
+        .collect();
+    let gap = match behavior {
+        Behavior::SlowStream(g) => g,
+        _ => Duration::from_millis(5),
+    };
+    send(inner, "text/event-stream", frames, cut, gap)
 }
