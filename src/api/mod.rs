@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod usage;
+pub mod views;
 
 pub use chat::{ChatRequest, Message, Role};
 pub use usage::Usage;
