@@ -331,3 +331,45 @@ pub fn rewrite_plain_errors<B: MessageBody + 'static>(
     let res = ServiceResponse::new(req, resp).map_into_right_body::<B>();
     Ok(ErrorHandlerResponse::Response(res))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invoice() -> InvoiceView {
+        InvoiceView {
+            invoice_id: "inv_1".into(),
+            amount_sats: 10,
+            payment_request: "lnbc1x".into(),
+            lightning_url: "lightning:lnbc1x".into(),
+            invoice_url: "http://gw/invoice/inv_1".into(),
+            status: "pending".into(),
+            expires_at: "2026-11-29T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_envelope_is_openai_shaped_and_a_402_adds_its_invoice() {
+        let plain = serde_json::to_value(ApiError::bad_param("n", "bad").envelope()).expect("json");
+        assert_eq!(
+            plain,
+            serde_json::json!({"error": {"message": "bad", "type": "invalid_request_error",
+                "param": "n", "code": "invalid_request"}})
+        );
+        let e = ApiError::PaymentRequired {
+            message: "pay".into(),
+            invoice: Some(Box::new(invoice())),
+        };
+        let body = serde_json::to_value(e.envelope()).expect("json");
+        assert_eq!(body["error"]["code"], "payment_required");
+        assert_eq!(body["invoice"]["paymentRequest"], "lnbc1x");
+        let resp = e.error_response();
+        assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            resp.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
+            Some("L402 invoice=\"lnbc1x\"")
+        );
+    }
+}

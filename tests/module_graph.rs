@@ -323,11 +323,47 @@ fn top_level_modules_import_each_other_without_cycles() {
     assert!(graph.len() > 5, "the source tree was not found: {graph:?}");
     let found = cycles(&graph);
     let described: Vec<String> = found.iter().map(|c| c.join(" → ")).collect();
+    // Each line is one cycle of a knot; every module of the knot is on some cycle through it.
     assert!(
         found.is_empty(),
         "import cycles between top-level modules of src/:\n  {}\n(edges: {graph:#?})",
         described.join("\n  ")
     );
+}
+
+/// Storage is called and calls no one: `db` may use only these leaves.
+const DB_MAY_IMPORT: [&str; 3] = ["ids", "money", "time"];
+/// Code that runs outside a request is given its components, never the handlers' `AppState`.
+const NOT_GIVEN_THE_STATE: [&str; 8] = [
+    "actors",
+    "auth",
+    "cluster",
+    "db",
+    "lightning",
+    "notify",
+    "wallet",
+    "api",
+];
+
+#[test]
+fn storage_imports_only_leaves_and_services_do_not_take_the_state() {
+    let graph = module_graph();
+    let db = graph.get("db").cloned().unwrap_or_default();
+    let extra: Vec<&String> = db
+        .iter()
+        .filter(|m| !DB_MAY_IMPORT.contains(&m.as_str()))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "db imports {extra:?}; it may import only {DB_MAY_IMPORT:?}"
+    );
+    for module in NOT_GIVEN_THE_STATE {
+        let imports_state = graph.get(module).is_some_and(|e| e.contains("state"));
+        assert!(
+            !imports_state,
+            "{module} imports crate::state; give it its components instead"
+        );
+    }
 }
 
 #[test]

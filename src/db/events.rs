@@ -70,3 +70,21 @@ pub async fn announce(pool: &Pool, origin: &str, event: Event) {
         log::warn!("cluster announcement failed: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_is_quoted_and_reads_back() {
+        let event = Event::Key { id: "k'1".into() };
+        let sql = notify_sql("r1", event.clone()).expect("sql");
+        assert!(sql.starts_with("NOTIFY pura_events, '"));
+        assert!(sql.contains("k''1"));
+        let quoted = sql
+            .trim_start_matches("NOTIFY pura_events, '")
+            .trim_end_matches('\'');
+        let back: Envelope = serde_json::from_str(&quoted.replace("''", "'")).expect("json");
+        assert_eq!((back.origin.as_str(), back.event), ("r1", event));
+    }
+}

@@ -63,10 +63,6 @@ impl Wallet {
         })
     }
 
-    pub fn config(&self) -> &LightningConfig {
-        &self.config
-    }
-
     /// How often the InvoiceWatcher asks the backend.
     pub fn poll_interval(&self) -> Duration {
         lightning::timings(&self.config).0

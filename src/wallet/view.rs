@@ -46,3 +46,57 @@ impl crate::lightning::invoices::FundView for Invoice {
         invoice(self, base_url)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(expires_in: chrono::Duration) -> Invoice {
+        let now = crate::time::now();
+        Invoice {
+            id: "inv_1".into(),
+            key_id: "key_1".into(),
+            backend: "lnbits".into(),
+            payment_hash: "ab".repeat(32),
+            bolt11: "lnbc1x".into(),
+            amount_sats: 1000,
+            status: invoice::PENDING.into(),
+            checkout_url: None,
+            created_at: now,
+            expires_at: now + expires_in,
+            paid_at: None,
+        }
+    }
+
+    #[test]
+    fn a_pending_invoice_past_its_expiry_is_shown_expired() {
+        assert_eq!(
+            visible_status(&pending(chrono::Duration::hours(1))),
+            "pending"
+        );
+        assert_eq!(
+            visible_status(&pending(-chrono::Duration::seconds(1))),
+            "expired"
+        );
+        let mut paid = pending(-chrono::Duration::seconds(1));
+        paid.status = invoice::PAID.into();
+        assert_eq!(visible_status(&paid), "paid");
+    }
+
+    #[test]
+    fn the_fund_view_links_the_invoice_page_unless_the_backend_has_one() {
+        let mut inv = pending(chrono::Duration::hours(1));
+        let v = invoice(&inv, "http://gw");
+        assert_eq!(v.invoice_url, "http://gw/invoice/inv_1");
+        assert_eq!(v.lightning_url, "lightning:lnbc1x");
+        assert_eq!(v.payment_request, "lnbc1x");
+        inv.checkout_url = Some("https://pay.example/x".into());
+        assert_eq!(
+            invoice(&inv, "http://gw").invoice_url,
+            "https://pay.example/x"
+        );
+        let json = serde_json::to_value(status(&inv)).expect("serialises");
+        assert_eq!(json["invoiceId"], "inv_1");
+        assert!(json["paidAt"].is_null());
+    }
+}
