@@ -52,9 +52,12 @@ fn notify_sql(origin: &str, event: Event) -> Option<String> {
 /// Queues an announcement on `conn` (inside the caller's transaction, if any, so it is
 /// delivered at its commit). Does nothing on SQLite.
 pub fn notify(conn: &mut DbConn, origin: &str, event: Event) -> diesel::QueryResult<()> {
-    match (conn, notify_sql(origin, event)) {
-        (DbConn::Pg(pg), Some(sql)) => pg.batch_execute(&sql),
-        _ => Ok(()),
+    let DbConn::Pg(pg) = conn else {
+        return Ok(());
+    };
+    match notify_sql(origin, event) {
+        Some(sql) => pg.batch_execute(&sql),
+        None => Ok(()),
     }
 }
 
