@@ -1,32 +1,36 @@
 //! Bearer-key authentication. Keys are `pura_` + 40 base62 characters; the database keeps only
-//! their SHA-256. Lookups go through an in-memory cache so the request path normally makes no
-//! database round trip; a miss reads the database once through `web::block`.
+//! their SHA-256, and [`authenticate`] compares hashes in constant time. Lookups go through
+//! an in-memory [`KeyCache`] so the request path normally makes no database round trip; a miss
+//! reads the database once. This module is given the pool and the cache; the HTTP extractor
+//! that feeds it a request (`impl FromRequest for AuthedKey`) is in `routes/extract.rs`.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{http::header, HttpRequest};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::db::models::api_key::{self, ApiKey};
+use crate::db::{self, Pool};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 pub const KEY_PREFIX: &str = "pura_";
 const KEY_RANDOM_LEN: usize = 40;
 
-/// An authenticated key, as handlers receive it.
+/// An authenticated key, as handlers receive it (extracted by `routes/extract.rs`).
 #[derive(Debug, Clone)]
 pub struct AuthedKey(pub Arc<ApiKey>);
 
-/// Hash cache: key hash -> key row. Disabled keys are cached too, so they fail fast.
-#[derive(Default)]
+/// Key hash -> the key row and when it was read.
+type Entries = HashMap<String, (Arc<ApiKey>, Instant)>;
+
+/// Hash cache: key hash -> key row. Disabled keys are cached too, so they fail fast. Cloning
+/// shares the cache (the cluster listener holds a clone).
+#[derive(Default, Clone)]
 pub struct KeyCache {
-    map: RwLock<HashMap<String, (Arc<ApiKey>, Instant)>>,
+    map: Arc<RwLock<Entries>>,
 }
 
 /// A cached key is re-read from the database after this long, so a key disabled or rotated on
@@ -86,52 +90,34 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-async fn authenticate(
-    state: web::Data<AppState>,
-    token: Option<String>,
-) -> Result<AuthedKey, ApiError> {
+/// The key behind a bearer token: the cache first, the database once on a miss. The error is
+/// the 401 (or the 503 of a database that cannot be reached) to answer with.
+pub async fn authenticate(
+    pool: &Pool,
+    keys: &KeyCache,
+    token: Option<&str>,
+) -> Result<Arc<ApiKey>, ApiError> {
     let Some(token) = token else {
         return Err(ApiError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer pura_…`.".into(),
         ));
     };
-    let hash = hash_key(&token);
-    let key = match state.keys.get(&hash) {
+    let hash = hash_key(token);
+    let key = match keys.get(&hash) {
         Some(k) => Some(k),
         None => {
-            let pool = state.pool.clone();
             let lookup = hash.clone();
-            let found = web::block(move || {
-                let mut conn = pool.get()?;
-                api_key::find_by_hash(&mut conn, &lookup)
-            })
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))?;
-            found.map(|k| state.keys.put(k))
+            let found = db::run(pool, move |conn| api_key::find_by_hash(conn, &lookup)).await?;
+            found.map(|k| keys.put(k))
         }
     };
     // The map lookup found the row by hash; comparing the hashes again in constant time keeps
     // the final accept/reject decision free of data-dependent timing.
     match key {
-        Some(k) if secrets_equal(&k.key_hash, &hash) && !k.disabled => Ok(AuthedKey(k)),
+        Some(k) if secrets_equal(&k.key_hash, &hash) && !k.disabled => Ok(k),
         Some(k) if k.disabled => Err(ApiError::Unauthorized(
             "This API key has been disabled.".into(),
         )),
         _ => Err(ApiError::Unauthorized("Incorrect API key provided.".into())),
-    }
-}
-
-impl FromRequest for AuthedKey {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<AuthedKey, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req).map(str::to_owned);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            authenticate(state, token).await
-        })
     }
 }

@@ -1,6 +1,8 @@
 //! The one error type of the HTTP surface and its OpenAI-shaped envelope:
-//! `{"error":{"message","type","param","code"}}`. Every failure, actix's own included
-//! (see [`json_error_handler`] and [`rewrite_plain_errors`]), leaves through here.
+//! `{"error":{"message","type","param","code"}}` ([`ErrorEnvelope`], built only here). Every
+//! failure, actix's own included (see [`json_error_handler`] and [`rewrite_plain_errors`]),
+//! leaves through here; a 402 adds the invoice to pay. Storage errors become a 503 through the
+//! `From<DbError>` impl below.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -8,7 +10,36 @@ use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+
+use crate::api::views::InvoiceView;
+
+/// The OpenAI error object (the value under `"error"`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: &'static str,
+}
+
+/// Every error body the gateway writes: `{"error": …}`, and for a 402 the invoice to pay.
+#[derive(Debug, Serialize)]
+pub struct ErrorEnvelope<'a> {
+    pub error: ErrorBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<&'a InvoiceView>,
+}
+
+impl ErrorEnvelope<'_> {
+    pub fn of(error: ErrorBody) -> Self {
+        ErrorEnvelope {
+            error,
+            invoice: None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,7 +79,7 @@ pub enum ApiError {
     #[error("{message}")]
     PaymentRequired {
         message: String,
-        invoice: Option<Box<serde_json::Value>>,
+        invoice: Option<Box<InvoiceView>>,
     },
     #[error("{0}")]
     UpstreamFailed(String),
@@ -125,9 +156,26 @@ impl ApiError {
     }
 
     /// The OpenAI error object (the value under `"error"`).
-    pub fn body(&self) -> serde_json::Value {
+    pub fn body(&self) -> ErrorBody {
         let (kind, code) = self.kind_and_code();
-        json!({"message": self.to_string(), "type": kind, "param": self.param(), "code": code})
+        ErrorBody {
+            message: self.to_string(),
+            kind,
+            param: self.param(),
+            code,
+        }
+    }
+
+    /// The whole JSON body of this error.
+    pub fn envelope(&self) -> ErrorEnvelope<'_> {
+        let invoice = match self {
+            ApiError::PaymentRequired { invoice, .. } => invoice.as_deref(),
+            _ => None,
+        };
+        ErrorEnvelope {
+            error: self.body(),
+            invoice,
+        }
     }
 }
 
@@ -194,16 +242,13 @@ impl ResponseError for ApiError {
             ..
         } = self
         {
-            if let Some(bolt11) = invoice.get("paymentRequest").and_then(|b| b.as_str()) {
-                // An L402-style challenge: the invoice to pay to be let in (no macaroon yet).
-                resp.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    format!("L402 invoice=\"{bolt11}\""),
-                ));
-            }
-            return resp.json(json!({ "error": self.body(), "invoice": invoice }));
+            // An L402-style challenge: the invoice to pay to be let in (no macaroon yet).
+            resp.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("L402 invoice=\"{}\"", invoice.payment_request),
+            ));
         }
-        resp.json(json!({ "error": self.body() }))
+        resp.json(self.envelope())
     }
 }
 
@@ -248,7 +293,7 @@ pub fn rewrite_plain_errors<B: MessageBody + 'static>(
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
-    let (kind, code, message) = match status {
+    let (kind, code, message): (_, _, String) = match status {
         StatusCode::NOT_FOUND => (
             "invalid_request_error",
             "not_found",
@@ -275,9 +320,56 @@ pub fn rewrite_plain_errors<B: MessageBody + 'static>(
             s.canonical_reason().unwrap_or("Error").to_owned(),
         ),
     };
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let body = ErrorEnvelope::of(ErrorBody {
+        message,
+        kind,
+        param: None,
+        code,
+    });
     let (req, _) = res.into_parts();
     let resp: HttpResponse<BoxBody> = HttpResponse::build(status).json(body);
     let res = ServiceResponse::new(req, resp).map_into_right_body::<B>();
     Ok(ErrorHandlerResponse::Response(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invoice() -> InvoiceView {
+        InvoiceView {
+            invoice_id: "inv_1".into(),
+            amount_sats: 10,
+            payment_request: "lnbc1x".into(),
+            lightning_url: "lightning:lnbc1x".into(),
+            invoice_url: "http://gw/invoice/inv_1".into(),
+            status: "pending".into(),
+            expires_at: "2026-11-29T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_envelope_is_openai_shaped_and_a_402_adds_its_invoice() {
+        let plain = serde_json::to_value(ApiError::bad_param("n", "bad").envelope()).expect("json");
+        assert_eq!(
+            plain,
+            serde_json::json!({"error": {"message": "bad", "type": "invalid_request_error",
+                "param": "n", "code": "invalid_request"}})
+        );
+        let e = ApiError::PaymentRequired {
+            message: "pay".into(),
+            invoice: Some(Box::new(invoice())),
+        };
+        let body = serde_json::to_value(e.envelope()).expect("json");
+        assert_eq!(body["error"]["code"], "payment_required");
+        assert_eq!(body["invoice"]["paymentRequest"], "lnbc1x");
+        let resp = e.error_response();
+        assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            resp.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
+            Some("L402 invoice=\"lnbc1x\"")
+        );
+    }
 }

@@ -1,4 +1,10 @@
-//! Pura: a self-hosted, OpenAI-compatible LLM inference gateway.
+//! Pura: a self-hosted, OpenAI-compatible LLM inference gateway. The module tree: `routes`
+//! (thin handlers) over `state` (the components they reach), the chat path, `wallet`
+//! (Lightning money in), `actors` (budgets, providers, the InvoiceWatcher), `cluster` (what
+//! other replicas announce), `auth`, `lightning` (backends), `notify`, and at the bottom `db`
+//! (all SQL; called, never calling out), `api` (wire types and views), `money`, `config`,
+//! `ids`, `time`, `secret`. No two top-level modules import each other in a cycle
+//! (`tests/module_graph.rs`).
 
 pub mod actors;
 pub mod api;
@@ -19,6 +25,7 @@ pub mod routing;
 pub mod secret;
 pub mod state;
 pub mod time;
+pub mod wallet;
 
 use actix_web::web;
 

@@ -1,4 +1,6 @@
-//! Boot only: logging, config, migrations, actors, then the HTTP server.
+//! Boot only: logging, config, migrations; then the components (pool, key cache, router,
+//! budgets, wallet), each handed to what needs it (the cluster listener, the InvoiceWatcher)
+//! and gathered in `AppState` for the handlers; then the HTTP server.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,13 +12,16 @@ use pura::actors::budget::Defaults;
 use pura::actors::budgets::Budgets;
 use pura::actors::invoice_watcher::InvoiceWatcher;
 use pura::auth::KeyCache;
+use pura::cluster;
 use pura::config::Config;
 use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
 use pura::lightning::{Backend, LightningHttp};
 use pura::notify::Notifier;
 use pura::routing::Router;
+use pura::secret::Secret;
 use pura::state::{AppState, MintLimiter};
+use pura::wallet::Wallet;
 
 /// Upper bound for one upstream call; each provider's own `timeout` is applied per request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -78,37 +83,51 @@ async fn main() -> std::io::Result<()> {
     let lightning =
         Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
     let replica_id = pura::ids::random_alnum(12);
+    let keys = KeyCache::default();
+    let budgets = Budgets::new(
+        pool.clone(),
+        UsageWriter::start(pool.clone(), replica_id.clone()),
+        Notifier::start(
+            pool.clone(),
+            config.notify.smtp_url.clone(),
+            config.notify.from.clone(),
+        ),
+        budget_defaults(&config),
+    );
+    let wallet = Wallet::new(
+        pool.clone(),
+        lightning.clone(),
+        config.lightning.clone(),
+        replica_id.clone(),
+    );
+    cluster::Listener {
+        pool: pool.clone(),
+        keys: keys.clone(),
+        budgets: budgets.clone(),
+        replica_id: replica_id.clone(),
+    }
+    .start(&config.database.url);
+    if let Some(backend) = &lightning {
+        log::info!(
+            "lightning backend {} at {}",
+            backend.name(),
+            config.lightning.url
+        );
+        InvoiceWatcher::start_on_own_thread(wallet.clone(), budgets.clone());
+    }
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
-        lightning: lightning.clone(),
-        budgets: Budgets::new(
-            pool.clone(),
-            UsageWriter::start(pool.clone(), replica_id.clone()),
-            Notifier::start(
-                pool.clone(),
-                config.notify.smtp_url.clone(),
-                config.notify.from.clone(),
-            ),
-            budget_defaults(&config),
-        ),
-        admin_token: config.admin_token(),
-        keys: KeyCache::default(),
+        lightning,
+        budgets,
+        wallet,
+        admin_token: config.admin_token().map(Secret::new),
+        keys,
         mint_limiter: MintLimiter::default(),
         pins: Default::default(),
         replica_id,
         pool,
         config: config.clone(),
     });
-    pura::cluster::start_listener(state.clone());
-    if let Some(backend) = lightning {
-        let (interval, _) = pura::lightning::timings(&config.lightning);
-        log::info!(
-            "lightning backend {} at {}",
-            backend.name(),
-            config.lightning.url
-        );
-        InvoiceWatcher::start_on_own_thread(state.clone(), backend, interval);
-    }
     let max_body = config.server.max_body_bytes;
     let ln_config = config.lightning.clone();
     let mut server = HttpServer::new(move || {

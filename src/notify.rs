@@ -2,16 +2,18 @@
 //! event is POSTed to its webhook and an email goes out through the configured SMTP server.
 //! Delivery runs on its own thread (with its own actix system for awc), so a slow webhook or
 //! mail server never holds up a request; each threshold of each window is claimed in the
-//! database first, so it is announced once even across restarts and replicas.
+//! database first, so it is announced once even across restarts and replicas. The
+//! BudgetActor sends the events; this module is given the pool and the SMTP settings.
 
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::db::models::notification;
-use crate::db::Pool;
+use crate::db::{self, Pool};
+use crate::money::Micros;
 
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,30 +68,27 @@ async fn run(
         if event.email.is_none() && event.webhook.is_none() {
             continue;
         }
-        let claim = {
-            let (pool, e) = (pool.clone(), event.clone());
-            actix_web::web::block(move || {
-                let mut conn = pool.get()?;
-                notification::claim(
-                    &mut conn,
-                    &e.key_id,
-                    e.window,
-                    e.window_start,
-                    e.threshold,
-                    crate::time::now(),
-                )
-            })
-            .await
-        };
+        let e = event.clone();
+        let claim = db::run(&pool, move |conn| {
+            notification::claim(
+                conn,
+                &e.key_id,
+                e.window,
+                e.window_start,
+                e.threshold,
+                crate::time::now(),
+            )
+        })
+        .await;
         match claim {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => continue,
-            other => {
-                log::warn!("notification claim failed for {}: {other:?}", event.key_id);
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                log::warn!("notification claim failed for {}: {e}", event.key_id);
                 continue;
             }
         }
-        let body = payload(&event);
+        let body = Payload::of(&event);
         if let Some(url) = &event.webhook {
             match client.post(url).send_json(&body).await {
                 Ok(resp) if resp.status().is_success() => {}
@@ -98,8 +97,8 @@ async fn run(
             }
         }
         if let (Some(to), false) = (&event.email, smtp_url.is_empty()) {
-            let (to, smtp, from, text) =
-                (to.clone(), smtp_url.clone(), from.clone(), body.to_string());
+            let text = serde_json::to_string(&body).unwrap_or_default();
+            let (to, smtp, from) = (to.clone(), smtp_url.clone(), from.clone());
             let subject = format!(
                 "Pura: {}% of your {} budget used",
                 event.threshold, event.window
@@ -113,16 +112,31 @@ async fn run(
     }
 }
 
-fn payload(e: &BudgetEvent) -> serde_json::Value {
-    json!({
-        "event": "budget.threshold",
-        "keyId": e.key_id,
-        "window": e.window,
-        "windowStart": crate::time::rfc3339(e.window_start),
-        "thresholdPercent": e.threshold,
-        "spentUsd": e.spent_micros as f64 / 1e6,
-        "budgetUsd": e.budget_micros as f64 / 1e6,
-    })
+/// The JSON POSTed to a webhook (and sent as the email's text).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload<'a> {
+    event: &'static str,
+    key_id: &'a str,
+    window: &'static str,
+    window_start: String,
+    threshold_percent: i32,
+    spent_usd: f64,
+    budget_usd: f64,
+}
+
+impl Payload<'_> {
+    fn of(e: &BudgetEvent) -> Payload<'_> {
+        Payload {
+            event: "budget.threshold",
+            key_id: &e.key_id,
+            window: e.window,
+            window_start: crate::time::rfc3339(e.window_start),
+            threshold_percent: e.threshold,
+            spent_usd: Micros(e.spent_micros).usd(),
+            budget_usd: Micros(e.budget_micros).usd(),
+        }
+    }
 }
 
 fn send_mail(

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::db::models::{api_key, usage};
 use crate::db::usage_writer::{Settlement, UsageWriter};
-use crate::db::{DbError, Pool};
+use crate::db::{self, DbConn, DbError, Pool};
 use crate::money::Window;
 use crate::notify::{BudgetEvent, Notifier};
 use crate::time;
@@ -53,14 +53,13 @@ pub struct Account {
 
 impl Account {
     /// Reads the key and its spend in the current day and month.
-    pub fn load(pool: &Pool, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
-        let mut conn = pool.get()?;
-        let key = api_key::find(&mut conn, key_id)?
-            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+    pub fn load(conn: &mut DbConn, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
+        let key =
+            api_key::find(conn, key_id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
         let now = time::now();
         let (day_start, month_start) = (Window::Day.start(now), Window::Month.start(now));
-        let spent_month = usage::spend_since(&mut conn, key_id, month_start)?;
-        let spent_day = usage::spend_since(&mut conn, key_id, day_start)?;
+        let spent_month = usage::spend_since(conn, key_id, month_start)?;
+        let spent_day = usage::spend_since(conn, key_id, day_start)?;
         let mut account = Account {
             key_id: key.id.clone(),
             balance_micros: key.balance_micros,
@@ -329,12 +328,12 @@ impl Actor for BudgetActor {
         let (pool, key, defaults) = (self.pool.clone(), self.key_id.clone(), self.defaults);
         // `wait` holds every message until the account is loaded.
         ctx.wait(
-            async move { actix_web::web::block(move || Account::load(&pool, &key, defaults)).await }
+            async move { db::run(&pool, move |conn| Account::load(conn, &key, defaults)).await }
                 .into_actor(self)
                 .map(|loaded, act, ctx| match loaded {
-                    Ok(Ok(account)) => act.account = Some(account),
-                    other => {
-                        log::error!("budget actor for {}: cannot load account: {other:?}", act.key_id);
+                    Ok(account) => act.account = Some(account),
+                    Err(e) => {
+                        log::error!("budget actor for {}: cannot load account: {e}", act.key_id);
                         ctx.stop();
                     }
                 }),

@@ -1,5 +1,7 @@
 //! The registry of BudgetActors: one per key, started on first use, removed when it stops
-//! idle. Also turns a refused reservation into the HTTP error the contract names.
+//! idle. Also turns a refused reservation into the HTTP error the contract names (a 402 here
+//! carries no invoice: the wallet adds one). Cloning shares the registry, so the cluster
+//! listener and the InvoiceWatcher hold clones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,10 +16,12 @@ use crate::db::models::api_key::ApiKey;
 use crate::db::usage_writer::UsageWriter;
 use crate::db::Pool;
 use crate::error::ApiError;
+use crate::money::Micros;
 use crate::notify::Notifier;
 
 type Map = Arc<Mutex<HashMap<String, Addr<BudgetActor>>>>;
 
+#[derive(Clone)]
 pub struct Budgets {
     map: Map,
     pool: Pool,
@@ -180,10 +184,10 @@ fn denial_error(denied: Denied) -> ApiError {
             needed_micros,
         } => ApiError::PaymentRequired {
             message: format!(
-            "The free tier of this key is used up and its balance (${:.6}) does not cover this request (up to ${:.6}). \
-             Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
-            balance_micros as f64 / 1e6,
-            needed_micros as f64 / 1e6
+                "The free tier of this key is used up and its balance (${}) does not cover this request (up to ${}). \
+                 Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
+                Micros(balance_micros),
+                Micros(needed_micros)
             ),
             invoice: None,
         },

@@ -1,26 +1,23 @@
-//! The InvoiceWatcher polls the Lightning backend about open invoices on an interval and
-//! credits paid ones exactly once (see `invoice::credit_paid`), then tells the key's
-//! BudgetActor. It reads the open invoices from the database on every round, so a restart
-//! (or another replica's watcher) loses nothing. Backend errors back off and are logged;
-//! nothing here can bring the gateway down.
+//! The InvoiceWatcher asks the Lightning backend about open invoices on an interval; for each
+//! paid one, the wallet credits it exactly once and the watcher tells the key's BudgetActor.
+//! It reads the open invoices from the database on every round, so a restart (or another
+//! replica's watcher) loses nothing. Backend errors back off and are logged; nothing here can
+//! bring the gateway down. It is given the wallet and the budgets, nothing else.
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::web;
 
-use crate::db::models::invoice::{self, Invoice};
-use crate::lightning::{invoices, Backend, InvoiceState, LightningBackend};
-use crate::state::AppState;
+use super::budgets::Budgets;
+use crate::db::models::invoice::Invoice;
+use crate::wallet::Wallet;
 
-/// Expired invoices are still watched this long, so a late payment is credited, not lost.
-const LATE_PAYMENT_GRACE: chrono::Duration = chrono::Duration::hours(24);
 /// The longest pause after repeated backend errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub struct InvoiceWatcher {
-    state: web::Data<AppState>,
-    backend: Backend,
+    wallet: Wallet,
+    budgets: Budgets,
     interval: Duration,
     http: Option<awc::Client>,
     busy: bool,
@@ -29,11 +26,11 @@ pub struct InvoiceWatcher {
 }
 
 impl InvoiceWatcher {
-    pub fn new(state: web::Data<AppState>, backend: Backend, interval: Duration) -> Self {
+    pub fn new(wallet: Wallet, budgets: Budgets) -> Self {
         InvoiceWatcher {
-            state,
-            backend,
-            interval,
+            interval: wallet.poll_interval(),
+            wallet,
+            budgets,
             http: None,
             busy: false,
             errors: 0,
@@ -42,14 +39,10 @@ impl InvoiceWatcher {
     }
 
     /// Starts the watcher on its own thread (its awc client is made and used there).
-    pub fn start_on_own_thread(
-        state: web::Data<AppState>,
-        backend: Backend,
-        interval: Duration,
-    ) -> Addr<Self> {
+    pub fn start_on_own_thread(wallet: Wallet, budgets: Budgets) -> Addr<Self> {
         let arbiter = Arbiter::new();
         InvoiceWatcher::start_in_arbiter(&arbiter.handle(), move |_| {
-            InvoiceWatcher::new(state, backend, interval)
+            InvoiceWatcher::new(wallet, budgets)
         })
     }
 
@@ -61,9 +54,9 @@ impl InvoiceWatcher {
             return;
         };
         self.busy = true;
-        let (state, backend) = (self.state.clone(), self.backend.clone());
+        let (wallet, budgets) = (self.wallet.clone(), self.budgets.clone());
         ctx.spawn(
-            poll_once(state, backend, http)
+            poll_once(wallet, budgets, http)
                 .into_actor(self)
                 .map(|ok, act, _| {
                     act.busy = false;
@@ -91,37 +84,29 @@ impl Actor for InvoiceWatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.http = Some(Backend::http_client(&self.state.config.lightning));
+        self.http = Some(self.wallet.http_client());
         ctx.run_interval(self.interval, |act, ctx| act.round(ctx));
     }
 }
 
 /// One round: expire what is due, ask about every open invoice, credit the paid ones.
 /// Returns false when the backend or the database failed (the caller backs off).
-pub async fn poll_once(state: web::Data<AppState>, backend: Backend, http: awc::Client) -> bool {
-    let pool = state.pool.clone();
-    let open = web::block(move || {
-        let mut conn = pool.get()?;
-        let now = crate::time::now();
-        invoice::expire_due(&mut conn, now)?;
-        invoice::watchable(&mut conn, now, LATE_PAYMENT_GRACE)
-    })
-    .await;
-    let open = match open {
-        Ok(Ok(list)) => list,
-        other => {
-            log::warn!("invoice watcher: cannot read open invoices: {other:?}");
+pub async fn poll_once(wallet: Wallet, budgets: Budgets, http: awc::Client) -> bool {
+    let open = match wallet.watchable().await {
+        Ok(list) => list,
+        Err(e) => {
+            log::warn!("invoice watcher: cannot read open invoices: {e}");
             return false;
         }
     };
     for inv in open {
-        match backend.status(&http, &inv.payment_hash).await {
-            Ok(InvoiceState::Paid) => {
-                if !credit(&state, &inv).await {
+        match wallet.is_paid(&http, &inv).await {
+            Ok(true) => {
+                if !credit(&wallet, &budgets, &inv).await {
                     return false;
                 }
             }
-            Ok(_) => {}
+            Ok(false) => {}
             Err(e) => {
                 log::warn!("invoice watcher: status of {} failed: {e}", inv.id);
                 return false;
@@ -132,39 +117,15 @@ pub async fn poll_once(state: web::Data<AppState>, backend: Backend, http: awc::
 }
 
 /// Credits a paid invoice once and tells the key's BudgetActor. False on a database error.
-pub async fn credit(state: &web::Data<AppState>, inv: &Invoice) -> bool {
-    let micros = invoices::credit_micros(inv.amount_sats, state.config.lightning.usd_per_sat);
-    let (pool, row) = (state.pool.clone(), inv.clone());
-    let result = web::block(move || {
-        invoice::credit_paid(&mut *pool.get()?, &row, micros, crate::time::now())
-    })
-    .await;
-    match result {
-        Ok(Ok(Some(m))) => {
-            if inv.status == invoice::EXPIRED {
-                log::warn!(
-                    "invoice {} was paid after it expired; credited anyway ({} sats)",
-                    inv.id,
-                    inv.amount_sats
-                );
-            }
-            log::info!(
-                "invoice {} paid: credited {} sats to key {}",
-                inv.id,
-                inv.amount_sats,
-                inv.key_id
-            );
-            state.budgets.credit(&inv.key_id, m);
-            let event = crate::cluster::Event::Credit {
-                id: inv.key_id.clone(),
-                micros: m,
-            };
-            crate::cluster::announce(state, event).await;
+async fn credit(wallet: &Wallet, budgets: &Budgets, inv: &Invoice) -> bool {
+    match wallet.credit_paid(inv).await {
+        Ok(Some(m)) => {
+            budgets.credit(&inv.key_id, m.get());
             true
         }
-        Ok(Ok(None)) => true,
-        other => {
-            log::warn!("invoice watcher: crediting {} failed: {other:?}", inv.id);
+        Ok(None) => true,
+        Err(e) => {
+            log::warn!("invoice watcher: crediting {} failed: {e}", inv.id);
             false
         }
     }

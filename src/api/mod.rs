@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod responses;
 pub mod usage;
+pub mod views;
 
 pub use chat::{ChatRequest, Message, Role};
 pub use usage::Usage;

@@ -1,8 +1,12 @@
 //! The database: a `MultiConnection` over SQLite and PostgreSQL, an r2d2 pool whose manager
 //! picks the backend from the URL scheme (diesel's own `establish` would try each variant in
-//! turn, and SQLite accepts any string as a path), embedded migrations, and the query modules.
-//! All SQL lives under this module; handlers reach it through `web::block`.
+//! turn, and SQLite accepts any string as a path), embedded migrations, the query modules
+//! (`models/<table>.rs`), the group-commit settlement writer and the replicas' announcements.
+//! All SQL lives under this module, and it is called, never calling out: it imports nothing of
+//! the crate but the leaves `time`, `ids` and `money`. The async side reaches it through
+//! [`run`].
 
+pub mod events;
 pub mod models;
 pub mod schema;
 pub mod usage_writer;
@@ -168,9 +172,9 @@ pub fn start_checkpointer(pool: &Pool) {
     }
 }
 
-/// Cheap liveness check for `/health`.
-pub fn ping(pool: &Pool) -> Result<(), DbError> {
-    let mut conn = pool.get()?;
+/// Cheap liveness check for `/health` (run it through [`run`]: getting the connection is
+/// half the check).
+pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
     conn.batch_execute("SELECT 1")?;
     Ok(())
 }

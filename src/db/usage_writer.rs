@@ -1,7 +1,9 @@
 //! Group commit for settlements (a usage row, plus the ledger debit or the free request it
 //! used): one thread takes whatever has queued up, writes it in a single transaction, then
 //! acknowledges each. A request waits for its acknowledgement before its final byte leaves,
-//! so a completed response is always on disk, while many requests share one commit.
+//! so a completed response is always on disk, while many requests share one commit. Each
+//! commit also announces the spend to the other replicas (see [`super::events`]), from inside
+//! the transaction, so they hear of it exactly when it is committed.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::events::{self, Event};
 use super::models::usage::UsageRow;
 use super::models::{api_key, ledger, usage};
 use super::{DbConn, DbError, Pool};
@@ -43,7 +46,6 @@ pub struct UsageWriter {
 }
 
 impl UsageWriter {
-    /// Starts the writer thread on `pool`.
     /// Starts the writer thread on `pool`; `replica_id` tags its spend announcements.
     pub fn start(pool: Pool, replica_id: String) -> UsageWriter {
         let (tx, rx) = mpsc::channel();
@@ -138,12 +140,10 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
             api_key::use_free_requests(conn, key, *n)?;
         }
         ledger::record_debits(conn, &debits)?;
-        if let DbConn::Pg(pg) = conn {
-            // Other replicas' BudgetActors learn of this spend when (and only if) it commits:
-            // NOTIFY inside the transaction is delivered at COMMIT.
-            for (key, s) in &spend {
-                crate::cluster::notify_in_tx(pg, replica_id, crate::cluster::Event::spend(key, s))?;
-            }
+        // Other replicas' BudgetActors learn of this spend when (and only if) it commits:
+        // NOTIFY inside the transaction is delivered at COMMIT.
+        for (key, s) in &spend {
+            events::notify(conn, replica_id, s.event(key))?;
         }
         Ok::<_, DbError>(())
     })
@@ -155,6 +155,17 @@ pub struct Spend {
     pub cost_micros: i64,
     pub debit_micros: i64,
     pub free: i64,
+}
+
+impl Spend {
+    fn event(&self, key_id: &str) -> Event {
+        Event::Spend {
+            id: key_id.to_owned(),
+            cost: self.cost_micros,
+            debit: self.debit_micros,
+            free: self.free,
+        }
+    }
 }
 
 fn debit_entry(row: &UsageRow, micros: i64) -> ledger::Entry {

@@ -3,20 +3,32 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{json_body, InvoiceState, LightningBackend, LnError, NewInvoice};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Lnbits {
     url: String,
-    invoice_key: String,
+    invoice_key: Secret,
 }
 
 impl Lnbits {
-    pub fn new(url: String, invoice_key: String) -> Lnbits {
+    pub fn new(url: String, invoice_key: Secret) -> Lnbits {
         Lnbits { url, invoice_key }
     }
+}
+
+/// The body of `POST /api/v1/payments` for an incoming payment.
+#[derive(Serialize)]
+struct CreateInvoice<'a> {
+    out: bool,
+    amount: i64,
+    memo: &'a str,
+    expiry: u64,
+    unit: &'static str,
 }
 
 fn field(v: &Value, name: &str) -> Result<String, LnError> {
@@ -34,10 +46,16 @@ impl LightningBackend for Lnbits {
         memo: &str,
         expiry: Duration,
     ) -> Result<NewInvoice, LnError> {
-        let body = json!({"out": false, "amount": amount_sats, "memo": memo, "expiry": expiry.as_secs(), "unit": "sat"});
+        let body = CreateInvoice {
+            out: false,
+            amount: amount_sats,
+            memo,
+            expiry: expiry.as_secs(),
+            unit: "sat",
+        };
         let resp = http
             .post(format!("{}/api/v1/payments", self.url))
-            .insert_header(("X-Api-Key", self.invoice_key.as_str()))
+            .insert_header(("X-Api-Key", self.invoice_key.expose()))
             .send_json(&body)
             .await
             .map_err(|e| LnError::Unreachable(e.to_string()))?;
@@ -57,7 +75,7 @@ impl LightningBackend for Lnbits {
     ) -> Result<InvoiceState, LnError> {
         let resp = http
             .get(format!("{}/api/v1/payments/{payment_hash}", self.url))
-            .insert_header(("X-Api-Key", self.invoice_key.as_str()))
+            .insert_header(("X-Api-Key", self.invoice_key.expose()))
             .send()
             .await
             .map_err(|e| LnError::Unreachable(e.to_string()))?;

@@ -6,22 +6,33 @@
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{json_body, InvoiceState, LightningBackend, LnError, NewInvoice};
+use crate::secret::Secret;
 
 const MACAROON_HEADER: &str = "Grpc-Metadata-macaroon";
 
 #[derive(Debug, Clone)]
 pub struct Lnd {
     url: String,
-    macaroon_hex: String,
+    macaroon_hex: Secret,
 }
 
 impl Lnd {
-    pub fn new(url: String, macaroon_hex: String) -> Lnd {
+    pub fn new(url: String, macaroon_hex: Secret) -> Lnd {
         Lnd { url, macaroon_hex }
     }
+}
+
+/// The body of `POST /v1/invoices`. int64 fields are strings in LND's JSON mapping; it
+/// accepts both on input.
+#[derive(Serialize)]
+struct AddInvoice<'a> {
+    value: String,
+    memo: &'a str,
+    expiry: String,
 }
 
 /// LND encodes bytes fields as standard base64 in JSON.
@@ -48,11 +59,14 @@ impl LightningBackend for Lnd {
         memo: &str,
         expiry: Duration,
     ) -> Result<NewInvoice, LnError> {
-        // int64 fields are strings in LND's JSON mapping; it accepts both on input.
-        let body = json!({"value": amount_sats.to_string(), "memo": memo, "expiry": expiry.as_secs().to_string()});
+        let body = AddInvoice {
+            value: amount_sats.to_string(),
+            memo,
+            expiry: expiry.as_secs().to_string(),
+        };
         let resp = http
             .post(format!("{}/v1/invoices", self.url))
-            .insert_header((MACAROON_HEADER, self.macaroon_hex.as_str()))
+            .insert_header((MACAROON_HEADER, self.macaroon_hex.expose()))
             .send_json(&body)
             .await
             .map_err(|e| LnError::Unreachable(e.to_string()))?;
@@ -79,7 +93,7 @@ impl LightningBackend for Lnd {
     ) -> Result<InvoiceState, LnError> {
         let resp = http
             .get(format!("{}/v1/invoice/{payment_hash}", self.url))
-            .insert_header((MACAROON_HEADER, self.macaroon_hex.as_str()))
+            .insert_header((MACAROON_HEADER, self.macaroon_hex.expose()))
             .send()
             .await
             .map_err(|e| LnError::Unreachable(e.to_string()))?;

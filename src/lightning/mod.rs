@@ -1,6 +1,8 @@
 //! Lightning backends behind one trait: create an invoice, look up whether it is paid. Two real
-//! implementations, LNbits and LND REST. Backends do HTTP with an `awc::Client` that the caller
-//! owns (the handler's per-worker client, or the InvoiceWatcher's own), because awc is `!Send`.
+//! implementations, LNbits and LND REST, and the BOLT11 checks on what they return. They only
+//! speak to the node: storing invoices and crediting them is the wallet's (`src/wallet/`).
+//! Backends do HTTP with an `awc::Client` that the caller owns (the handler's per-worker
+//! client, or the InvoiceWatcher's own), because awc is `!Send`.
 
 pub mod bolt11;
 pub mod invoices;
@@ -10,6 +12,7 @@ pub mod lnd;
 use std::time::Duration;
 
 use crate::config::{parse_duration, LightningConfig};
+use crate::secret::Secret;
 
 /// The per-worker HTTP client for the Lightning backend (awc is `!Send`).
 pub struct LightningHttp(pub awc::Client);
@@ -89,7 +92,10 @@ impl Backend {
                             c.invoice_key_env
                         )
                     })?;
-                Ok(Some(Backend::Lnbits(lnbits::Lnbits::new(url, key))))
+                Ok(Some(Backend::Lnbits(lnbits::Lnbits::new(
+                    url,
+                    Secret::new(key),
+                ))))
             }
             "lnd" => {
                 let macaroon = env(&c.macaroon_env)
@@ -97,7 +103,10 @@ impl Backend {
                     .ok_or_else(|| {
                         format!("lightning.backend = \"lnd\" needs ${}", c.macaroon_env)
                     })?;
-                Ok(Some(Backend::Lnd(lnd::Lnd::new(url, macaroon))))
+                Ok(Some(Backend::Lnd(lnd::Lnd::new(
+                    url,
+                    Secret::new(macaroon),
+                ))))
             }
             other => Err(format!(
                 "lightning.backend `{other}` is not one of lnbits, lnd, none"

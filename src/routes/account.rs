@@ -2,10 +2,11 @@
 //! `POST /api/keys/me/rotate`, and `GET /api/wallet/balance`.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
+use crate::api::views::RotatedKey;
 use crate::auth::{mint_key, AuthedKey};
-use crate::cluster::{self, Event};
+use crate::db;
+use crate::db::events::{self, Event};
 use crate::db::models::api_key::{self, ApiKey, KeySettings};
 use crate::error::ApiError;
 use crate::routes::views::{balance_view, key_view, SettingsPatch};
@@ -24,8 +25,7 @@ pub async fn balance(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let account = state.budgets.account(&key.id).await?;
-    let micros_per_sat = state.config.lightning.usd_per_sat * 1_000_000.0;
-    Ok(HttpResponse::Ok().json(balance_view(&account, micros_per_sat)))
+    Ok(HttpResponse::Ok().json(balance_view(&account, &state.wallet)))
 }
 
 pub async fn update(
@@ -56,52 +56,37 @@ pub async fn rotate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (secret, hash) = mint_key();
-    let (pool, id, old, new) = (
-        state.pool.clone(),
-        key.id.clone(),
-        key.key_hash.clone(),
-        hash.clone(),
-    );
-    let rotated = web::block(move || {
-        let mut conn = pool.get()?;
-        api_key::rotate(&mut conn, &id, &old, &new, crate::time::now())?;
-        api_key::find(&mut conn, &id)
+    let (id, old) = (key.id.clone(), key.key_hash.clone());
+    let rotated = db::run(&state.pool, move |conn| {
+        api_key::rotate(conn, &id, &old, &hash, crate::time::now())?;
+        api_key::find(conn, &id)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(db_down)?
+    .await?
     .ok_or_else(|| ApiError::Unauthorized("This API key no longer exists.".into()))?;
     // The old secret stops working at once on this replica.
     state.keys.forget(&key.key_hash);
     state.keys.put(rotated);
-    cluster::announce(&state, Event::Key { id: key.id.clone() }).await;
-    Ok(HttpResponse::Ok().json(json!({"id": key.id, "key": secret})))
+    let event = Event::Key { id: key.id.clone() };
+    events::announce(&state.pool, &state.replica_id, event).await;
+    Ok(HttpResponse::Ok().json(RotatedKey {
+        id: key.id.clone(),
+        key: secret,
+    }))
 }
 
 /// Writes settings, then refreshes the key cache and the key's budget actor.
-pub async fn apply(
-    state: &web::Data<AppState>,
-    id: &str,
-    settings: KeySettings,
-) -> Result<ApiKey, ApiError> {
-    let (pool, id_owned) = (state.pool.clone(), id.to_owned());
-    let updated = web::block(move || api_key::update(&mut *pool.get()?, &id_owned, &settings))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(db_down)?
-        .ok_or_else(|| ApiError::NotFound(format!("No key with id `{id}`.")))?;
+pub async fn apply(state: &AppState, id: &str, settings: KeySettings) -> Result<ApiKey, ApiError> {
+    let lookup = id.to_owned();
+    let updated = db::run(&state.pool, move |conn| {
+        api_key::update(conn, &lookup, &settings)
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("No key with id `{id}`.")))?;
     state.keys.put(updated.clone());
     state.budgets.refresh(&updated);
-    cluster::announce(
-        state,
-        Event::Key {
-            id: updated.id.clone(),
-        },
-    )
-    .await;
+    let event = Event::Key {
+        id: updated.id.clone(),
+    };
+    events::announce(&state.pool, &state.replica_id, event).await;
     Ok(updated)
-}
-
-pub fn db_down(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable(format!("Database unavailable: {e}"))
 }

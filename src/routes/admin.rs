@@ -1,86 +1,60 @@
-//! The admin API (`/api/admin/…`), authenticated by the admin token as bearer: list keys
-//! with their spend, change any key's limits or disable it, credit a balance by hand.
+//! The admin API (`/api/admin/…`), authenticated by the admin token as bearer (the `Admin`
+//! extractor in `extract.rs`): list keys with their spend, change any key's limits or disable
+//! it, credit a balance by hand (through the wallet).
 
-use std::future::{ready, Ready};
-
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use crate::auth::{bearer, secrets_equal};
-use crate::db::models::{api_key, ledger, usage};
+use crate::api::views::{AdminKeyView, CreditView, List};
+use crate::db;
+use crate::db::models::api_key::ApiKey;
+use crate::db::models::{api_key, usage};
 use crate::error::ApiError;
-use crate::routes::account::{apply, db_down};
-use crate::routes::views::{usd, SettingsPatch};
+use crate::money::{Micros, Window};
+use crate::routes::account::apply;
+use crate::routes::extract::Admin;
+use crate::routes::views::{key_view, usd, SettingsPatch};
 use crate::state::AppState;
-
-/// Proof that the request carried the admin token.
-pub struct Admin;
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Ready<Result<Admin, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.admin_token.clone());
-        ready(match (token, bearer(req)) {
-            (None, _) => Err(ApiError::Unauthorized(
-                "The admin API is disabled: set the admin token's environment variable.".into(),
-            )),
-            (Some(t), Some(given)) if secrets_equal(&t, given) => Ok(Admin),
-            _ => Err(ApiError::Unauthorized(
-                "A valid admin token is required.".into(),
-            )),
-        })
-    }
-}
+use crate::wallet::Wallet;
 
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let pool = state.pool.clone();
     let now = crate::time::now();
-    let (day, month) = (
-        crate::money::Window::Day.start(now),
-        crate::money::Window::Month.start(now),
-    );
-    let rows = web::block(move || {
-        let mut conn = pool.get()?;
-        let keys = api_key::all(&mut conn)?;
+    let (day, month) = (Window::Day.start(now), Window::Month.start(now));
+    let rows = db::run(&state.pool, move |conn| {
+        let keys = api_key::all(conn)?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let spent_day = usage::spend_since(&mut conn, &k.id, day)?;
-            let spent_month = usage::spend_since(&mut conn, &k.id, month)?;
+            let spent_day = usage::spend_since(conn, &k.id, day)?;
+            let spent_month = usage::spend_since(conn, &k.id, month)?;
             out.push((k, spent_day, spent_month));
         }
-        Ok::<_, crate::db::DbError>(out)
+        Ok(out)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(db_down)?;
-    let micros_per_sat = state.config.lightning.usd_per_sat * 1_000_000.0;
-    let data: Vec<Value> = rows
+    .await?;
+    let data = rows
         .into_iter()
-        .map(|(k, day, month)| {
-            json!({
-                "id": k.id,
-                "label": k.label,
-                "createdAt": crate::time::rfc3339(k.created_at),
-                "disabled": k.disabled,
-                "freeRequestsRemaining": k.free_requests_remaining,
-                "dailyBudgetUsd": k.daily_budget_micros.map(usd),
-                "monthlyBudgetUsd": k.monthly_budget_micros.map(usd),
-                "rpmLimit": k.rpm_limit,
-                "notifyEmail": k.notify_email,
-                "webhookUrl": k.webhook_url,
-                "balanceUsd": usd(k.balance_micros),
-                "balanceSats": (k.balance_micros as f64 / micros_per_sat).floor() as i64,
-                "dailySpendUsd": usd(day),
-                "monthlySpendUsd": usd(month),
-            })
-        })
+        .map(|(k, day, month)| admin_view(k, day, month, &state.wallet))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+    Ok(HttpResponse::Ok().json(List::of(data)))
+}
+
+fn admin_view(k: ApiKey, spent_day: i64, spent_month: i64, wallet: &Wallet) -> AdminKeyView {
+    AdminKeyView {
+        balance_sats: wallet.sats_for(Micros(k.balance_micros)),
+        balance_usd: usd(k.balance_micros),
+        created_at: crate::time::rfc3339(k.created_at),
+        daily_budget_usd: k.daily_budget_micros.map(usd),
+        monthly_budget_usd: k.monthly_budget_micros.map(usd),
+        daily_spend_usd: usd(spent_day),
+        monthly_spend_usd: usd(spent_month),
+        id: k.id,
+        label: k.label,
+        disabled: k.disabled,
+        free_requests_remaining: k.free_requests_remaining,
+        rpm_limit: k.rpm_limit,
+        notify_email: k.notify_email,
+        webhook_url: k.webhook_url,
+    }
 }
 
 pub async fn update(
@@ -92,7 +66,7 @@ pub async fn update(
     let settings = body.into_inner().into_settings(true)?;
     let key = apply(&state, &path.into_inner(), settings).await?;
     let account = state.budgets.account(&key.id).await?;
-    Ok(HttpResponse::Ok().json(crate::routes::views::key_view(&key, &account)))
+    Ok(HttpResponse::Ok().json(key_view(&key, &account)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,42 +93,13 @@ pub async fn credit(
             format!("sats must be between 1 and {MAX_CREDIT_SATS}"),
         ));
     }
-    let micros_per_sat = state.config.lightning.usd_per_sat * 1_000_000.0;
-    let micros = (sats as f64 * micros_per_sat).round() as i64;
     let key_id = path.into_inner();
-    let entry = ledger::Entry {
-        id: crate::ids::ordered_id("led_"),
-        key_id: key_id.clone(),
-        kind: ledger::ADMIN_CREDIT.to_owned(),
-        reference: format!("adm_{}", crate::ids::random_alnum(20)),
-        amount_micros: micros,
-        memo,
-        created_at: crate::time::now(),
-    };
-    let pool = state.pool.clone();
-    let lookup = key_id.clone();
-    let key = web::block(move || {
-        let mut conn = pool.get()?;
-        if api_key::find(&mut conn, &lookup)?.is_none() {
-            return Ok(None);
-        }
-        ledger::record_one(&mut conn, &entry)?;
-        api_key::find(&mut conn, &lookup)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(db_down)?
-    .ok_or_else(|| ApiError::NotFound(format!("No key with id `{key_id}`.")))?;
-    state.budgets.credit(&key_id, micros);
-    let event = crate::cluster::Event::Credit {
-        id: key_id.clone(),
-        micros,
-    };
-    crate::cluster::announce(&state, event).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "id": key.id,
-        "creditedSats": sats,
-        "balanceSats": (key.balance_micros as f64 / micros_per_sat).floor() as i64,
-        "balanceUsd": usd(key.balance_micros),
-    })))
+    let (key, micros) = state.wallet.credit_by_hand(&key_id, sats, memo).await?;
+    state.budgets.credit(&key_id, micros.get());
+    Ok(HttpResponse::Ok().json(CreditView {
+        id: key.id,
+        credited_sats: sats,
+        balance_sats: state.wallet.sats_for(Micros(key.balance_micros)),
+        balance_usd: usd(key.balance_micros),
+    }))
 }

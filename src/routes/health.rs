@@ -1,24 +1,37 @@
 //! `GET /health`: 200 when the database answers, 503 with the reason otherwise.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::db;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let pool = state.pool.clone();
-    match web::block(move || db::ping(&pool)).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ok"})),
-        Ok(Err(e)) => unavailable(&e.to_string()),
-        Err(e) => unavailable(&e.to_string()),
-    }
+/// `{"status":"ok"}`, or `"unavailable"` with the reason and the usual error object.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
 }
 
-fn unavailable(reason: &str) -> HttpResponse {
-    HttpResponse::ServiceUnavailable().json(json!({
-        "status": "unavailable",
-        "reason": reason,
-        "error": {"message": format!("database unavailable: {reason}"), "type": "api_error", "param": null, "code": "unavailable"}
-    }))
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match db::run(&state.pool, db::ping).await {
+        Ok(()) => HttpResponse::Ok().json(Health {
+            status: "ok",
+            reason: None,
+            error: None,
+        }),
+        Err(e) => {
+            let reason = e.to_string();
+            let error = ApiError::Unavailable(format!("database unavailable: {reason}")).body();
+            HttpResponse::ServiceUnavailable().json(Health {
+                status: "unavailable",
+                reason: Some(reason),
+                error: Some(error),
+            })
+        }
+    }
 }

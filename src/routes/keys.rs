@@ -3,9 +3,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
+use crate::api::views::CreatedKey;
 use crate::auth::{bearer, mint_key, secrets_equal};
+use crate::db;
 use crate::db::models::api_key::{self, ApiKey};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,7 +26,7 @@ pub async fn create(
     body: Option<web::Json<CreateKey>>,
 ) -> Result<HttpResponse, ApiError> {
     let is_admin = match (&state.admin_token, bearer(&req)) {
-        (Some(admin), Some(given)) => secrets_equal(admin, given),
+        (Some(admin), Some(given)) => secrets_equal(admin.expose(), given),
         _ => false,
     };
     if !state.config.server.open_key_minting && !is_admin {
@@ -70,19 +71,15 @@ pub async fn create(
         webhook_url: None,
         balance_micros: 0,
     };
-    let pool = state.pool.clone();
     let stored = row.clone();
-    web::block(move || api_key::insert(&mut *pool.get()?, &stored))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::Unavailable(format!("Database unavailable: {e}")))?;
-    let body = json!({
-        "id": row.id,
-        "key": secret,
-        "label": row.label,
-        "createdAt": crate::time::rfc3339(row.created_at),
-        "freeRequestsRemaining": row.free_requests_remaining,
-    });
+    db::run(&state.pool, move |conn| api_key::insert(conn, &stored)).await?;
+    let body = CreatedKey {
+        id: row.id.clone(),
+        key: secret,
+        label: row.label.clone(),
+        created_at: crate::time::rfc3339(row.created_at),
+        free_requests_remaining: row.free_requests_remaining,
+    };
     state.keys.put(row);
     Ok(HttpResponse::Created().json(body))
 }

@@ -1,9 +1,12 @@
-//! Every route, wired in one place so the whole surface reads at a glance.
+//! Every route, wired in one place so the whole surface reads at a glance. Handlers are thin:
+//! they extract (`extract.rs`: the key, the admin token), call a component of `AppState` (the
+//! wallet, the budgets, the router, `db::run`) and answer a typed view (`api/views.rs`).
 
 pub mod account;
 pub mod admin;
 pub mod chat;
 pub mod console;
+pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod models;

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use chrono::{Duration, Timelike};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
+use crate::api::views::{HourReport, ProviderReport, ReportView};
 use crate::auth::AuthedKey;
+use crate::db;
 use crate::db::models::usage;
 use crate::error::ApiError;
-use crate::routes::account::db_down;
 use crate::routes::views::usd;
 use crate::state::AppState;
 
@@ -53,11 +53,11 @@ pub async fn report(
 ) -> Result<HttpResponse, ApiError> {
     let (name, span) = period(query.period.as_deref())?;
     let since = crate::time::now() - span;
-    let (pool, key_id) = (state.pool.clone(), key.id.clone());
-    let rows = web::block(move || usage::report_rows(&mut *pool.get()?, &key_id, since))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(db_down)?;
+    let key_id = key.id.clone();
+    let rows = db::run(&state.pool, move |conn| {
+        usage::report_rows(conn, &key_id, since)
+    })
+    .await?;
     let mut total = Totals::default();
     let mut per: BTreeMap<String, Totals> = BTreeMap::new();
     let mut hourly: BTreeMap<chrono::NaiveDateTime, (i64, i64)> = BTreeMap::new();
@@ -79,36 +79,44 @@ pub async fn report(
         slot.0 += 1;
         slot.1 += r.cost_micros;
     }
-    let per_model: serde_json::Map<String, Value> = per
+    let per_model = per
         .into_iter()
         .map(|(p, t)| {
-            let view = json!({
-                "requests": t.requests,
-                "spendUsd": usd(t.spend),
-                "savingsUsd": usd(t.savings),
-                "promptTokens": t.prompt,
-                "completionTokens": t.completion,
-                "avgLatencyMs": if t.requests > 0 { t.latency as f64 / t.requests as f64 } else { 0.0 },
-            });
+            let view = ProviderReport {
+                requests: t.requests,
+                spend_usd: usd(t.spend),
+                savings_usd: usd(t.savings),
+                prompt_tokens: t.prompt,
+                completion_tokens: t.completion,
+                avg_latency_ms: if t.requests > 0 {
+                    t.latency as f64 / t.requests as f64
+                } else {
+                    0.0
+                },
+            };
             (p, view)
         })
         .collect();
-    let hourly: Vec<Value> = hourly
+    let hourly = hourly
         .into_iter()
-        .map(|(h, (n, spend))| json!({"hour": crate::time::rfc3339(h), "requests": n, "spendUsd": usd(spend)}))
+        .map(|(h, (n, spend))| HourReport {
+            hour: crate::time::rfc3339(h),
+            requests: n,
+            spend_usd: usd(spend),
+        })
         .collect();
     let average = if total.requests > 0 {
         usd(total.spend) / total.requests as f64
     } else {
         0.0
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "period": name,
-        "totalSpendUsd": usd(total.spend),
-        "requestCount": total.requests,
-        "averageCostUsd": average,
-        "totalSavingsUsd": usd(total.savings),
-        "perModel": per_model,
-        "hourly": hourly,
-    })))
+    Ok(HttpResponse::Ok().json(ReportView {
+        period: name,
+        total_spend_usd: usd(total.spend),
+        request_count: total.requests,
+        average_cost_usd: average,
+        total_savings_usd: usd(total.savings),
+        per_model,
+        hourly,
+    }))
 }

@@ -1,47 +1,50 @@
-//! JSON views shared by the key, wallet and admin endpoints (camelCase, as Pura's own API).
+//! Building Pura's views (the types are in `api/views.rs`) from a key and its live account,
+//! and reading the settings a key or an admin may PATCH.
 
 use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
 
 use crate::actors::budget::Account;
+use crate::api::views::{BalanceView, KeyView};
 use crate::db::models::api_key::{ApiKey, KeySettings};
 use crate::error::ApiError;
+use crate::money::Micros;
+use crate::wallet::Wallet;
 
 /// USD from micro-dollars, as a JSON number.
 pub fn usd(micros: i64) -> f64 {
-    micros as f64 / 1_000_000.0
+    Micros(micros).usd()
 }
 
 /// A key's public view: effective limits (its own or the defaults) from its live account.
-pub fn key_view(key: &ApiKey, account: &Account) -> Value {
-    json!({
-        "id": key.id,
-        "label": key.label,
-        "createdAt": crate::time::rfc3339(key.created_at),
-        "disabled": key.disabled,
-        "freeRequestsRemaining": account.free_remaining.max(0),
-        "dailyBudgetUsd": usd(account.daily_budget_micros),
-        "monthlyBudgetUsd": usd(account.monthly_budget_micros),
-        "rpmLimit": account.rpm,
-        "notifyEmail": key.notify_email,
-        "webhookUrl": key.webhook_url,
-    })
+pub fn key_view(key: &ApiKey, account: &Account) -> KeyView {
+    KeyView {
+        id: key.id.clone(),
+        label: key.label.clone(),
+        created_at: crate::time::rfc3339(key.created_at),
+        disabled: key.disabled,
+        free_requests_remaining: account.free_remaining.max(0),
+        daily_budget_usd: usd(account.daily_budget_micros),
+        monthly_budget_usd: usd(account.monthly_budget_micros),
+        rpm_limit: account.rpm,
+        notify_email: key.notify_email.clone(),
+        webhook_url: key.webhook_url.clone(),
+    }
 }
 
 /// `GET /api/wallet/balance`.
-pub fn balance_view(account: &Account, micros_per_sat: f64) -> Value {
+pub fn balance_view(account: &Account, wallet: &Wallet) -> BalanceView {
     let day_left = account.daily_budget_micros - account.spent_day_micros;
     let month_left = account.monthly_budget_micros - account.spent_month_micros;
-    json!({
-        "balanceSats": (account.balance_micros as f64 / micros_per_sat).floor() as i64,
-        "balanceUsd": usd(account.balance_micros),
-        "freeRequestsRemaining": account.free_remaining.max(0),
-        "dailyBudgetUsd": usd(account.daily_budget_micros),
-        "dailySpendUsd": usd(account.spent_day_micros),
-        "monthlyBudgetUsd": usd(account.monthly_budget_micros),
-        "monthlySpendUsd": usd(account.spent_month_micros),
-        "budgetRemainingUsd": usd(day_left.min(month_left).max(0)),
-    })
+    BalanceView {
+        balance_sats: wallet.sats_for(Micros(account.balance_micros)),
+        balance_usd: usd(account.balance_micros),
+        free_requests_remaining: account.free_remaining.max(0),
+        daily_budget_usd: usd(account.daily_budget_micros),
+        daily_spend_usd: usd(account.spent_day_micros),
+        monthly_budget_usd: usd(account.monthly_budget_micros),
+        monthly_spend_usd: usd(account.spent_month_micros),
+        budget_remaining_usd: usd(day_left.min(month_left).max(0)),
+    }
 }
 
 /// `null` in a PATCH body clears a setting; an absent field leaves it alone.

@@ -1,4 +1,5 @@
-//! The `invoices` table and the one transaction that turns a paid invoice into a ledger credit.
+//! The `invoices` table and the one transaction that turns a paid invoice into a ledger credit
+//! exactly once. The wallet (`src/wallet/`) is its caller.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;

@@ -1,0 +1,168 @@
+//! Pura's own JSON views (camelCase, as the Pura docs): keys, balance, reports, the wallet,
+//! the admin API, the model list, health. Plain data, built by the routes and the wallet; USD
+//! amounts are JSON numbers, sats integers, timestamps RFC 3339 strings. This module imports
+//! nothing of the crate, so anything may use it (the error envelope carries [`InvoiceView`]).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// `POST /api/keys` → 201: the only time the key itself is shown.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    pub id: String,
+    pub key: String,
+    pub label: String,
+    pub created_at: String,
+    pub free_requests_remaining: i64,
+}
+
+/// `POST /api/keys/me/rotate`: the same id, the new secret.
+#[derive(Debug, Serialize)]
+pub struct RotatedKey {
+    pub id: String,
+    pub key: String,
+}
+
+/// A key with its effective limits (`GET|PATCH /api/keys/me`, the admin PATCH).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub id: String,
+    pub label: String,
+    pub created_at: String,
+    pub disabled: bool,
+    pub free_requests_remaining: i64,
+    pub daily_budget_usd: f64,
+    pub monthly_budget_usd: f64,
+    pub rpm_limit: u32,
+    pub notify_email: Option<String>,
+    pub webhook_url: Option<String>,
+}
+
+/// `GET /api/wallet/balance`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceView {
+    pub balance_sats: i64,
+    pub balance_usd: f64,
+    pub free_requests_remaining: i64,
+    pub daily_budget_usd: f64,
+    pub daily_spend_usd: f64,
+    pub monthly_budget_usd: f64,
+    pub monthly_spend_usd: f64,
+    pub budget_remaining_usd: f64,
+}
+
+/// An invoice to pay: the answer of `POST /api/wallet/fund`, and the `invoice` of a 402.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceView {
+    pub invoice_id: String,
+    pub amount_sats: i64,
+    /// The BOLT11.
+    pub payment_request: String,
+    pub lightning_url: String,
+    pub invoice_url: String,
+    pub status: String,
+    pub expires_at: String,
+}
+
+/// `GET /api/wallet/status?invoiceId=…`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceStatusView {
+    pub invoice_id: String,
+    pub status: String,
+    pub amount_sats: i64,
+    pub paid_at: Option<String>,
+}
+
+/// `GET /api/report`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportView {
+    pub period: &'static str,
+    pub total_spend_usd: f64,
+    pub request_count: i64,
+    pub average_cost_usd: f64,
+    pub total_savings_usd: f64,
+    /// Per provider.
+    pub per_model: BTreeMap<String, ProviderReport>,
+    pub hourly: Vec<HourReport>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderReport {
+    pub requests: i64,
+    pub spend_usd: f64,
+    pub savings_usd: f64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub avg_latency_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourReport {
+    pub hour: String,
+    pub requests: i64,
+    pub spend_usd: f64,
+}
+
+/// `{"object":"list","data":[…]}`, as OpenAI lists things.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+impl<T> List<T> {
+    pub fn of(data: Vec<T>) -> List<T> {
+        List {
+            object: "list",
+            data,
+        }
+    }
+}
+
+/// One entry of `GET /v1/models`.
+#[derive(Debug, Serialize)]
+pub struct ModelView {
+    pub id: String,
+    pub object: &'static str,
+    pub created: i64,
+    pub owned_by: String,
+}
+
+/// One key in `GET /api/admin/keys`: its settings as stored, its balance and spend.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminKeyView {
+    pub id: String,
+    pub label: String,
+    pub created_at: String,
+    pub disabled: bool,
+    pub free_requests_remaining: i64,
+    pub daily_budget_usd: Option<f64>,
+    pub monthly_budget_usd: Option<f64>,
+    pub rpm_limit: Option<i32>,
+    pub notify_email: Option<String>,
+    pub webhook_url: Option<String>,
+    pub balance_usd: f64,
+    pub balance_sats: i64,
+    pub daily_spend_usd: f64,
+    pub monthly_spend_usd: f64,
+}
+
+/// `POST /api/admin/keys/{id}/credit`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditView {
+    pub id: String,
+    pub credited_sats: i64,
+    pub balance_sats: i64,
+    pub balance_usd: f64,
+}

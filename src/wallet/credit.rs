@@ -1,0 +1,95 @@
+//! Crediting: a paid invoice exactly once (the conditional pending → paid update and the
+//! ledger entry, unique per invoice, in one transaction), or a manual credit by the admin.
+//! Either is announced to the other replicas once committed; telling this replica's
+//! BudgetActor is the caller's part.
+
+use super::Wallet;
+use crate::db::events::{self, Event};
+use crate::db::models::api_key::{self, ApiKey};
+use crate::db::models::invoice::{self, Invoice};
+use crate::db::models::ledger;
+use crate::db::{self, DbError};
+use crate::error::ApiError;
+use crate::money::{micros_to_sats, sats_to_micros, Micros};
+
+impl Wallet {
+    /// What `sats` credit at the configured rate.
+    pub fn micros_for(&self, sats: i64) -> Micros {
+        sats_to_micros(sats, self.config.usd_per_sat)
+    }
+
+    /// A balance in whole sats (rounded down).
+    pub fn sats_for(&self, micros: Micros) -> i64 {
+        micros_to_sats(micros, self.config.usd_per_sat)
+    }
+
+    /// Credits a paid invoice once. `Some(micros)` when this call credited it (the caller
+    /// tells the key's BudgetActor), `None` when it was already credited (here or by another
+    /// replica's watcher).
+    pub async fn credit_paid(&self, inv: &Invoice) -> Result<Option<Micros>, DbError> {
+        let micros = self.micros_for(inv.amount_sats);
+        let row = inv.clone();
+        let credited = db::run(&self.pool, move |conn| {
+            invoice::credit_paid(conn, &row, micros.get(), crate::time::now())
+        })
+        .await?;
+        let Some(m) = credited else {
+            return Ok(None);
+        };
+        if inv.status == invoice::EXPIRED {
+            log::warn!(
+                "invoice {} was paid after it expired; credited anyway ({} sats)",
+                inv.id,
+                inv.amount_sats
+            );
+        }
+        log::info!(
+            "invoice {} paid: credited {} sats to key {}",
+            inv.id,
+            inv.amount_sats,
+            inv.key_id
+        );
+        let event = Event::Credit {
+            id: inv.key_id.clone(),
+            micros: m,
+        };
+        events::announce(&self.pool, &self.replica_id, event).await;
+        Ok(Some(Micros(m)))
+    }
+
+    /// A manual credit of `sats` to a key, recorded in the ledger. Returns the key as it is
+    /// afterwards and the micro-dollars credited; 404 for an unknown key.
+    pub async fn credit_by_hand(
+        &self,
+        key_id: &str,
+        sats: i64,
+        memo: Option<String>,
+    ) -> Result<(ApiKey, Micros), ApiError> {
+        let micros = self.micros_for(sats);
+        let entry = ledger::Entry {
+            id: crate::ids::ordered_id("led_"),
+            key_id: key_id.to_owned(),
+            kind: ledger::ADMIN_CREDIT.to_owned(),
+            reference: format!("adm_{}", crate::ids::random_alnum(20)),
+            amount_micros: micros.get(),
+            memo,
+            created_at: crate::time::now(),
+        };
+        let lookup = key_id.to_owned();
+        let key = db::run(&self.pool, move |conn| {
+            if api_key::find(conn, &lookup)?.is_none() {
+                return Ok(None);
+            }
+            ledger::record_one(conn, &entry)?;
+            api_key::find(conn, &lookup)
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No key with id `{key_id}`.")))?;
+        let event = Event::Credit {
+            id: key_id.to_owned(),
+            micros: micros.get(),
+        };
+        events::announce(&self.pool, &self.replica_id, event).await;
+        Ok((key, micros))
+    }
+}
