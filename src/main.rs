@@ -117,7 +117,6 @@ async fn main() -> std::io::Result<()> {
     }
     let state = web::Data::new(AppState {
         router: Router::start(&config, specs),
-        lightning,
         budgets,
         wallet,
         admin_token: config.admin_token().map(Secret::new),

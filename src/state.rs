@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 use crate::actors::budgets::Budgets;
 use crate::auth::KeyCache;
 use crate::config::Config;
-use crate::db::models::invoice::Invoice;
 use crate::db::Pool;
-use crate::error::ApiError;
-use crate::lightning::invoices::PaymentInvoices;
 use crate::routing::Router;
 use crate::secret::Secret;
 use crate::wallet::Wallet;
@@ -27,22 +24,12 @@ pub struct AppState {
     pub router: Router,
     pub budgets: Budgets,
     pub wallet: Wallet,
-    /// Transitional (read by `routes/chat.rs`; the wallet holds its own): `None` when
-    /// `lightning.backend = "none"`.
-    pub lightning: Option<crate::lightning::Backend>,
     pub admin_token: Option<Secret>,
     pub mint_limiter: MintLimiter,
     /// Session pinning for `auto` conversations.
     pub pins: crate::routing::policy::Pins,
     /// This process's id in cluster announcements (to ignore its own).
     pub replica_id: String,
-}
-
-/// Transitional, for `lightning::invoices::for_payment_required` (see there).
-impl PaymentInvoices for AppState {
-    async fn payment_invoice(&self, http: &awc::Client, key_id: &str) -> Result<Invoice, ApiError> {
-        self.wallet.invoice_for_payment(http, key_id).await
-    }
 }
 
 /// Per-IP limit on minting keys without the admin token (a sliding hour).

@@ -5,7 +5,6 @@
 //! client, or the InvoiceWatcher's own), because awc is `!Send`.
 
 pub mod bolt11;
-pub mod invoices;
 pub mod lnbits;
 pub mod lnd;
 

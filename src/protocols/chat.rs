@@ -4,7 +4,6 @@
 //! The chunk with `finish_reason`, and the usage chunk, carry `x_pura` with the final cost.
 
 use actix_web_lab::sse;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{ChatRequest, Usage};
@@ -43,21 +42,6 @@ pub fn completion_bytes(c: Completion) -> Result<bytes::Bytes, ApiError> {
             .map_err(ApiError::internal)?
             .into()),
     }
-}
-
-/// The in-stream error line after the first byte has gone out (OpenAI's error object).
-#[derive(Serialize)]
-struct StreamError<'a> {
-    error: ErrorObject<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorObject<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    param: Option<&'static str>,
-    code: &'static str,
 }
 
 pub struct ChatEncoder {
@@ -109,15 +93,11 @@ impl Encoder for ChatEncoder {
             out.push(data(with_x_pura(chunk, &end.x_pura)));
         }
         if let Some(msg) = &end.error {
-            let line = StreamError {
-                error: ErrorObject {
-                    message: msg,
-                    kind: "upstream_error",
-                    param: None,
-                    code: "upstream_failed",
-                },
-            };
-            out.push(data(serde_json::to_string(&line).unwrap_or_default()));
+            // The in-stream error line after the first byte has gone out.
+            let err = ApiError::UpstreamFailed(msg.clone());
+            out.push(data(
+                serde_json::to_string(&err.envelope()).unwrap_or_default(),
+            ));
         }
         out.push(data("[DONE]"));
     }

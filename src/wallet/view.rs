@@ -40,13 +40,6 @@ pub fn status(inv: &Invoice) -> InvoiceStatusView {
     }
 }
 
-/// For the transitional `lightning::invoices::view` that `routes/chat.rs` still calls.
-impl crate::lightning::invoices::FundView for Invoice {
-    fn fund_view(&self, base_url: &str) -> InvoiceView {
-        invoice(self, base_url)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
