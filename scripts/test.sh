@@ -13,6 +13,13 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, pytest
 fi
 export PURA_TEST_PYTHON="$PWD/$VENV/bin/python"
 
+# The real coding agents from npm (each package ships its native binary), in a project folder.
+AGENTS=.npm-agents
+if [ ! -x "$AGENTS/node_modules/.bin/codex" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$AGENTS" @openai/codex >/dev/null
+fi
+export PURA_TEST_CODEX="$PWD/$AGENTS/node_modules/.bin/codex"
+
 export LNBITS_HOME="${TMPDIR:-/tmp}/pura-lnbits-$$"
 export LNBITS_PORT="$("$PURA_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 trap 'scripts/lnbits-down.sh >/dev/null 2>&1 || true; rm -rf "$LNBITS_HOME"' EXIT

@@ -125,6 +125,10 @@ pub struct ProviderConfig {
     pub cached_input_price_per_1k: Option<f64>,
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// The upstream serves OpenAI's `/responses` (OpenAI itself): Responses requests go to it
+    /// natively instead of being translated to Chat Completions.
+    #[serde(default)]
+    pub responses_api: bool,
     /// `false` switches a provider off even when its key is present.
     #[serde(default = "yes")]
     pub enabled: bool,

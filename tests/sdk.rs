@@ -40,6 +40,7 @@ async fn openai_python_sdk_is_a_happy_client() {
             "-p",
             "no:cacheprovider",
             "tests/sdk/test_openai_sdk.py",
+            "tests/sdk/test_openai_responses.py",
         ])
         .env("PURA_BASE", &gw.url)
         .env("PURA_KEY", &key)

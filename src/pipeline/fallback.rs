@@ -36,7 +36,7 @@ pub async fn run(
         let spec = &candidate.provider;
         let adapter = adapter(spec.dialect);
         // The client's own protocol goes through natively to an upstream that speaks it.
-        let call = match native.filter(|n| n.dialect == spec.dialect) {
+        let call = match native.filter(|n| spec.takes_native(n)) {
             Some(n) => adapter.build_native(spec, &candidate.model, n, stream),
             None => adapter.build(spec, &candidate.model, req, stream),
         };

@@ -420,6 +420,7 @@ mod tests {
                 output_per_1k: 0.0,
                 cached_input_per_1k: None,
             },
+            responses_api: false,
             timeout: std::time::Duration::from_secs(60),
         }
     }

@@ -22,6 +22,7 @@ fn spec(name: &str, p: &ProviderConfig, api_key: Secret) -> ProviderSpec {
             output_per_1k: p.output_price_per_1k.unwrap_or(flat),
             cached_input_per_1k: p.cached_input_price_per_1k,
         },
+        responses_api: p.responses_api,
         timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(60)),
     }
 }

@@ -37,6 +37,8 @@ pub struct ProviderSpec {
     /// The first model is the one `auto` uses for this provider.
     pub models: Vec<String>,
     pub price: Price,
+    /// Serves OpenAI's `/responses`, so Responses requests go to it natively.
+    pub responses_api: bool,
     pub timeout: Duration,
 }
 
@@ -44,6 +46,11 @@ impl ProviderSpec {
     /// What `usage` costs at this provider's catalogue price.
     pub fn cost(&self, usage: &Usage) -> Micros {
         self.price.cost(usage)
+    }
+
+    /// Whether a client body in this protocol can go to this upstream as it is.
+    pub fn takes_native(&self, native: &NativeBody) -> bool {
+        native.dialect == self.dialect && (self.dialect != Dialect::Openai || self.responses_api)
     }
 
     pub fn serves(&self, model: &str) -> bool {

@@ -90,6 +90,8 @@ pub enum Behavior {
 struct State {
     behavior: Behavior,
     reply: String,
+    /// Answer with text even when tools are declared (a one-shot answer to an agent).
+    no_tools: bool,
     hits: usize,
     last_request: Option<Value>,
     last_path: Option<String>,
@@ -123,6 +125,7 @@ impl FakeUpstream {
             state: Mutex::new(State {
                 behavior: Behavior::Normal,
                 reply: format!("Hello from fake {}!", dialect.name()),
+                no_tools: false,
                 hits: 0,
                 last_request: None,
                 last_path: None,
@@ -213,6 +216,11 @@ impl FakeUpstream {
     }
 
     /// Sets the assistant text (streams send it in one delta per word, leading space kept).
+    /// `false`: answer with text even when the request declares tools.
+    pub fn set_tool_calls(&self, on: bool) {
+        self.inner.lock().no_tools = !on;
+    }
+
     pub fn set_reply_text(&self, text: &str) {
         self.inner.lock().reply = text.to_string();
     }
@@ -881,7 +889,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     let path = req.path().to_string();
     let route = chat_route(d, req.method(), &path);
     let parsed = serde_json::from_slice::<Value>(&raw);
-    let (behavior, reply) = {
+    let (behavior, reply, no_tools) = {
         let mut st = inner.lock();
         st.last_path = Some(
             req.uri()
@@ -896,7 +904,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
                 Err(_) => Value::String(String::from_utf8_lossy(&raw).into_owned()),
             });
         }
-        (st.behavior.clone(), st.reply.clone())
+        (st.behavior.clone(), st.reply.clone(), st.no_tools)
     };
     if let Err(e) = check_auth(d, &req) {
         return render(d, e);
@@ -921,7 +929,11 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
         );
     };
     if path == "/v1/responses" {
-        return responses(&inner, parsed.ok(), behavior, reply);
+        let mut body = parsed.ok();
+        if let (true, Some(Value::Object(b))) = (no_tools, body.as_mut()) {
+            b.remove("tools");
+        }
+        return responses(&inner, body, behavior, reply);
     }
     if d == FakeDialect::Anthropic && req.headers().get("anthropic-version").is_none() {
         return render(d, err(400, "anthropic-version: header is required"));
@@ -955,7 +967,15 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     } else {
         body["stream"] == true
     };
-    let plan = Plan::new(d, &body, model, reply);
+    let plan = if no_tools {
+        let mut b = body.clone();
+        if let Some(o) = b.as_object_mut() {
+            o.remove("tools");
+        }
+        Plan::new(d, &b, model, reply)
+    } else {
+        Plan::new(d, &body, model, reply)
+    };
     let gap = match behavior {
         Behavior::SlowStream(g) => g,
         _ => Duration::from_millis(5),
