@@ -86,7 +86,7 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-async fn authenticate(
+pub async fn authenticate(
     state: web::Data<AppState>,
     token: Option<String>,
 ) -> Result<AuthedKey, ApiError> {
