@@ -602,3 +602,158 @@ async fn anthropic_python_sdk_is_a_happy_client() {
         gw.log()
     );
 }
+
+/// One run of a real agent: what was run, how it ended, what it said.
+struct Transcript {
+    command: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Transcript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\nexit code: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.command,
+            self.code,
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+}
+
+/// Runs `claude -p PROMPT ARGS…` in `repo` with a fresh HOME, pointed at the gateway, kept
+/// off the internet (no telemetry, no updates, no nonessential traffic).
+fn claude(bin: &str, gw: &Gateway, key: &str, repo: &std::path::Path, args: &[&str]) -> Transcript {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.arg("300").arg(bin).arg("-p").args(args);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", &gw.url)
+        .env("ANTHROPIC_API_KEY", key)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .current_dir(repo);
+    let out = cmd.output().expect("run claude");
+    let quoted: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    Transcript {
+        command: format!(
+            "ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY=pura_… CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 HOME=$(mktemp -d) claude -p {}",
+            gw.url,
+            quoted.join(" ")
+        ),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Whether a request body hands a tool result back (Anthropic `tool_result` block or OpenAI
+/// `tool` message).
+fn has_tool_result(body: &Value) -> bool {
+    body["messages"].as_array().into_iter().flatten().any(|m| {
+        m["role"] == "tool"
+            || m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+    })
+}
+
+/// The real Claude Code (`claude -p`, from npm) against the gateway, with an Anthropic and
+/// with an OpenAI upstream behind its default model id (an unknown claude-* id, routed as
+/// `auto`): a plain answer, and a turn where the upstream calls Bash, Claude Code runs it and
+/// hands the result back. Needs PURA_TEST_CLAUDE (the binary; scripts/test.sh installs it).
+#[actix_web::test]
+async fn claude_code_answers_and_runs_a_tool_through_pura() {
+    let Ok(bin) = std::env::var("PURA_TEST_CLAUDE") else {
+        eprintln!("PURA_TEST_CLAUDE unset: run scripts/test.sh, which installs Claude Code");
+        return;
+    };
+    for dialect in [FakeDialect::Anthropic, FakeDialect::OpenAi] {
+        let fake = FakeUpstream::start(dialect);
+        let toml = match dialect {
+            FakeDialect::Anthropic => {
+                provider_toml("anthropic", &fake, "premium", NATIVE_MODEL, 0.003)
+            }
+            _ => provider_toml("openai", &fake, "mid", "gpt-4o", 0.005),
+        };
+        let gw = Gateway::start(&toml, &[]);
+        let (key_id, key) = gw.key().await;
+        let repo = tempfile::tempdir().expect("repo");
+
+        let plain = claude(&bin, &gw, &key, repo.path(), &["Say hello", "--tools", ""]);
+        println!("=== {dialect:?} upstream, plain answer\n{plain}\n");
+        assert_eq!(plain.code, Some(0), "{plain}\ngateway log:\n{}", gw.log());
+        assert!(plain.stdout.contains("Hello from fake"), "{plain}");
+
+        fake.set_tool_input(json!({"command": "echo pura-tool-ok > tool-ran.txt",
+            "description": "Write a marker file"}));
+        let tool = claude(
+            &bin,
+            &gw,
+            &key,
+            repo.path(),
+            &[
+                "Write the marker file",
+                "--tools",
+                "Bash",
+                "--allowedTools",
+                "Bash",
+            ],
+        );
+        println!("=== {dialect:?} upstream, tool-use turn\n{tool}\n");
+        assert_eq!(tool.code, Some(0), "{tool}\ngateway log:\n{}", gw.log());
+        assert!(tool.stdout.contains("Hello from fake"), "{tool}");
+        let marker = std::fs::read_to_string(repo.path().join("tool-ran.txt")).unwrap_or_default();
+        assert_eq!(
+            marker.trim(),
+            "pura-tool-ok",
+            "Claude Code ran the upstream's Bash call"
+        );
+        assert!(
+            fake.requests().iter().any(has_tool_result),
+            "the tool result went back upstream"
+        );
+        let rows = gw.usage_rows(&key_id);
+        assert!(
+            rows.iter().all(|r| r.status == "ok"),
+            "{:?}",
+            rows.iter().map(|r| &r.status).collect::<Vec<_>>()
+        );
+        println!(
+            "{dialect:?}: {} upstream requests, {} usage rows",
+            fake.hits(),
+            rows.len()
+        );
+        for r in fake.requests() {
+            let tools = r["tools"].as_array().map_or(0, Vec::len);
+            println!(
+                "  upstream got model={} stream={} messages={} tools={tools} tool_result={}",
+                r["model"],
+                r["stream"],
+                r["messages"].as_array().map_or(0, Vec::len),
+                has_tool_result(&r)
+            );
+        }
+        for line in gw
+            .log()
+            .lines()
+            .filter(|l| l.contains("\" 2") || l.contains("\" 4") || l.contains("\" 5"))
+        {
+            println!("  gateway: {}", line.rsplit("] ").next().unwrap_or(line));
+        }
+        if dialect == FakeDialect::Anthropic {
+            println!(
+                "  anthropic-version={:?} anthropic-beta={:?}",
+                fake.last_header("anthropic-version"),
+                fake.last_header("anthropic-beta")
+            );
+        }
+    }
+}

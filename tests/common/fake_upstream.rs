@@ -104,6 +104,10 @@ struct State {
     last_raw: Option<String>,
     /// Prompt tokens the Anthropic fake reports as read from its prompt cache.
     cache_read: u64,
+    /// Every chat request body, in arrival order.
+    requests: Vec<Value>,
+    /// Arguments for tool calls instead of the schema-derived ones.
+    tool_input: Option<Value>,
 }
 
 struct Inner {
@@ -139,6 +143,8 @@ impl FakeUpstream {
                 last_headers: None,
                 last_raw: None,
                 cache_read: 0,
+                requests: Vec::new(),
+                tool_input: None,
             }),
             cancelled: AtomicUsize::new(0),
         });
@@ -227,6 +233,16 @@ impl FakeUpstream {
     /// The last chat request's body as the bytes that arrived (lossy UTF-8).
     pub fn last_raw_request(&self) -> Option<String> {
         self.inner.lock().last_raw.clone()
+    }
+
+    /// Every chat request body received so far, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.inner.lock().requests.clone()
+    }
+
+    /// Tool calls get these arguments instead of the ones derived from the tool's schema.
+    pub fn set_tool_input(&self, input: Value) {
+        self.inner.lock().tool_input = Some(input);
     }
 
     /// Anthropic: report this many of the prompt tokens as `cache_read_input_tokens`.
@@ -934,7 +950,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     let path = req.path().to_string();
     let route = chat_route(d, req.method(), &path);
     let parsed = serde_json::from_slice::<Value>(&raw);
-    let (behavior, reply, cache_read) = {
+    let (behavior, reply, cache_read, tool_input) = {
         let mut st = inner.lock();
         st.last_path = Some(
             req.uri()
@@ -945,12 +961,20 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
         if route.is_some() {
             st.hits += 1;
             st.last_raw = Some(String::from_utf8_lossy(&raw).into_owned());
+            if let Ok(v) = &parsed {
+                st.requests.push(v.clone());
+            }
             st.last_request = Some(match &parsed {
                 Ok(v) => v.clone(),
                 Err(_) => Value::String(String::from_utf8_lossy(&raw).into_owned()),
             });
         }
-        (st.behavior.clone(), st.reply.clone(), st.cache_read)
+        (
+            st.behavior.clone(),
+            st.reply.clone(),
+            st.cache_read,
+            st.tool_input.clone(),
+        )
     };
     if let Err(e) = check_auth(d, &req) {
         return render(d, e);
@@ -1008,6 +1032,9 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     };
     let mut plan = Plan::new(d, &body, model, reply);
     plan.cache_read = cache_read.min(plan.prompt);
+    if let (Some((_, args)), Some(input)) = (plan.tool.as_mut(), tool_input) {
+        *args = input;
+    }
     let gap = match behavior {
         Behavior::SlowStream(g) => g,
         _ => Duration::from_millis(5),
