@@ -558,6 +558,85 @@ async fn count_tokens_models_and_head() {
     assert_eq!(resp.status().as_u16(), 200);
 }
 
+#[actix_web::test]
+async fn translated_reasoning_becomes_a_thinking_block() {
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let reasoning = "First add the numbers, then answer.";
+    fake.set_reasoning(reasoning);
+    let gw = Gateway::start(&provider_toml("openai", &fake, "mid", "gpt-4o", 1.0), &[]);
+    let (_, key) = gw.key().await;
+    let headers = anthropic_headers(&key);
+    for stream in [false, true] {
+        let body = json!({"model": "gpt-4o", "max_tokens": 100, "stream": stream,
+            "messages": [{"role": "user", "content": "What is 2+2?"}]});
+        let r = post(&gw, "/v1/messages", &headers, &body).await;
+        let m = if stream {
+            assemble(&events(&r))
+        } else {
+            r.json()
+        };
+        assert_eq!(m["content"][0]["type"], "thinking", "{m}");
+        assert_eq!(m["content"][0]["thinking"], reasoning);
+        assert_eq!(
+            m["content"][1],
+            json!({"type": "text", "text": "Hello from fake OpenAI!"})
+        );
+        assert_eq!(m["stop_reason"], "end_turn");
+    }
+}
+
+#[actix_web::test]
+async fn a_stream_failing_after_its_first_byte_ends_with_an_error_event_billed_once() {
+    for (dialect, model) in [
+        (FakeDialect::Anthropic, NATIVE_MODEL),
+        (FakeDialect::OpenAi, "gpt-4o"),
+    ] {
+        let fake = FakeUpstream::start(dialect);
+        let name = if dialect == FakeDialect::Anthropic {
+            "anthropic"
+        } else {
+            "openai"
+        };
+        let gw = Gateway::start(&provider_toml(name, &fake, "mid", model, 1.0), &[]);
+        let (key_id, key) = gw.key().await;
+        fake.set_behavior(common::Behavior::MidStreamError);
+        let body = json!({"model": model, "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "Say hello"}]});
+        let r = post(&gw, "/v1/messages", &anthropic_headers(&key), &body).await;
+        let evs = events(&r);
+        assert_eq!(evs[0].0, "message_start", "{dialect:?}");
+        let (last, data) = evs.last().expect("events");
+        assert_eq!(last, "error", "{dialect:?}: {}", r.text());
+        assert!(data["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert!(!evs.iter().any(|e| e.0 == "message_stop"));
+        assert_eq!(evs.iter().filter(|e| e.0 == "error").count(), 1);
+        let rows = gw.usage_rows(&key_id);
+        assert_eq!(rows.len(), 1, "{dialect:?}");
+        assert_eq!(rows[0].status, "upstream_error");
+    }
+}
+
+#[actix_web::test]
+async fn rate_limited_in_anthropic_shape_with_retry_after() {
+    let fake = FakeUpstream::start(FakeDialect::Anthropic);
+    let gw = Gateway::start(
+        &provider_toml("anthropic", &fake, "premium", NATIVE_MODEL, 1.0),
+        &[("PURA__LIMITS__RPM", "1")],
+    );
+    let (_, key) = gw.key().await;
+    let body = json!({"model": NATIVE_MODEL, "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let headers = anthropic_headers(&key);
+    assert_eq!(post(&gw, "/v1/messages", &headers, &body).await.status, 200);
+    let r = post(&gw, "/v1/messages", &headers, &body).await;
+    anthropic_error(&r, 429, "rate_limit_error");
+    assert!(r
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+}
+
 /// The official `anthropic` Python SDK (tests/sdk/test_anthropic_sdk.py) against the gateway:
 /// messages.create, messages.stream, count_tokens, tool use, and thinking blocks handed back to
 /// an Anthropic upstream that checks their signatures. Needs PURA_TEST_PYTHON (scripts/test.sh).

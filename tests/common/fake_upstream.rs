@@ -108,6 +108,9 @@ struct State {
     requests: Vec<Value>,
     /// Arguments for tool calls instead of the schema-derived ones.
     tool_input: Option<Value>,
+    /// OpenAI: reasoning text sent as `reasoning_content` before the answer (as DeepSeek and
+    /// vLLM reasoning servers do).
+    reasoning: Option<String>,
 }
 
 struct Inner {
@@ -145,6 +148,7 @@ impl FakeUpstream {
                 cache_read: 0,
                 requests: Vec::new(),
                 tool_input: None,
+                reasoning: None,
             }),
             cancelled: AtomicUsize::new(0),
         });
@@ -243,6 +247,12 @@ impl FakeUpstream {
     /// Tool calls get these arguments instead of the ones derived from the tool's schema.
     pub fn set_tool_input(&self, input: Value) {
         self.inner.lock().tool_input = Some(input);
+    }
+
+    /// OpenAI: answer with this `reasoning_content` before the text (its words count as
+    /// completion tokens).
+    pub fn set_reasoning(&self, text: &str) {
+        self.inner.lock().reasoning = Some(text.to_string());
     }
 
     /// Anthropic: report this many of the prompt tokens as `cache_read_input_tokens`.
@@ -402,7 +412,8 @@ struct Plan {
     completion: u64,
     text: String,
     tool: Option<(String, Value)>,
-    /// Anthropic: the thinking block to answer first (the request enabled thinking).
+    /// The thinking block to answer first (Anthropic, when the request enabled thinking), or
+    /// the `reasoning_content` to stream before the text (OpenAI, when scripted).
     thinking: Option<String>,
     /// Anthropic: prompt tokens reported as cache reads.
     cache_read: u64,
@@ -950,7 +961,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     let path = req.path().to_string();
     let route = chat_route(d, req.method(), &path);
     let parsed = serde_json::from_slice::<Value>(&raw);
-    let (behavior, reply, cache_read, tool_input) = {
+    let (behavior, reply, cache_read, tool_input, reasoning) = {
         let mut st = inner.lock();
         st.last_path = Some(
             req.uri()
@@ -974,6 +985,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
             st.reply.clone(),
             st.cache_read,
             st.tool_input.clone(),
+            st.reasoning.clone(),
         )
     };
     if let Err(e) = check_auth(d, &req) {
@@ -1032,6 +1044,10 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     };
     let mut plan = Plan::new(d, &body, model, reply);
     plan.cache_read = cache_read.min(plan.prompt);
+    if matches!(d, FakeDialect::OpenAi | FakeDialect::Groq) && plan.tool.is_none() {
+        plan.completion += reasoning.as_deref().map_or(0, completion_tokens_for);
+        plan.thinking = reasoning;
+    }
     if let (Some((_, args)), Some(input)) = (plan.tool.as_mut(), tool_input) {
         *args = input;
     }
@@ -1189,10 +1205,14 @@ fn openai_json(d: FakeDialect, p: &Plan) -> Value {
             "type": "function", "function": {"name": name, "arguments": args.to_string()}}], "refusal": null, "annotations": []}),
             "tool_calls",
         ),
-        None => (
-            json!({"role": "assistant", "content": p.text, "refusal": null, "annotations": []}),
-            "stop",
-        ),
+        None => {
+            let mut m =
+                json!({"role": "assistant", "content": p.text, "refusal": null, "annotations": []});
+            if let Some(r) = &p.thinking {
+                m["reasoning_content"] = json!(r);
+            }
+            (m, "stop")
+        }
     };
     let mut v = json!({"id": format!("chatcmpl-{}", rnd(29, ALNUM)), "object": "chat.completion", "created": now(), "model": p.model,
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
@@ -1240,9 +1260,10 @@ fn openai_stream(
         ),
         None => (
             mk(json!({"role": "assistant", "content": ""}), Value::Null),
-            pieces(&p.text)
+            pieces(p.thinking.as_deref().unwrap_or_default())
                 .into_iter()
-                .map(|t| json!({"content": t}))
+                .map(|t| json!({"reasoning_content": t}))
+                .chain(pieces(&p.text).into_iter().map(|t| json!({"content": t})))
                 .collect(),
         ),
     };
