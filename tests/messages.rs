@@ -334,6 +334,17 @@ async fn translated_to_openai_json_and_stream() {
     assert_eq!(json_row.cost_micros, json_cost);
     assert_eq!(stream_row.cost_micros, stream_cost);
     assert_eq!(stream_row.prompt_tokens, prompt as i64);
+
+    // A catalogue Claude model whose provider is not enabled is routed as auto too.
+    let r = post(
+        &gw,
+        "/v1/messages",
+        &headers,
+        &claude_code_body(NATIVE_MODEL, false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-pura-model"), Some("gpt-4o"));
     assert_eq!(stream_row.completion_tokens, 4);
 }
 
@@ -449,6 +460,14 @@ async fn errors_have_anthropic_shape() {
     let v = anthropic_error(&r, 400, "invalid_request_error");
     assert!(str(&v["error"]["message"]).contains("max_tokens"));
     let r = post(&gw, "/v1/messages", &headers, &json!({"model": 5})).await;
+    anthropic_error(&r, 400, "invalid_request_error");
+    let r = post(
+        &gw,
+        "/v1/messages",
+        &headers,
+        &json!({"model": "x", "max_tokens": 5, "messages": "hi"}),
+    )
+    .await;
     anthropic_error(&r, 400, "invalid_request_error");
     let mut unknown = body.clone();
     unknown["model"] = json!("not-a-model");
@@ -616,6 +635,51 @@ async fn a_stream_failing_after_its_first_byte_ends_with_an_error_event_billed_o
         assert_eq!(rows.len(), 1, "{dialect:?}");
         assert_eq!(rows[0].status, "upstream_error");
     }
+}
+
+#[actix_web::test]
+async fn an_abandoned_native_stream_is_billed_for_what_streamed() {
+    let fake = FakeUpstream::start(FakeDialect::Anthropic);
+    fake.set_behavior(common::Behavior::SlowStream(
+        std::time::Duration::from_millis(150),
+    ));
+    fake.set_reply_text(&"word ".repeat(60));
+    let gw = Gateway::start(
+        &provider_toml("anthropic", &fake, "premium", NATIVE_MODEL, 1.0),
+        &[],
+    );
+    let (key_id, key) = gw.key().await;
+    {
+        let body = json!({"model": NATIVE_MODEL, "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "Count words"}]});
+        let mut resp = gw
+            .client()
+            .post(format!("{}/v1/messages", gw.url))
+            .insert_header(("x-api-key", key.as_str()))
+            .insert_header(("anthropic-version", "2023-06-01"))
+            .send_json(&body)
+            .await
+            .expect("stream");
+        use futures_util::StreamExt;
+        for _ in 0..5 {
+            assert!(resp.next().await.is_some_and(|c| c.is_ok()));
+        }
+    }
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = gw.usage_rows(&key_id);
+        if !rows.is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "client_closed");
+    assert!(
+        rows[0].completion_tokens > 0 && rows[0].completion_tokens < 60,
+        "{}",
+        rows[0].completion_tokens
+    );
 }
 
 #[actix_web::test]

@@ -6,9 +6,11 @@
 //! Errors on these paths have Anthropic's envelope ([`AnthropicError`]).
 //!
 //! Model ids: Claude Code sends Anthropic's own ids (`claude-sonnet-4-5`, `claude-3-5-haiku-…`).
-//! An id that is configured (a concrete model, an alias, a tier, `auto`) is used as it is; any
-//! other id starting with `claude` is routed as [`UNKNOWN_CLAUDE_MODEL`] (`auto`), so an agent
-//! works against any set of upstreams. `[routing] aliases` pins an id to a model or tier.
+//! An id the gateway can serve (`auto`, a tier, an alias, a model of an enabled provider) is
+//! used as it is; any other id starting with `claude` (including a catalogue Claude model whose
+//! provider is not enabled) is routed as [`UNKNOWN_CLAUDE_MODEL`] (`auto`), so an agent works
+//! against any set of upstreams. `[routing] aliases` maps an id to a model or a tier, e.g.
+//! `aliases = { "claude-3-5-haiku-latest" = "cheap", "claude-sonnet-4-6" = "premium" }`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -31,7 +33,7 @@ use super::Encoder;
 /// Where an unknown `claude-*` model id is routed.
 pub const UNKNOWN_CLAUDE_MODEL: &str = "auto";
 
-/// The model to route: `requested` when it is configured (`known`), else `auto` for ids
+/// The model to route: `requested` when this gateway serves it (`known`), else `auto` for ids
 /// starting with `claude`; anything else stays as it is (and is answered 404 by the router).
 pub fn route_model(requested: &str, known: impl Fn(&str) -> bool) -> Option<String> {
     if requested.is_empty() {
@@ -622,11 +624,12 @@ impl ResponseError for AnthropicError {
 }
 
 /// Turns an extractor's or handler's `actix_web::Error` into the Anthropic envelope.
-pub fn from_actix(e: actix_web::Error) -> AnthropicError {
+/// `limit` is the body limit, for a 413.
+pub fn from_actix(e: actix_web::Error, limit: usize) -> AnthropicError {
     let status = e.as_response_error().status_code();
     let message = e.to_string();
     AnthropicError(match status.as_u16() {
-        413 => ApiError::TooLarge(0),
+        413 => ApiError::TooLarge(limit),
         _ => ApiError::bad_request(format!("Invalid request body: {message}")),
     })
 }

@@ -21,6 +21,7 @@ use crate::pipeline::{self, Ctx, Inbound, Outcome};
 use crate::protocols::messages::{self as proto, AnthropicError, MessagesEncoder};
 use crate::protocols::{self, header};
 use crate::providers::{Dialect, NativeBody};
+use crate::routing::Target;
 use crate::state::AppState;
 
 /// The `anthropic-version` sent upstream when the client sent none.
@@ -60,9 +61,10 @@ impl FromRequest for AnthropicKey {
 
 /// The body as a JSON object (kept for a native upstream) and as typed Messages fields.
 fn parse(
+    state: &AppState,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<(Map<String, Value>, MessagesRequest), AnthropicError> {
-    let bytes = body.map_err(proto::from_actix)?;
+    let bytes = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
     let map: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!(
             "There was an error parsing the body of your request: {e}"
@@ -94,6 +96,16 @@ fn mirror_request_id(resp: &mut HttpResponse) {
     }
 }
 
+/// Whether `model` names something this gateway can serve: `auto`, a tier, an alias, or a
+/// model an enabled provider serves (a catalogue model without its provider is not).
+fn servable(state: &AppState, model: &str) -> bool {
+    match state.router.resolve(Some(model)) {
+        Ok(Target::Model(name)) => state.router.providers().any(|p| p.serves(&name)),
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
 /// `POST /v1/messages`.
 pub async fn create(
     req: HttpRequest,
@@ -102,9 +114,9 @@ pub async fn create(
     client: web::Data<awc::Client>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AnthropicError> {
-    let (raw, wire) = parse(body)?;
+    let (raw, wire) = parse(&state, body)?;
     proto::validate(&wire)?;
-    let model = proto::route_model(&wire.model, |m| state.router.resolve(Some(m)).is_ok());
+    let model = proto::route_model(&wire.model, |m| servable(&state, m));
     let chat = proto::decode(&wire, model)?;
     let stream = wire.stream.unwrap_or(false);
     let mut hints = protocols::hints(&req);
@@ -159,9 +171,10 @@ pub async fn create(
 /// call is made and nothing is billed.
 pub async fn count_tokens(
     _key: AnthropicKey,
+    state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AnthropicError> {
-    let (raw, wire) = parse(body)?;
+    let (raw, wire) = parse(&state, body)?;
     let chars = proto::prompt_chars(&wire, &raw);
     let input_tokens = crate::money::estimate_tokens(chars).max(1);
     Ok(HttpResponse::Ok().json(TokenCount { input_tokens }))
