@@ -168,6 +168,9 @@ pub enum ToolChoice {
         disable_parallel_tool_use: Option<bool>,
     },
     None,
+    /// A choice this gateway does not know yet: left to the model (`auto`).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ToolChoice {
@@ -183,7 +186,7 @@ impl ToolChoice {
                 disable_parallel_tool_use,
                 ..
             } => *disable_parallel_tool_use == Some(true),
-            ToolChoice::None => false,
+            ToolChoice::None | ToolChoice::Unknown => false,
         }
     }
 }

@@ -237,7 +237,7 @@ fn tools(req: &MessagesRequest) -> Option<Vec<Tool>> {
 
 fn tool_choice(choice: &ToolChoice) -> Value {
     match choice {
-        ToolChoice::Auto { .. } => json!("auto"),
+        ToolChoice::Auto { .. } | ToolChoice::Unknown => json!("auto"),
         ToolChoice::Any { .. } => json!("required"),
         ToolChoice::None => json!("none"),
         ToolChoice::Tool { name, .. } => json!({"type": "function", "function": {"name": name}}),
