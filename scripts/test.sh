@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and integration tests on SQLite, then again on PostgreSQL when
 # PURA_TEST_DATABASE_URL is set. Installs what the tests need on first use: a venv with the
-# official openai Python SDK, pytest and aiosmtpd (.venv), and LNbits with its FakeWallet
+# official openai and anthropic Python SDKs, pytest and aiosmtpd (.venv), Claude Code from npm
+# (.npm-agents, its native binary inside the package), and LNbits with its FakeWallet
 # (.lnbits-venv), which it starts on a free loopback port and stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, pytest, aiosmtpd" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai, anthropic, pytest, aiosmtpd" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai>=1.109,<4" "pytest>=8,<9" "aiosmtpd>=1.4,<2"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "openai>=1.109,<4" "anthropic>=0.75,<3" "pytest>=8,<9" "aiosmtpd>=1.4,<2"
 fi
 export PURA_TEST_PYTHON="$PWD/$VENV/bin/python"
 
-# The real coding agents from npm (each package ships its native binary), in a project folder.
+# The real coding agents from npm (each package ships its native binary in a per-platform
+# optional dependency, no postinstall needed), in a project folder: tests/codex.rs runs Codex,
+# tests/messages.rs runs Claude Code.
 AGENTS=.npm-agents
-if [ ! -x "$AGENTS/node_modules/.bin/codex" ]; then
-  npm install --silent --no-audit --no-fund --prefix "$AGENTS" @openai/codex >/dev/null
+if [ ! -x "$AGENTS/node_modules/.bin/codex" ] || [ ! -d "$AGENTS/node_modules/@anthropic-ai/claude-code" ]; then
+  mkdir -p "$AGENTS"
+  npm install --silent --no-audit --no-fund --prefix "$AGENTS" @openai/codex @anthropic-ai/claude-code >/dev/null
 fi
 export PURA_TEST_CODEX="$PWD/$AGENTS/node_modules/.bin/codex"
+CLAUDE_BIN="$(ls "$PWD/$AGENTS"/node_modules/@anthropic-ai/claude-code-*/claude 2>/dev/null | head -n 1 || true)"
+if [ -n "$CLAUDE_BIN" ]; then
+  export PURA_TEST_CLAUDE="$CLAUDE_BIN"
+fi
 
 export LNBITS_HOME="${TMPDIR:-/tmp}/pura-lnbits-$$"
 export LNBITS_PORT="$("$PURA_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

@@ -1,6 +1,7 @@
 //! OpenAI wire types shared by handlers and provider adapters.
 
 pub mod chat;
+pub mod messages;
 pub mod responses;
 pub mod usage;
 pub mod views;

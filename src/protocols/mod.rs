@@ -4,6 +4,7 @@
 //! file here (plus its routes); the pipeline never learns about wire formats.
 
 pub mod chat;
+pub mod messages;
 pub mod responses;
 
 use std::convert::Infallible;

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::messages::{self, bad_messages, text_of, Image, Part};
 use super::sse::SseEvent;
 use super::{chunk, error_message};
-use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
+use super::{Completion, NativeBody, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
 use crate::api::chat::Tool;
 use crate::api::{ChatRequest, Message, Role, Usage};
 use crate::error::ApiError;
@@ -374,6 +374,116 @@ impl StreamTranslator for Translator {
     }
 }
 
+/// Builds the call for a client's own Messages body: `model` and `stream` set, everything
+/// else as the client sent it (thinking blocks with their signatures, `cache_control`, betas),
+/// with the client's `anthropic-version` / `anthropic-beta` headers.
+pub fn build_native(
+    p: &ProviderSpec,
+    model: &str,
+    native: &NativeBody,
+    stream: bool,
+) -> Result<UpstreamCall, ApiError> {
+    let mut body = native.body.clone();
+    body.insert("model".into(), json!(model));
+    body.insert("stream".into(), json!(stream));
+    let mut headers = vec![("x-api-key", p.api_key.expose().to_owned())];
+    headers.extend(native.headers.iter().cloned());
+    if !headers.iter().any(|(n, _)| *n == "anthropic-version") {
+        headers.push(("anthropic-version", "2023-06-01".to_owned()));
+    }
+    Ok(UpstreamCall {
+        url: format!("{}/messages", p.base_url),
+        headers,
+        body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
+        native: true,
+    })
+}
+
+/// Canonical usage of an Anthropic `usage` object: cache reads and writes count as prompt
+/// tokens, reads also as `cached_tokens` (priced at the cached rate).
+fn usage_of(u: &Value, output: u64) -> Usage {
+    Usage::new(prompt_tokens(u), output).with_details(count(u, "cache_read_input_tokens"), 0)
+}
+
+/// Reads the usage of a native `message` answer; its bytes go to the client as they came.
+pub fn parse_native(body: bytes::Bytes) -> Result<Completion, String> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("invalid JSON: {e}"))?;
+    if v["type"] == "error" {
+        return Err(format!("upstream error: {}", error_message(&body)));
+    }
+    if v["type"] != "message" {
+        return Err("upstream answer is not a message".into());
+    }
+    let usage = usage_of(&v["usage"], count(&v["usage"], "output_tokens"));
+    Ok(Completion {
+        body: Value::Null,
+        usage: Some(usage),
+        raw: Some(body),
+        native: true,
+    })
+}
+
+/// Passes a native Anthropic stream through event by event, reading its usage on the way:
+/// input (and cache) counts from `message_start`, final counts from `message_delta`.
+#[derive(Debug, Default)]
+pub struct NativeTranslator {
+    usage: Value,
+}
+
+impl StreamTranslator for NativeTranslator {
+    fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| format!("malformed event: {e}"))?;
+        let name = event.event.as_deref().or(v["type"].as_str()).unwrap_or("");
+        let text_chars = match name {
+            "content_block_delta" => ["text", "partial_json", "thinking"]
+                .iter()
+                .find_map(|k| v["delta"][*k].as_str())
+                .map_or(0, str::len),
+            _ => 0,
+        };
+        let native = StreamItem::Native {
+            event: SseEvent {
+                event: Some(name.to_owned()),
+                data: data.to_owned(),
+            },
+            text_chars,
+        };
+        let items = match name {
+            "message_start" => {
+                self.usage = v["message"]["usage"].clone();
+                vec![native]
+            }
+            "message_delta" => {
+                // Counts here are cumulative; newer API versions repeat the input counts too.
+                if let (Some(now), Some(seen)) =
+                    (v["usage"].as_object(), self.usage.as_object_mut())
+                {
+                    for (k, n) in now {
+                        seen.insert(k.clone(), n.clone());
+                    }
+                } else if self.usage.is_null() {
+                    self.usage = v["usage"].clone();
+                }
+                let usage = usage_of(&self.usage, count(&self.usage, "output_tokens"));
+                vec![native, StreamItem::Usage(usage)]
+            }
+            "message_stop" => vec![native, StreamItem::Done],
+            "error" => {
+                let message = v["error"]["message"].as_str().unwrap_or("upstream error");
+                let kind = v["error"]["type"].as_str().unwrap_or("api_error");
+                let error = json!({"message": message, "type": kind, "param": null, "code": null});
+                vec![native, StreamItem::Error(error)]
+            }
+            _ => vec![native],
+        };
+        Ok(items)
+    }
+}
+
 /// The Anthropic dialect behind the common [`Adapter`](super::Adapter) trait.
 pub struct Anthropic;
 
@@ -398,6 +508,24 @@ impl super::Adapter for Anthropic {
 
     fn request_id_header(&self) -> Option<&'static str> {
         Some("request-id")
+    }
+
+    fn build_native(
+        &self,
+        provider: &ProviderSpec,
+        model: &str,
+        native: &NativeBody,
+        stream: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        build_native(provider, model, native, stream)
+    }
+
+    fn parse_native(&self, body: bytes::Bytes) -> Result<Completion, String> {
+        parse_native(body)
+    }
+
+    fn native_translator(&self) -> Box<dyn StreamTranslator> {
+        Box::new(NativeTranslator::default())
     }
 }
 
@@ -688,6 +816,80 @@ data: {"type":"message_stop"}
             StreamItem::Done,
         ];
         assert_eq!(items, expected);
+    }
+
+    #[test]
+    fn native_call_keeps_the_body_and_forwards_headers() {
+        let mut body = Map::new();
+        body.insert("model".into(), json!("claude-3-5-haiku-latest"));
+        body.insert("max_tokens".into(), json!(10));
+        let thinking = json!({"type": "thinking", "thinking": "hm", "signature": "c2ln"});
+        let msgs = json!([{"role": "user", "content": [{"type": "text", "text": "hi",
+            "cache_control": {"type": "ephemeral"}}]}, {"role": "assistant", "content": [thinking]}]);
+        body.insert("messages".into(), msgs.clone());
+        let native = NativeBody {
+            dialect: crate::providers::Dialect::Anthropic,
+            body,
+            headers: vec![
+                ("anthropic-version", "2026-10-21".into()),
+                ("anthropic-beta", "interleaved-thinking-2025-05-14".into()),
+            ],
+        };
+        let call = build_native(&spec(), "claude-x", &native, true).unwrap();
+        assert!(call.native);
+        let b: Value = serde_json::from_slice(&call.body).unwrap();
+        assert_eq!(b["model"], "claude-x");
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["messages"], msgs);
+        assert_eq!(
+            call.headers,
+            vec![
+                ("x-api-key", "sk-ant".to_owned()),
+                ("anthropic-version", "2026-10-21".to_owned()),
+                (
+                    "anthropic-beta",
+                    "interleaved-thinking-2025-05-14".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn native_answer_and_stream_report_usage_with_cache_reads() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],
+            "stop_reason":"end_turn","usage":{"input_tokens":10,"cache_creation_input_tokens":2,"cache_read_input_tokens":30,"output_tokens":5}}"#;
+        let c = parse_native(bytes::Bytes::from_static(body)).unwrap();
+        assert!(c.native);
+        assert_eq!(c.raw.as_deref(), Some(&body[..]));
+        let usage = c.usage.unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (42, 5));
+        assert_eq!(usage.cached_tokens(), 30);
+
+        let mut t = NativeTranslator::default();
+        let mut items = Vec::new();
+        for ev in SseParser::default().feed(TOOL_STREAM.as_bytes()) {
+            items.extend(t.on_event(&ev).unwrap());
+        }
+        let natives = items
+            .iter()
+            .filter(|i| matches!(i, StreamItem::Native { .. }))
+            .count();
+        assert_eq!(natives, 14, "every event passes through");
+        let n = items.len();
+        assert_eq!(items[n - 1], StreamItem::Done);
+        assert!(
+            matches!(&items[n - 2], StreamItem::Native { event, .. } if event.event.as_deref() == Some("message_stop"))
+        );
+        assert!(items.contains(&StreamItem::Usage(Usage::new(377, 65))));
+        let err = t
+            .on_event(&SseEvent {
+                event: Some("error".into()),
+                data:
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                        .into(),
+            })
+            .unwrap();
+        assert!(matches!(&err[1], StreamItem::Error(e) if e["message"] == "Overloaded"));
     }
 
     #[test]

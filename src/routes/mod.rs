@@ -9,6 +9,7 @@ pub mod console;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod messages;
 pub mod models;
 pub mod report;
 pub mod responses;
@@ -20,9 +21,16 @@ use actix_web::web;
 /// Registers all routes (used by `main` and by tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(console::index))
+        .route("/", web::head().to(messages::head))
         .route("/static/console.js", web::get().to(console::script))
         .route("/static/console.css", web::get().to(console::style))
         .route("/health", web::get().to(health::health))
+        .route(
+            "/v1/models",
+            web::get()
+                .guard(actix_web::guard::fn_guard(messages::is_anthropic))
+                .to(messages::models),
+        )
         .route("/v1/models", web::get().to(models::list))
         .route("/api/models", web::get().to(models::list))
         .route("/v1/chat/completions", web::post().to(chat::openai))
@@ -30,6 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/chat", web::post().to(chat::native))
         .route("/v1/responses", web::post().to(responses::create))
         .route("/api/responses", web::post().to(responses::create))
+        .route("/v1/messages", web::post().to(messages::create))
+        .route(
+            "/v1/messages/count_tokens",
+            web::post().to(messages::count_tokens),
+        )
         .route("/api/keys", web::post().to(keys::create))
         .route("/api/keys/me", web::get().to(account::me))
         .route("/api/keys/me", web::patch().to(account::update))

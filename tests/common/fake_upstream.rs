@@ -16,7 +16,15 @@
 //! last turn is not a tool result (unless the tool choice forces a call). The called tool is the
 //! forced one or the first declared; its arguments fill each required (else every) schema
 //! property: string → "fake", number/integer → 42, boolean → true, array → [], object → {}.
+//!
+//! Anthropic extras: a request with `thinking.type = "enabled"` is answered with a thinking block
+//! ([`FAKE_THINKING`], signed with [`thinking_signature`]; its words count as completion tokens)
+//! before the answer, and a handed-back thinking block whose signature does not match is
+//! refused with 400, as the real API does. [`FakeUpstream::set_cache_read_tokens`] reports part
+//! of the prompt as cache reads.
 #![allow(dead_code)]
+// Error bodies are built once per fake request; boxing them buys nothing here.
+#![allow(clippy::result_large_err)]
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
@@ -96,6 +104,17 @@ struct State {
     last_request: Option<Value>,
     last_path: Option<String>,
     last_headers: Option<actix_web::http::header::HeaderMap>,
+    /// The last chat request's body exactly as it arrived.
+    last_raw: Option<String>,
+    /// Prompt tokens the Anthropic fake reports as read from its prompt cache.
+    cache_read: u64,
+    /// Every chat request body, in arrival order.
+    requests: Vec<Value>,
+    /// Arguments for tool calls instead of the schema-derived ones.
+    tool_input: Option<Value>,
+    /// OpenAI: reasoning text sent as `reasoning_content` before the answer (as DeepSeek and
+    /// vLLM reasoning servers do).
+    reasoning: Option<String>,
 }
 
 struct Inner {
@@ -130,6 +149,11 @@ impl FakeUpstream {
                 last_request: None,
                 last_path: None,
                 last_headers: None,
+                last_raw: None,
+                cache_read: 0,
+                requests: Vec::new(),
+                tool_input: None,
+                reasoning: None,
             }),
             cancelled: AtomicUsize::new(0),
         });
@@ -215,6 +239,32 @@ impl FakeUpstream {
         Some(String::from_utf8_lossy(v.as_bytes()).into_owned())
     }
 
+    /// The last chat request's body as the bytes that arrived (lossy UTF-8).
+    pub fn last_raw_request(&self) -> Option<String> {
+        self.inner.lock().last_raw.clone()
+    }
+
+    /// Every chat request body received so far, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.inner.lock().requests.clone()
+    }
+
+    /// Tool calls get these arguments instead of the ones derived from the tool's schema.
+    pub fn set_tool_input(&self, input: Value) {
+        self.inner.lock().tool_input = Some(input);
+    }
+
+    /// OpenAI: answer with this `reasoning_content` before the text (its words count as
+    /// completion tokens).
+    pub fn set_reasoning(&self, text: &str) {
+        self.inner.lock().reasoning = Some(text.to_string());
+    }
+
+    /// Anthropic: report this many of the prompt tokens as `cache_read_input_tokens`.
+    pub fn set_cache_read_tokens(&self, n: u64) {
+        self.inner.lock().cache_read = n;
+    }
+
     /// Sets the assistant text (streams send it in one delta per word, leading space kept).
     /// `false`: answer with text even when the request declares tools.
     pub fn set_tool_calls(&self, on: bool) {
@@ -265,6 +315,18 @@ pub fn prompt_tokens_for(body: &Value) -> u64 {
         v => walk(v, &mut n),
     }
     ((n / 4) as u64).max(1)
+}
+
+/// The thinking text the Anthropic fake answers with when a request enables thinking.
+pub const FAKE_THINKING: &str = "Let me think about this.";
+
+/// The signature the Anthropic fake gives a thinking block, and checks when one is handed
+/// back (as the real API rejects a thinking block whose signature does not match).
+pub fn thinking_signature(thinking: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("fake-thinking:{thinking}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// Completion tokens the fake reports for a text reply: its whitespace-separated word count.
@@ -360,6 +422,11 @@ struct Plan {
     completion: u64,
     text: String,
     tool: Option<(String, Value)>,
+    /// The thinking block to answer first (Anthropic, when the request enabled thinking), or
+    /// the `reasoning_content` to stream before the text (OpenAI, when scripted).
+    thinking: Option<String>,
+    /// Anthropic: prompt tokens reported as cache reads.
+    cache_read: u64,
 }
 
 impl Plan {
@@ -370,12 +437,17 @@ impl Plan {
         } else {
             completion_tokens_for(&text)
         };
+        let thinking = (d == FakeDialect::Anthropic && body["thinking"]["type"] == "enabled")
+            .then(|| FAKE_THINKING.to_string());
+        let completion = completion + thinking.as_deref().map_or(0, completion_tokens_for);
         Plan {
             model,
             prompt: prompt_tokens_for(body),
             completion,
             text,
             tool,
+            thinking,
+            cache_read: 0,
         }
     }
 }
@@ -794,6 +866,16 @@ fn validate_anthropic(b: &Value) -> Result<(), ApiErr> {
                 _ => {}
             }
         }
+        for (j, blk) in blocks.iter().enumerate() {
+            if blk["type"] == "thinking"
+                && blk["signature"].as_str() != Some(&thinking_signature(&str_of(&blk["thinking"])))
+            {
+                return Err(err(
+                    400,
+                    format!("messages.{i}.content.{j}: Invalid `signature` in `thinking` block"),
+                ));
+            }
+        }
         let results: Vec<(usize, String)> = blocks
             .iter()
             .enumerate()
@@ -889,7 +971,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     let path = req.path().to_string();
     let route = chat_route(d, req.method(), &path);
     let parsed = serde_json::from_slice::<Value>(&raw);
-    let (behavior, reply, no_tools) = {
+    let (behavior, reply, no_tools, cache_read, tool_input, reasoning) = {
         let mut st = inner.lock();
         st.last_path = Some(
             req.uri()
@@ -899,12 +981,23 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
         st.last_headers = Some(req.headers().clone());
         if route.is_some() {
             st.hits += 1;
+            st.last_raw = Some(String::from_utf8_lossy(&raw).into_owned());
+            if let Ok(v) = &parsed {
+                st.requests.push(v.clone());
+            }
             st.last_request = Some(match &parsed {
                 Ok(v) => v.clone(),
                 Err(_) => Value::String(String::from_utf8_lossy(&raw).into_owned()),
             });
         }
-        (st.behavior.clone(), st.reply.clone(), st.no_tools)
+        (
+            st.behavior.clone(),
+            st.reply.clone(),
+            st.no_tools,
+            st.cache_read,
+            st.tool_input.clone(),
+            st.reasoning.clone(),
+        )
     };
     if let Err(e) = check_auth(d, &req) {
         return render(d, e);
@@ -967,7 +1060,7 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     } else {
         body["stream"] == true
     };
-    let plan = if no_tools {
+    let mut plan = if no_tools {
         let mut b = body.clone();
         if let Some(o) = b.as_object_mut() {
             o.remove("tools");
@@ -976,6 +1069,14 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
     } else {
         Plan::new(d, &body, model, reply)
     };
+    plan.cache_read = cache_read.min(plan.prompt);
+    if matches!(d, FakeDialect::OpenAi | FakeDialect::Groq) && plan.tool.is_none() {
+        plan.completion += reasoning.as_deref().map_or(0, completion_tokens_for);
+        plan.thinking = reasoning;
+    }
+    if let (Some((_, args)), Some(input)) = (plan.tool.as_mut(), tool_input) {
+        *args = input;
+    }
     let gap = match behavior {
         Behavior::SlowStream(g) => g,
         _ => Duration::from_millis(5),
@@ -1130,10 +1231,14 @@ fn openai_json(d: FakeDialect, p: &Plan) -> Value {
             "type": "function", "function": {"name": name, "arguments": args.to_string()}}], "refusal": null, "annotations": []}),
             "tool_calls",
         ),
-        None => (
-            json!({"role": "assistant", "content": p.text, "refusal": null, "annotations": []}),
-            "stop",
-        ),
+        None => {
+            let mut m =
+                json!({"role": "assistant", "content": p.text, "refusal": null, "annotations": []});
+            if let Some(r) = &p.thinking {
+                m["reasoning_content"] = json!(r);
+            }
+            (m, "stop")
+        }
     };
     let mut v = json!({"id": format!("chatcmpl-{}", rnd(29, ALNUM)), "object": "chat.completion", "created": now(), "model": p.model,
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
@@ -1181,9 +1286,10 @@ fn openai_stream(
         ),
         None => (
             mk(json!({"role": "assistant", "content": ""}), Value::Null),
-            pieces(&p.text)
+            pieces(p.thinking.as_deref().unwrap_or_default())
                 .into_iter()
-                .map(|t| json!({"content": t}))
+                .map(|t| json!({"reasoning_content": t}))
+                .chain(pieces(&p.text).into_iter().map(|t| json!({"content": t})))
                 .collect(),
         ),
     };
@@ -1241,17 +1347,27 @@ fn interrupt_openai(out: &[Value], b: &Behavior) -> Option<(Vec<String>, bool)> 
 // Anthropic
 
 fn anthropic_usage(p: &Plan, output: u64) -> Value {
-    json!({"input_tokens": p.prompt, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": output, "service_tier": "standard"})
+    json!({"input_tokens": p.prompt - p.cache_read, "cache_creation_input_tokens": 0, "cache_read_input_tokens": p.cache_read, "output_tokens": output, "service_tier": "standard"})
+}
+
+fn anthropic_thinking_block(p: &Plan) -> Option<Value> {
+    p.thinking
+        .as_ref()
+        .map(|t| json!({"type": "thinking", "thinking": t, "signature": thinking_signature(t)}))
 }
 
 fn anthropic_json(p: &Plan) -> Value {
-    let (content, stop) = match &p.tool {
+    let (answer, stop) = match &p.tool {
         Some((name, args)) => (
-            json!([{"type": "tool_use", "id": format!("toolu_01{}", rnd(22, B58)), "name": name, "input": args}]),
+            json!({"type": "tool_use", "id": format!("toolu_01{}", rnd(22, B58)), "name": name, "input": args}),
             "tool_use",
         ),
-        None => (json!([{"type": "text", "text": p.text}]), "end_turn"),
+        None => (json!({"type": "text", "text": p.text}), "end_turn"),
     };
+    let content: Vec<Value> = anthropic_thinking_block(p)
+        .into_iter()
+        .chain(std::iter::once(answer))
+        .collect();
     json!({"id": format!("msg_01{}", rnd(22, B58)), "type": "message", "role": "assistant", "model": p.model, "content": content,
         "stop_reason": stop, "stop_sequence": null, "usage": anthropic_usage(p, p.completion)})
 }
@@ -1267,6 +1383,21 @@ fn anthropic_stream(p: &Plan, b: &Behavior) -> (Vec<String>, bool) {
         json!({"type": "message_start", "message": {"id": format!("msg_01{}", rnd(22, B58)), "type": "message",
         "role": "assistant", "model": p.model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": anthropic_usage(p, 1)}}),
     )];
+    // A thinking block (when the request enabled thinking) comes first: its text, then its
+    // signature, as the real API streams them.
+    let mut index = 0;
+    if let Some(t) = &p.thinking {
+        out.push(ev(json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""}})));
+        for piece in pieces(t) {
+            out.push(ev(json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "thinking_delta", "thinking": piece}})));
+        }
+        out.push(ev(json!({"type": "content_block_delta", "index": index,
+            "delta": {"type": "signature_delta", "signature": thinking_signature(t)}})));
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
     let (block, deltas): (Value, Vec<Value>) = match &p.tool {
         Some((name, args)) => (
             json!({"type": "tool_use", "id": format!("toolu_01{}", rnd(22, B58)), "name": name, "input": {}}),
@@ -1284,12 +1415,12 @@ fn anthropic_stream(p: &Plan, b: &Behavior) -> (Vec<String>, bool) {
         ),
     };
     out.push(ev(
-        json!({"type": "content_block_start", "index": 0, "content_block": block}),
+        json!({"type": "content_block_start", "index": index, "content_block": block}),
     ));
     out.push("event: ping\ndata: {\"type\": \"ping\"}\n\n".to_string());
     let mut deltas = deltas
         .into_iter()
-        .map(|delta| ev(json!({"type": "content_block_delta", "index": 0, "delta": delta})));
+        .map(|delta| ev(json!({"type": "content_block_delta", "index": index, "delta": delta})));
     out.extend(deltas.next());
     match b {
         Behavior::MidStreamError => {
@@ -1305,7 +1436,7 @@ fn anthropic_stream(p: &Plan, b: &Behavior) -> (Vec<String>, bool) {
     } else {
         "end_turn"
     };
-    out.push(ev(json!({"type": "content_block_stop", "index": 0})));
+    out.push(ev(json!({"type": "content_block_stop", "index": index})));
     out.push(ev(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": p.completion}})));
     out.push(ev(json!({"type": "message_stop"})));
     (out, false)
