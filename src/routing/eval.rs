@@ -1,4 +1,4 @@
-//! Evaluation of the scorer on the routing dev set (`shared/routing-dev/prompts.jsonl`):
+//! Evaluation of the scorer on the routing dev set (`data/routing/prompts.jsonl`):
 //! stratified k-fold cross-validation (each fold scored by a model trained without it), and
 //! the committed weights on the whole set. Shared by `examples/route_eval.rs`,
 //! `examples/train_scorer.rs` and the test that holds the targets.
@@ -37,11 +37,11 @@ pub struct Example {
     pub chars: usize,
 }
 
-/// The dev set's path: `PURA_ROUTING_DEV`, else `../shared/routing-dev/prompts.jsonl` from
-/// the crate root.
+/// The dev set's path: `PURA_ROUTING_DEV`, else `data/routing/prompts.jsonl` in the crate
+/// (the repository carries its data, with its build script and licences, in `data/routing/`).
 pub fn dev_set_path() -> PathBuf {
     std::env::var_os("PURA_ROUTING_DEV").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/routing-dev/prompts.jsonl"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/routing/prompts.jsonl"),
         PathBuf::from,
     )
 }
