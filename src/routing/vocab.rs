@@ -111,13 +111,14 @@ pub fn word_class(w: &[u8]) -> u32 {
         | b"concurrency" | b"concurrent" | b"model" | b"analysis" | b"assessment"
         | b"comprehensive" => DESIGN,
         b"write" | b"essay" | b"blog" | b"post" | b"story" | b"poem" | b"limerick" | b"outline"
-        | b"article" | b"report" | b"email" | b"letter" | b"draft" | b"brochure" | b"speech"
+        | b"article" | b"report" | b"email" | b"draft" | b"brochure" | b"speech"
         | b"headline" | b"paragraph" | b"paragraphs" | b"tone" | b"audience" | b"style"
         | b"persuasive" | b"narrative" | b"describe" | b"descriptive" | b"creative"
         | b"compose" | b"proposal" | b"slogan" | b"content" | b"words" | b"sentences"
         | b"translate" | b"translation" | b"explain" | b"discuss" | b"compare" | b"contrast"
-        | b"evaluate" | b"provide" | b"create" | b"develop" | b"help" | b"please" | b"based"
-        | b"details" => WRITING,
+        | b"evaluate" | b"provide" | b"create" | b"develop" | b"details" | b"rewrite"
+        | b"rephrase" | b"revise" | b"edit" | b"list" | b"suggest" | b"propose" | b"analyze"
+        | b"analyse" | b"generate" | b"questions" => WRITING,
         b"imagine" | b"pretend" | b"act" | b"role" | b"roleplay" | b"persona" | b"character"
         | b"assume" | b"picture" => ROLEPLAY,
         b"hi" | b"hello" | b"hey" | b"hiya" | b"greetings" | b"morning" | b"evening" | b"sup"
@@ -126,10 +127,10 @@ pub fn word_class(w: &[u8]) -> u32 {
         | b"awesome" | b"perfect" | b"cool" | b"ok" | b"okay" => THANKS,
         b"yourself" | b"you" | b"your" | b"created" | b"name" => IDENTITY,
         b"summarize" | b"summarise" | b"summary" | b"summarizing" | b"tldr" | b"recap"
-        | b"restate" | b"shorten" | b"condense" | b"briefly" | b"sentence" => SUMMARY,
-        b"rewrite" | b"rephrase" | b"rework" | b"revise" | b"update" | b"alter"
-        | b"reformulate" | b"modify" | b"change" | b"previous" | b"earlier" | b"above"
-        | b"again" | b"instead" | b"reply" | b"response" => EDIT,
+        | b"restate" | b"shorten" | b"condense" => SUMMARY,
+        b"rework" | b"update" | b"alter" | b"reformulate" | b"modify" | b"change"
+        | b"previous" | b"earlier" | b"above" | b"again" | b"instead" | b"reply"
+        | b"response" => EDIT,
         b"what" | b"who" | b"when" | b"where" | b"which" | b"why" | b"how" => WH,
         _ => 0,
     }
@@ -152,4 +153,99 @@ pub fn bigram_class(prev: &[u8], w: &[u8]) -> u32 {
         (b"create", b"table") => SQL,
         _ => 0,
     }
+}
+
+/// Verbs that, opening a sentence, ask for work to be done: an imperative ("Write...",
+/// "Prove...", "Implement...") rather than a question to be answered.
+pub fn demand_verb(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"write"
+            | b"compose"
+            | b"draft"
+            | b"describe"
+            | b"explain"
+            | b"create"
+            | b"design"
+            | b"develop"
+            | b"build"
+            | b"implement"
+            | b"complete"
+            | b"fix"
+            | b"debug"
+            | b"refactor"
+            | b"solve"
+            | b"compute"
+            | b"calculate"
+            | b"find"
+            | b"prove"
+            | b"show"
+            | b"determine"
+            | b"evaluate"
+            | b"list"
+            | b"give"
+            | b"generate"
+            | b"suggest"
+            | b"propose"
+            | b"compare"
+            | b"analyze"
+            | b"analyse"
+            | b"translate"
+            | b"rewrite"
+            | b"rephrase"
+            | b"edit"
+            | b"imagine"
+            | b"pretend"
+            | b"act"
+            | b"picture"
+            | b"plan"
+            | b"outline"
+            | b"provide"
+            | b"identify"
+            | b"extract"
+            | b"convert"
+            | b"derive"
+            | b"estimate"
+            | b"simulate"
+            | b"optimize"
+            | b"optimise"
+            | b"classify"
+            | b"read"
+            | b"craft"
+            | b"produce"
+            | b"prepare"
+            | b"discuss"
+    )
+}
+
+/// Words that may precede the verb of a request without changing it: "Please write",
+/// "Could you kindly explain", "I need you to implement", "Now, summarize".
+pub fn polite_lead(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"please"
+            | b"kindly"
+            | b"could"
+            | b"can"
+            | b"would"
+            | b"will"
+            | b"you"
+            | b"i"
+            | b"we"
+            | b"need"
+            | b"want"
+            | b"like"
+            | b"d"
+            | b"to"
+            | b"help"
+            | b"me"
+            | b"us"
+            | b"now"
+            | b"also"
+            | b"then"
+            | b"and"
+            | b"so"
+            | b"just"
+            | b"quickly"
+    )
 }
