@@ -107,7 +107,12 @@ fn main() -> Result<(), String> {
         for s in &inv {
             for (id, v, a, b) in &s.broken {
                 let t = scorer::TIERS;
-                println!("  {:<28} {id:<40} #{v} {} -> {}", s.kind.name(), t[*a], t[*b]);
+                println!(
+                    "  {:<28} {id:<40} #{v} {} -> {}",
+                    s.kind.name(),
+                    t[*a],
+                    t[*b]
+                );
             }
         }
     }

@@ -123,7 +123,11 @@ impl Counts {
 
     fn symbol(&mut self, b: &[u8], i: usize) {
         let next = b.get(i + 1).copied().unwrap_or(b' ');
-        let prev = i.checked_sub(1).and_then(|p| b.get(p)).copied().unwrap_or(b' ');
+        let prev = i
+            .checked_sub(1)
+            .and_then(|p| b.get(p))
+            .copied()
+            .unwrap_or(b' ');
         // Markdown is layout, not content: `**bold**`, `__bold__`, `# heading`, `> quote`.
         let markdown = match b[i] {
             b'*' | b'_' => next == b[i] || prev == b[i],
@@ -137,7 +141,10 @@ impl Counts {
             self.at_sentence_start = true;
         }
         if self.in_code && !matches!(b[i], b'\n' | b'`') {
-            if matches!(b[i], b';' | b'{' | b'}' | b'[' | b']' | b'#' | b'_' | b'=' | b'(') {
+            if matches!(
+                b[i],
+                b';' | b'{' | b'}' | b'[' | b']' | b'#' | b'_' | b'=' | b'('
+            ) {
                 self.code_punct += 1;
             }
             return;

@@ -25,7 +25,7 @@ pub struct TrainConfig {
 
 /// The settings the committed weights were trained with.
 pub const DEFAULT: TrainConfig = TrainConfig {
-    l2: 0.3,
+    l2: 0.15,
     iterations: 30,
 };
 
@@ -272,7 +272,10 @@ mod tests {
             xs.push(x);
             ys.push(i % 3);
         }
-        let cfg = DEFAULT;
+        let cfg = TrainConfig {
+            l2: 0.001,
+            ..DEFAULT
+        };
         let m = fit(&xs, &ys, &cfg);
         for (x, &y) in xs.iter().zip(&ys) {
             let p = softmax(m.logits(x));

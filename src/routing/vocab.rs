@@ -81,7 +81,33 @@ pub fn word_class(w: &[u8]) -> u32 {
         | b"iteration" | b"iterations" | b"convergence" | b"tolerance" | b"numpy" | b"scipy"
         | b"np" | b"ndarray" | b"dtype" | b"eigenvector" | b"eigenvectors" | b"hermitian"
         | b"operator" | b"wave" | b"sigma" | b"epsilon" | b"omega" | b"alpha" | b"beta"
-        | b"gamma" | b"lambda" | b"theta" | b"rho" | b"kappa" => SCIENCE,
+        | b"gamma" | b"lambda" | b"theta" | b"rho" | b"kappa" | b"absorption" | b"amplitude"
+        | b"band" | b"bands" | b"beam" | b"beams" | b"bilayer" | b"boltzmann" | b"boson"
+        | b"bosons" | b"bvp" | b"capacitance" | b"cell" | b"cells" | b"channel" | b"channels"
+        | b"charge" | b"charges" | b"chemical" | b"chemistry" | b"circuit" | b"coherence"
+        | b"coherent" | b"concentration" | b"crystal" | b"crystals" | b"current" | b"damped"
+        | b"damping" | b"decay" | b"diffraction" | b"dirac" | b"discretization" | b"dna"
+        | b"dose" | b"ecology" | b"eigen" | b"eigenstate" | b"eigenstates" | b"electric"
+        | b"electrical" | b"emission" | b"entanglement" | b"enzyme" | b"enzymes" | b"epidemic"
+        | b"equilibrium" | b"excited" | b"extrapolation" | b"fermion" | b"fermions" | b"fiber"
+        | b"fibre" | b"fluid" | b"fluids" | b"gene" | b"genes" | b"genome" | b"genomic"
+        | b"gradient" | b"graphene" | b"ground" | b"hamiltonians" | b"heisenberg" | b"hessian"
+        | b"hubbard" | b"infection" | b"integration" | b"integrator" | b"intensity"
+        | b"interferometer" | b"interpolation" | b"ion" | b"ionic" | b"ions" | b"ising"
+        | b"isotope" | b"ivp" | b"jacobian" | b"kinetics" | b"laser" | b"lasers" | b"lens"
+        | b"lenses" | b"lindblad" | b"magnet" | b"magnetic" | b"magnetization" | b"magnets"
+        | b"matplotlib" | b"maxwell" | b"mechanics" | b"minimization" | b"molecular"
+        | b"navier" | b"neuron" | b"neurons" | b"neutron" | b"newton" | b"newtonian"
+        | b"nuclear" | b"nucleus" | b"optics" | b"optimization" | b"orbit" | b"orbital"
+        | b"orbitals" | b"orbits" | b"pharmacokinetic" | b"phonon" | b"phonons" | b"photons"
+        | b"plasma" | b"polarization" | b"population" | b"propagation" | b"protein"
+        | b"proteins" | b"proton" | b"pump" | b"pumped" | b"quadrature" | b"qubit" | b"qubits"
+        | b"radiation" | b"reaction" | b"reactions" | b"refraction" | b"relativistic"
+        | b"relativity" | b"resistance" | b"rna" | b"scattering" | b"schrodinger"
+        | b"semiconductor" | b"simulated" | b"simulating" | b"sir" | b"solver" | b"solvers"
+        | b"spectroscopy" | b"spins" | b"statistical" | b"stokes" | b"superposition" | b"sympy"
+        | b"thermodynamic" | b"thermodynamics" | b"trajectories" | b"trajectory"
+        | b"turbulence" | b"viscosity" | b"voltage" | b"wavefunctions" | b"wavelengths" => SCIENCE,
         b"def" | b"return" | b"returns" | b"class" | b"import" | b"print" | b"int" | b"str"
         | b"dict" | b"tuple" | b"bool" | b"true" | b"false" | b"none" | b"null" | b"self"
         | b"fn" | b"void" | b"const" | b"public" | b"static" | b"string" | b"array" | b"arrays"
@@ -111,14 +137,18 @@ pub fn word_class(w: &[u8]) -> u32 {
         | b"concurrency" | b"concurrent" | b"model" | b"analysis" | b"assessment"
         | b"comprehensive" => DESIGN,
         b"write" | b"essay" | b"blog" | b"post" | b"story" | b"poem" | b"limerick" | b"outline"
-        | b"article" | b"report" | b"email" | b"draft" | b"brochure" | b"speech"
-        | b"headline" | b"paragraph" | b"paragraphs" | b"tone" | b"audience" | b"style"
-        | b"persuasive" | b"narrative" | b"describe" | b"descriptive" | b"creative"
-        | b"compose" | b"proposal" | b"slogan" | b"content" | b"words" | b"sentences"
-        | b"translate" | b"translation" | b"explain" | b"discuss" | b"compare" | b"contrast"
-        | b"evaluate" | b"provide" | b"create" | b"develop" | b"details" | b"rewrite"
-        | b"rephrase" | b"revise" | b"edit" | b"list" | b"suggest" | b"propose" | b"analyze"
-        | b"analyse" | b"generate" | b"questions" => WRITING,
+        | b"article" | b"report" | b"email" | b"draft" | b"brochure" | b"speech" | b"headline"
+        | b"paragraph" | b"paragraphs" | b"tone" | b"audience" | b"style" | b"persuasive"
+        | b"narrative" | b"describe" | b"descriptive" | b"creative" | b"compose" | b"proposal"
+        | b"slogan" | b"content" | b"words" | b"sentences" | b"translate" | b"translation"
+        | b"explain" | b"discuss" | b"compare" | b"contrast" | b"evaluate" | b"provide"
+        | b"create" | b"develop" | b"details" | b"rewrite" | b"rephrase" | b"revise" | b"edit"
+        | b"list" | b"suggest" | b"propose" | b"analyze" | b"analyse" | b"generate"
+        | b"questions" | b"writing" | b"written" | b"writes" | b"wrote" | b"designing"
+        | b"drafting" | b"describing" | b"explaining" | b"creating" | b"composing"
+        | b"planning" | b"proposing" | b"outlining" | b"rewriting" | b"translating" | b"essays"
+        | b"stories" | b"poems" | b"articles" | b"reports" | b"emails" | b"letters"
+        | b"speeches" | b"posts" => WRITING,
         b"imagine" | b"pretend" | b"act" | b"role" | b"roleplay" | b"persona" | b"character"
         | b"assume" | b"picture" => ROLEPLAY,
         b"hi" | b"hello" | b"hey" | b"hiya" | b"greetings" | b"morning" | b"evening" | b"sup"
@@ -128,9 +158,8 @@ pub fn word_class(w: &[u8]) -> u32 {
         b"yourself" | b"you" | b"your" | b"created" | b"name" => IDENTITY,
         b"summarize" | b"summarise" | b"summary" | b"summarizing" | b"tldr" | b"recap"
         | b"restate" | b"shorten" | b"condense" => SUMMARY,
-        b"rework" | b"update" | b"alter" | b"reformulate" | b"modify" | b"change"
-        | b"previous" | b"earlier" | b"above" | b"again" | b"instead" | b"reply"
-        | b"response" => EDIT,
+        b"rework" | b"update" | b"alter" | b"reformulate" | b"modify" | b"change" | b"previous"
+        | b"earlier" | b"above" | b"again" | b"instead" | b"reply" | b"response" => EDIT,
         b"what" | b"who" | b"when" | b"where" | b"which" | b"why" | b"how" => WH,
         _ => 0,
     }
