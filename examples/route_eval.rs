@@ -9,6 +9,8 @@
 //!   markdown, earlier small talk, polite rewording);
 //! - the committed weights on the whole set (training-set figures, optimistic by construction).
 //!
+//! Usage:
+//!
 //!     cargo run --release --example route_eval [-- --misses --prior --thresholds 0.3,0.6]
 //!     cargo run --release --example route_eval -- --explain mmlu:13194
 //!

@@ -27,8 +27,14 @@ fn thresholds() -> (f64, f64) {
 fn assert_bounds(what: &str, r: &eval::Report, accuracy: f64) {
     println!("{what}\n{r}");
     assert!(r.accuracy() >= accuracy, "{what}: accuracy\n{r}");
-    assert!(r.premium_to_cheap() <= 0.03, "{what}: premium -> cheap\n{r}");
-    assert!(r.cheap_to_premium() <= 0.05, "{what}: cheap -> premium\n{r}");
+    assert!(
+        r.premium_to_cheap() <= 0.03,
+        "{what}: premium -> cheap\n{r}"
+    );
+    assert!(
+        r.cheap_to_premium() <= 0.05,
+        "{what}: cheap -> premium\n{r}"
+    );
 }
 
 #[test]
@@ -124,7 +130,13 @@ fn the_dev_set_is_carried_by_the_repository() {
         );
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/routing");
-    for f in ["prompts.jsonl", "build.py", "build.sh", "README.md", "LICENSES.md"] {
+    for f in [
+        "prompts.jsonl",
+        "build.py",
+        "build.sh",
+        "README.md",
+        "LICENSES.md",
+    ] {
         assert!(root.join(f).is_file(), "data/routing/{f} is missing");
     }
 }

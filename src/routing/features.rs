@@ -3,9 +3,20 @@
 //! feature vector on the stack. Nothing is lowercased into a new `String`: words are
 //! lowercased into a small stack buffer as they are met.
 //!
-//! Three views of a request are kept apart because they mean different things: the last user
-//! turn is the task; earlier user and assistant turns are context (a hard previous turn makes
-//! a short follow-up hard, while "thanks" after it stays trivial); the system prompt frames it.
+//! The features describe the task, not its wrapping, so that they carry over to prompts from
+//! sources the scorer never saw:
+//! - the last user turn is the task. Each feature pools one kind of demand over a vocabulary
+//!   and notation (code, maths, writing, arithmetic...), never one benchmark's house style;
+//!   greetings, thanks and small talk count only when they are the whole message; markdown
+//!   (`**`, `#` headings, `>` quotes) and whitespace are layout; maths symbols inside a code
+//!   fence are code.
+//! - earlier turns are context: they only matter for a follow-up (a hard previous turn makes
+//!   a short follow-up hard, while "thanks" or "sum that up" after it stays trivial), and only
+//!   through their maths and code, so an earlier exchange of small talk changes nothing.
+//! - the system prompt counts only through a schema or code in it (text-to-SQL); a generic
+//!   one ("You are a helpful assistant.") has none. A request with tools is an agent's: its
+//!   system prompt is boilerplate and is not read, nor are tool definitions; tool calls and
+//!   results are context.
 
 use serde_json::Value;
 

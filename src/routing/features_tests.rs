@@ -64,15 +64,31 @@ fn code_in_a_fence_is_not_maths() {
 
 #[test]
 fn mathematics_signals() {
-    fires("maths", "a plain sentence", r"Find $\frac{a}{b}$ when $x=2$");
+    fires(
+        "maths",
+        "a plain sentence",
+        r"Find $\frac{a}{b}$ when $x=2$",
+    );
     fires("maths", "plain words", "a^2 + b^2 = c^2");
     fires("maths", "plain words", "(~E ⊃ F) ∨ (C ≡ S)");
     fires("maths", "I have a dog", "Let x be real and 3n odd");
     assert_eq!(f(&user("the 5th of May 1980s"), "maths"), 0.0);
     assert_eq!(f(&user("I'm sure it's fine, don't worry"), "maths"), 0.0);
-    fires("maths", "tell me a story", "Find every prime root of the polynomial");
-    fires("advanced_maths", "tell me a story", "Is every abelian group cyclic?");
-    fires("advanced_maths", "tell me a story", "Prove the lemma, and show that it holds");
+    fires(
+        "maths",
+        "tell me a story",
+        "Find every prime root of the polynomial",
+    );
+    fires(
+        "advanced_maths",
+        "tell me a story",
+        "Is every abelian group cyclic?",
+    );
+    fires(
+        "advanced_maths",
+        "tell me a story",
+        "Prove the lemma, and show that it holds",
+    );
     fires("numbers", "no digits", "42 and 7");
     let dense = f(&user("x^2 + y^2 = z^2 for integer x"), "maths_density");
     let sparse = f(
@@ -84,19 +100,43 @@ fn mathematics_signals() {
 
 #[test]
 fn science_and_arithmetic_signals() {
-    fires("science", "tell me a story", "Simulate the quantum lattice with numpy");
-    fires("arithmetic", "tell me a story", "Apples cost $3 each; how much for 5?");
+    fires(
+        "science",
+        "tell me a story",
+        "Simulate the quantum lattice with numpy",
+    );
+    fires(
+        "arithmetic",
+        "tell me a story",
+        "Apples cost $3 each; how much for 5?",
+    );
     assert_eq!(f(&user("Apples cost a lot each"), "arithmetic"), 0.0);
 }
 
 #[test]
 fn instruction_signals() {
-    fires("constraints", "tell me a story", "You must include exactly three items");
+    fires(
+        "constraints",
+        "tell me a story",
+        "You must include exactly three items",
+    );
     fires("writing", "hello", "Write an essay outline");
-    fires("writing", "the weather is nice", "Design a scalable distributed architecture");
-    fires("writing", "the weather is nice", "Imagine you are a tree; act as one");
+    fires(
+        "writing",
+        "the weather is nice",
+        "Design a scalable distributed architecture",
+    );
+    fires(
+        "writing",
+        "the weather is nice",
+        "Imagine you are a tree; act as one",
+    );
     fires("imperative", "What is an essay?", "Write an essay.");
-    fires("imperative", "I like essays.", "Could you please write an essay?");
+    fires(
+        "imperative",
+        "I like essays.",
+        "Could you please write an essay?",
+    );
     fires("imperative", "The proof is long.", "Hi! Now, prove it.");
     fires("question", "Write a poem.", "really? why?");
     fires("question", "Tell me about Rust", "Hi, what is Rust");
@@ -106,7 +146,11 @@ fn instruction_signals() {
 fn small_talk_is_the_whole_message_not_a_greeting_around_a_task() {
     fires("small_talk", "what is rust", "Hello there!");
     fires("small_talk", "what is rust", "Thank you!");
-    fires("small_talk", "what is rust", "Who are you? Tell me about yourself");
+    fires(
+        "small_talk",
+        "what is rust",
+        "Who are you? Tell me about yourself",
+    );
     let task = "Prove that there are infinitely many primes of the form 4k+3.";
     assert_eq!(f(&user(&format!("Hi! {task} Thanks!")), "small_talk"), 0.0);
 }
@@ -129,7 +173,11 @@ fn markdown_is_layout() {
         format!("  {plain}\r\n\r\n"),
     ] {
         for name in ["maths", "code", "advanced_maths"] {
-            assert_eq!(f(&user(&md), name), f(&user(plain), name), "{name} on {md:?}");
+            assert_eq!(
+                f(&user(&md), name),
+                f(&user(plain), name),
+                "{name} on {md:?}"
+            );
         }
     }
 }

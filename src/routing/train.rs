@@ -38,8 +38,8 @@ pub fn prior() -> Model {
     };
     for (j, name) in FEATURE_NAMES.iter().enumerate() {
         if let Some((_, w)) = PRIOR.iter().find(|(n, _)| n == name) {
-            for k in 0..3 {
-                m.weights[k][j] = w[k];
+            for (row, wk) in m.weights.iter_mut().zip(w) {
+                row[j] = *wk;
             }
         }
     }
