@@ -28,7 +28,6 @@ use crate::api::{ChatRequest, Message, Role};
 /// demand a task makes, pooled over vocabularies so that no single benchmark's house style
 /// carries a feature on its own (see the module notes).
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
-    "length",
     "shortness",
     "code",
     "maths",
@@ -48,7 +47,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
 ];
 
 /// How many trained features there are.
-pub const N_FEATURES: usize = 17;
+pub const N_FEATURES: usize = 16;
 
 /// A request's feature vector, in the order of [`FEATURE_NAMES`].
 pub type Features = [f64; N_FEATURES];
@@ -122,6 +121,13 @@ impl Counts {
                 i += len;
                 self.at_line_start = false;
                 continue;
+            }
+            if c == b'<' {
+                if let Some(len) = markup_tag(&b[i..]) {
+                    // `<context>`, `</system-reminder>`: an agent's markup, not maths.
+                    i += len;
+                    continue;
+                }
             }
             self.symbol(b, i);
             i += if c == b'`' && b.get(i..i + 3) == Some(b"```") {
@@ -277,6 +283,20 @@ impl Counts {
     }
 }
 
+/// The length of an XML-like tag (`<name>`, `</name-2>`) at the start of `b`, if one is.
+fn markup_tag(b: &[u8]) -> Option<usize> {
+    let start = if b.get(1) == Some(&b'/') { 2 } else { 1 };
+    if !b.get(start)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let end = b
+        .iter()
+        .take(64)
+        .skip(start)
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_')))?;
+    (b.get(start + end) == Some(&b'>')).then_some(start + end + 1)
+}
+
 /// Mathematical operators, arrows, Greek letters, ±, ×, ÷, •: maths typed without LaTeX.
 fn is_math_char(c: char) -> bool {
     matches!(c as u32,
@@ -398,7 +418,6 @@ pub fn from_views(v: &Views) -> Features {
         0
     };
     [
-        (words).ln(),
         (1.0 - f64::from(l.words) / 30.0).max(0.0),
         ln1(task_code),
         ln1(maths(l)),

@@ -39,10 +39,9 @@ fn tools() -> Value {
 }
 
 #[test]
-fn length_and_shortness() {
+fn shortness() {
     let short = user("hi");
     let long = user(&"word ".repeat(400));
-    assert!(f(&long, "length") > f(&short, "length"));
     assert!(f(&short, "shortness") > 0.9 && f(&long, "shortness") == 0.0);
 }
 
@@ -70,6 +69,7 @@ fn mathematics_signals() {
         r"Find $\frac{a}{b}$ when $x=2$",
     );
     fires("maths", "plain words", "a^2 + b^2 = c^2");
+    fires("maths", "plain words", "if x<y and y>z");
     fires("maths", "plain words", "(~E ⊃ F) ∨ (C ≡ S)");
     fires("maths", "I have a dog", "Let x be real and 3n odd");
     assert_eq!(f(&user("the 5th of May 1980s"), "maths"), 0.0);
@@ -171,6 +171,7 @@ fn markdown_is_layout() {
         format!("## Task\n\n{plain}\n\n---"),
         format!("> {plain}"),
         format!("  {plain}\r\n\r\n"),
+        format!("<task>\n{plain}\n</task>"),
     ] {
         for name in ["maths", "code", "advanced_maths"] {
             assert_eq!(

@@ -212,7 +212,7 @@ pub fn request_priors(req: &ChatRequest) -> [Option<(&'static str, [f64; 3])>; 3
     let tools = req.tools.as_ref().map_or(0, Vec::len);
     let tools = (tools > 0).then(|| {
         let t = (tools.saturating_sub(TOOLS_EVERY_AGENT_HAS) as f64).ln_1p();
-        ("tools", [-0.1 - 0.5 * t, 0.0, 0.1 + 0.2 * t])
+        ("tools", [-0.15 - 0.5 * t, 0.0, 0.2 * t])
     });
     let kind = req
         .response_format

@@ -49,7 +49,6 @@ pub fn prior() -> Model {
 const PRIOR_BIAS: [f64; 3] = [0.5, 0.0, -0.5];
 
 const PRIOR: [(&str, [f64; 3]); N_FEATURES] = [
-    ("length", [-0.15, 0.1, 0.05]),
     ("shortness", [1.5, 0.0, 0.0]),
     ("code", [-1.0, 0.6, 0.0]),
     ("maths", [-0.5, 0.0, 0.5]),
@@ -97,6 +96,19 @@ pub fn fit(xs: &[Features], ys: &[usize], cfg: &TrainConfig) -> Model {
             theta0[k * P + 1 + j] = p0.weights[k][j] * scale[j];
         }
     }
+    let ridge = |i: usize| if i.is_multiple_of(P) { 1e-6 } else { cfg.l2 };
+    // Mean negative log-likelihood plus the prior's penalty.
+    let loss = |theta: &[f64]| {
+        let mut l = 0.0;
+        for (z, &y) in zs.iter().zip(ys) {
+            let logits: [f64; 3] =
+                std::array::from_fn(|k| (0..P).map(|j| theta[k * P + j] * z[j]).sum());
+            l -= softmax(logits)[y].max(f64::MIN_POSITIVE).ln() / n;
+        }
+        l + (0..Q)
+            .map(|i| 0.5 * ridge(i) * (theta[i] - theta0[i]).powi(2))
+            .sum::<f64>()
+    };
     let mut theta = theta0.clone();
     for _ in 0..cfg.iterations {
         let mut grad = vec![0.0; Q];
@@ -136,15 +148,23 @@ pub fn fit(xs: &[Features], ys: &[usize], cfg: &TrainConfig) -> Model {
             }
         }
         for i in 0..Q {
-            let ridge = if i % P == 0 { 1e-6 } else { cfg.l2 };
-            grad[i] += ridge * (theta[i] - theta0[i]);
-            hess[i * Q + i] += ridge;
+            grad[i] += ridge(i) * (theta[i] - theta0[i]);
+            hess[i * Q + i] += ridge(i);
         }
         let Some(step) = solve_spd(&mut hess, &grad) else {
             break;
         };
-        for (t, s) in theta.iter_mut().zip(&step) {
-            *t -= s;
+        // Damped: halve the step until the penalised loss goes down (nearly separable data
+        // would make a full Newton step overshoot).
+        let before = loss(&theta);
+        let mut t = 1.0;
+        for _ in 0..30 {
+            let next: Vec<f64> = theta.iter().zip(&step).map(|(a, s)| a - t * s).collect();
+            if loss(&next) <= before {
+                theta = next;
+                break;
+            }
+            t *= 0.5;
         }
     }
     let mut m = Model::ZERO;
