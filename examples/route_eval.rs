@@ -16,7 +16,7 @@
 //!
 //! Thresholds default to the router's (`routing.cheap_below`, `routing.premium_from`).
 
-use pura::routing::{eval, features, scorer, train};
+use pura::routing::{eval, features, policy, scorer, train};
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -126,7 +126,12 @@ fn explain(examples: &[eval::Example], prefix: &str) {
     for e in examples.iter().filter(|e| e.id.starts_with(prefix)) {
         let x = features::extract(&e.request);
         let s = scorer::score(&e.request);
-        println!("{} [{}] score {:.3}", e.id, scorer::TIERS[e.label], s.value);
+        println!(
+            "{} [{}] X-Pura-Score: {}",
+            e.id,
+            scorer::TIERS[e.label],
+            policy::score_header(&s)
+        );
         for (n, v) in features::FEATURE_NAMES.iter().zip(x) {
             if v != 0.0 {
                 print!(" {n}={v:.2}");
