@@ -85,7 +85,7 @@ fn main() -> Result<(), String> {
     let agent_full = eval::evaluate(committed, &agents, thresholds);
     println!("\nAGENT-SHAPED, committed weights (tasks seen in training)");
     print!("{agent_full}");
-    println!("\nINVARIANCES, committed weights: share of variants that keep their prompt's tier");
+    println!("\nINVARIANCES, committed weights");
     let inv = eval::invariances(committed, &examples, thresholds);
     for s in &inv {
         println!("{s}");

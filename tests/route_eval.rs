@@ -5,8 +5,9 @@
 //! - leave-one-source-out: accuracy >= 70%, with the same two bounds;
 //! - the agent-shaped set (the same tasks behind a coding agent's system prompt and tools),
 //!   held out by the same folds: accuracy >= 85%, with the same two bounds;
-//! - invariances over the whole set with the committed weights: each rewrite keeps >= 98% of
-//!   the prompts' tiers (polite rewording of hard prompts: no drop in >= 98%).
+//! - invariances over the whole set with the committed weights: under each rewrite, >= 98% of
+//!   the prompts keep their tier under every variant of it (polite rewording of hard prompts:
+//!   no drop), and >= 98% of all variants do.
 //!
 //! Also checks that the committed weights are what the trainer produces from that set. A
 //! missing dev set fails the tests (it is the measurement), it does not skip them.
@@ -84,7 +85,7 @@ fn invariances_hold_over_the_whole_dev_set() {
     }
     for s in &shares {
         assert!(
-            s.share() >= 0.98,
+            s.share() >= 0.98 && s.prompt_share() >= 0.98,
             "{s}; broken: {:?}",
             &s.broken[..s.broken.len().min(20)]
         );

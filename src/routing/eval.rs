@@ -319,13 +319,22 @@ pub struct InvarianceShare {
     pub kind: Invariance,
     pub kept: u32,
     pub total: u32,
+    /// Prompts all of whose variants kept the tier, and prompts tried.
+    pub prompts_kept: u32,
+    pub prompts: u32,
     /// Variants that changed tier, as (id, variant index, tier before, tier after).
     pub broken: Vec<(String, usize, usize, usize)>,
 }
 
 impl InvarianceShare {
+    /// Share of variants that kept their prompt's tier.
     pub fn share(&self) -> f64 {
         f64::from(self.kept) / f64::from(self.total.max(1))
+    }
+
+    /// Share of prompts that kept their tier under every variant (the stricter figure).
+    pub fn prompt_share(&self) -> f64 {
+        f64::from(self.prompts_kept) / f64::from(self.prompts.max(1))
     }
 }
 
@@ -345,6 +354,8 @@ pub fn invariances(
                 kind,
                 kept: 0,
                 total: 0,
+                prompts_kept: 0,
+                prompts: 0,
                 broken: Vec::new(),
             };
             for e in examples {
@@ -352,6 +363,7 @@ pub fn invariances(
                     continue;
                 }
                 let before = tier(&e.request);
+                let broken_before = s.broken.len();
                 for (v, variant) in kind.variants(&e.request).iter().enumerate() {
                     let after = tier(variant);
                     let ok = if kind.only_down_breaks() {
@@ -366,6 +378,8 @@ pub fn invariances(
                         s.broken.push((e.id.clone(), v, before, after));
                     }
                 }
+                s.prompts += 1;
+                s.prompts_kept += u32::from(s.broken.len() == broken_before);
             }
             s
         })
@@ -376,8 +390,12 @@ impl fmt::Display for InvarianceShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "  {:<28} {:>5.1}% kept ({}/{})",
+            "  {:<28} {:>5.1}% of prompts kept their tier under every variant ({}/{}); \
+             {:>5.1}% of variants ({}/{})",
             self.kind.name(),
+            100.0 * self.prompt_share(),
+            self.prompts_kept,
+            self.prompts,
             100.0 * self.share(),
             self.kept,
             self.total

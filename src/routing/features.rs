@@ -70,6 +70,8 @@ pub struct Counts {
     pub options: u32,
     /// Sentences that open with a request for work ("Write...", "Please prove...").
     pub imperatives: u32,
+    /// Pleasantries ("hope you're doing well"), which pad small talk.
+    pub pleasantries: u32,
     /// Occurrences per word class, indexed by the class's bit position.
     pub class: [u32; 17],
     /// Classes of the first word of the view that is not a greeting or a thank-you.
@@ -233,6 +235,9 @@ impl Counts {
         }
         let lower = &buf[..w.len()];
         let mut classes = vocab::word_class(lower);
+        if classes == 0 && vocab::pleasantry(lower) {
+            self.pleasantries += 1;
+        }
         if self.prev_len > 0 {
             classes |= vocab::bigram_class(&self.prev[..self.prev_len], lower);
         }
@@ -398,7 +403,7 @@ pub fn from_views(v: &Views) -> Features {
     let l = &v.last;
     let words = f64::from(l.words) + 1.0;
     let chat = small_talk_words(l);
-    let other = l.words.saturating_sub(chat);
+    let other = l.words.saturating_sub(chat + l.pleasantries);
     let chatty = other <= SMALL_TALK_MAX_OTHER_WORDS && chat > 0;
     let small_talk = if chatty {
         f64::from(chat) / f64::from(l.words.max(1))
@@ -411,7 +416,8 @@ pub fn from_views(v: &Views) -> Features {
     // A schema or code in the system prompt is part of the task (text-to-SQL, "fix this").
     let task_code = code(l) + code(&v.system);
     let advanced = l.of(ALGEBRA_LOGIC) + l.of(PROOF) + l.latex;
-    let question = l.questions > 0 || l.first_word & WH != 0;
+    // A question to be answered, not a request for work that happens to contain a '?'.
+    let question = (l.questions > 0 && l.imperatives == 0) || l.first_word & WH != 0;
     let arithmetic = if l.numbers >= 2 {
         l.of(QUANTITY) + l.money + l.percent
     } else {

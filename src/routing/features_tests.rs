@@ -139,6 +139,10 @@ fn instruction_signals() {
     );
     fires("imperative", "The proof is long.", "Hi! Now, prove it.");
     fires("question", "Write a poem.", "really? why?");
+    assert_eq!(
+        f(&user("Could you help me? Write a poem."), "question"),
+        0.0
+    );
     fires("question", "Tell me about Rust", "Hi, what is Rust");
 }
 
@@ -150,6 +154,11 @@ fn small_talk_is_the_whole_message_not_a_greeting_around_a_task() {
         "small_talk",
         "what is rust",
         "Who are you? Tell me about yourself",
+    );
+    fires(
+        "small_talk",
+        "what is rust",
+        "Hello there, hope you're doing well. Thank you!",
     );
     let task = "Prove that there are infinitely many primes of the form 4k+3.";
     assert_eq!(f(&user(&format!("Hi! {task} Thanks!")), "small_talk"), 0.0);

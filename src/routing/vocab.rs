@@ -278,3 +278,42 @@ pub fn polite_lead(w: &[u8]) -> bool {
             | b"quickly"
     )
 }
+
+/// Pleasantries that pad small talk ("hope you're doing well", "good to see you again"):
+/// counted with greetings and thanks when deciding whether a message is only small talk.
+pub fn pleasantry(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"hope"
+            | b"doing"
+            | b"well"
+            | b"there"
+            | b"good"
+            | b"nice"
+            | b"fine"
+            | b"glad"
+            | b"lovely"
+            | b"today"
+            | b"again"
+            | b"all"
+            | b"everyone"
+            | b"dear"
+            | b"so"
+            | b"very"
+            | b"much"
+            | b"lot"
+            | b"re"
+            | b"m"
+            | b"s"
+            | b"ll"
+            | b"ve"
+            | b"d"
+            | b"it"
+            | b"that"
+            | b"for"
+            | b"in"
+            | b"advance"
+            | b"a"
+            | b"i"
+    )
+}
