@@ -234,18 +234,19 @@ impl Counts {
             *d = s.to_ascii_lowercase();
         }
         let lower = &buf[..w.len()];
-        let mut classes = vocab::word_class(lower);
-        if classes == 0 && vocab::pleasantry(lower) {
+        let bits = vocab::lookup(lower);
+        let mut classes = bits & vocab::CLASSES;
+        if classes == 0 && bits & vocab::PLEASANTRY != 0 {
             self.pleasantries += 1;
         }
         if self.prev_len > 0 {
             classes |= vocab::bigram_class(&self.prev[..self.prev_len], lower);
         }
         if self.at_sentence_start {
-            if vocab::demand_verb(lower) {
+            if bits & vocab::DEMAND != 0 {
                 self.imperatives += 1;
                 self.at_sentence_start = false;
-            } else if !vocab::polite_lead(lower)
+            } else if bits & vocab::POLITE == 0
                 && classes & (vocab::GREET | vocab::THANKS | vocab::IDENTITY) == 0
             {
                 self.at_sentence_start = false;
@@ -255,13 +256,13 @@ impl Counts {
             self.first_word = classes;
             self.first_seen = true;
         }
-        let mut bits = classes;
-        while bits != 0 {
-            let k = bits.trailing_zeros() as usize;
+        let mut rest = classes;
+        while rest != 0 {
+            let k = rest.trailing_zeros() as usize;
             if let Some(slot) = self.class.get_mut(k) {
                 *slot += 1;
             }
-            bits &= bits - 1;
+            rest &= rest - 1;
         }
         self.prev = buf;
         self.prev_len = w.len();
