@@ -337,35 +337,77 @@ pub struct Views {
     pub agent: bool,
 }
 
+/// At most this many bytes of the last user turn are read (its head): a pasted document
+/// says what it is long before its end, and scoring stays bounded in time.
+pub const LAST_BUDGET: usize = 8 * 1024;
+/// At most this many bytes of the system prompt are read (its head).
+pub const SYSTEM_BUDGET: usize = 4 * 1024;
+/// At most this many bytes of earlier turns are read, newest first and each from its end:
+/// what a follow-up leans on is the exchange just before it.
+pub const CONTEXT_BUDGET: usize = 1024;
+
 impl Views {
-    /// Counts every message of the request into its view. Tool definitions are never read;
-    /// tool calls and tool results count as context.
+    /// Counts the messages of the request into their views, within the byte budgets above.
+    /// Tool definitions are never read, nor is anything after the last user turn (an agent's
+    /// own tool calls and their results while it works on the task): the task is the last
+    /// user turn, read with the turns before it.
     pub fn of(req: &ChatRequest) -> Views {
         let mut v = Views {
             agent: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
             ..Views::default()
         };
         let last_user = req.messages.iter().rposition(|m| m.role == Role::User);
-        for (i, m) in req.messages.iter().enumerate() {
-            let view = match m.role {
-                Role::System | Role::Developer if v.agent => continue,
-                Role::System | Role::Developer => &mut v.system,
-                _ if Some(i) == last_user => &mut v.last,
-                _ => {
-                    v.prior_turns += u32::from(last_user.is_some_and(|l| i < l));
-                    &mut v.context
+        let end = last_user.unwrap_or(req.messages.len());
+        let mut system_budget = SYSTEM_BUDGET;
+        let mut context_budget = CONTEXT_BUDGET;
+        for m in req.messages[..end].iter().rev() {
+            match m.role {
+                Role::System | Role::Developer if v.agent => {}
+                Role::System | Role::Developer => {
+                    // Reversed order does not matter for the system view's counts.
+                    scan_message(&mut v.system, m, &mut system_budget, false);
                 }
-            };
-            scan_message(view, m);
+                _ => {
+                    v.prior_turns += u32::from(last_user.is_some());
+                    scan_message(&mut v.context, m, &mut context_budget, true);
+                }
+            }
+        }
+        if let Some(m) = last_user.and_then(|l| req.messages.get(l)) {
+            let mut last_budget = LAST_BUDGET;
+            scan_message(&mut v.last, m, &mut last_budget, false);
         }
         v
     }
 }
 
-fn scan_message(view: &mut Counts, m: &Message) {
-    for_each_text(m.content.as_ref(), |t| view.scan(t));
+/// Scans a message's text and tool-call arguments within `budget` bytes (its head, or with
+/// `tail` its end), and takes what was read off the budget.
+fn scan_message(view: &mut Counts, m: &Message, budget: &mut usize, tail: bool) {
+    let mut read = |t: &str| {
+        let n = t.len().min(*budget);
+        if n == 0 {
+            return;
+        }
+        let part = if tail {
+            let mut from = t.len() - n;
+            while !t.is_char_boundary(from) {
+                from += 1;
+            }
+            &t[from..]
+        } else {
+            let mut to = n;
+            while !t.is_char_boundary(to) {
+                to -= 1;
+            }
+            &t[..to]
+        };
+        view.scan(part);
+        *budget -= part.len();
+    };
+    for_each_text(m.content.as_ref(), &mut read);
     for call in m.tool_calls.iter().flatten() {
-        view.scan(&call.function.arguments);
+        read(&call.function.arguments);
     }
 }
 

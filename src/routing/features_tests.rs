@@ -271,3 +271,24 @@ fn content_parts_count_like_a_string() {
         assert_eq!(f(&parts, name), f(&plain, name), "{name}");
     }
 }
+
+#[test]
+fn reading_is_bounded() {
+    // Earlier turns are read newest first within CONTEXT_BUDGET bytes: maths further back
+    // than that does not reach the follow-up.
+    let old_maths = "x^2 + y^2 = z^2 and a_n = a_{n-1} + a_{n-2}. ";
+    let filler = "We talked about the weather and lunch plans. ".repeat(40);
+    let convo = |first: &str| {
+        extract(&req(json!([
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": filler},
+            {"role": "user", "content": "And then what?"},
+        ])))
+    };
+    assert!(filler.len() > CONTEXT_BUDGET);
+    assert_eq!(convo(old_maths), convo("hello"));
+    // The last user turn is read up to LAST_BUDGET bytes.
+    let long = format!("Write an essay. {}", "word ".repeat(LAST_BUDGET));
+    let longer = format!("{long}{}", "x^2 = y ".repeat(1000));
+    assert_eq!(user(&long), user(&longer));
+}
