@@ -15,8 +15,10 @@
 //!   through their maths and code, so an earlier exchange of small talk changes nothing.
 //! - the system prompt counts only through a schema or code in it (text-to-SQL); a generic
 //!   one ("You are a helpful assistant.") has none. A request with tools is an agent's: its
-//!   system prompt is boilerplate and is not read, nor are tool definitions; tool calls and
-//!   results are context.
+//!   system prompt is boilerplate and is not read, nor are tool definitions, nor anything
+//!   after the last user turn (the agent's own tool calls and results while it works).
+//! - reading is bounded (see [`LAST_BUDGET`], [`SYSTEM_BUDGET`], [`CONTEXT_BUDGET`]), so a
+//!   long agent conversation costs no more to score than a short chat.
 
 use serde_json::Value;
 
