@@ -1,4 +1,6 @@
-//! Scoring latency for a typical ~2 KB multi-turn conversation (target: p99 <= 20 µs).
+//! Scoring latency for a typical ~2 KB multi-turn conversation (target: p99 <= 20 µs), and
+//! for a coding agent's request (a few KB of system prompt and six tools, which the scorer
+//! skips, around one task).
 //! Criterion reports the mean; criterion does not report tail latency, so a second pass
 //! times 200,000 single calls and prints their percentiles.
 //!
@@ -9,7 +11,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pura::api::ChatRequest;
-use pura::routing::{features, scorer};
+use pura::routing::{augment, features, scorer};
 
 /// A system prompt, a question, a worked answer and a follow-up: about 2 KB of text.
 fn conversation() -> ChatRequest {
@@ -40,11 +42,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("features_2kb_conversation", |b| {
         b.iter(|| features::extract(black_box(&req)))
     });
-    percentiles(&req);
+    let agent = augment::agent_request(&req, 1).expect("agent request");
+    c.bench_function("score_agent_request", |b| {
+        b.iter(|| scorer::score(black_box(&agent)))
+    });
+    percentiles("2 KB conversation", &req);
+    percentiles("agent request", &agent);
 }
 
 /// Times single calls and prints percentiles, which criterion's summary lacks.
-fn percentiles(req: &ChatRequest) {
+fn percentiles(what: &str, req: &ChatRequest) {
     for _ in 0..10_000 {
         black_box(scorer::score(black_box(req)));
     }
@@ -58,7 +65,7 @@ fn percentiles(req: &ChatRequest) {
     ns.sort_unstable();
     let at = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
     println!(
-        "score, 200000 single calls: p50 {:.2} µs, p90 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs",
+        "score {what}, 200000 single calls: p50 {:.2} µs, p90 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs",
         at(0.5),
         at(0.9),
         at(0.99),

@@ -3,7 +3,7 @@
 //!
 //!     cargo run --release --example train_scorer
 //!
-//! The dev set is read from `PURA_ROUTING_DEV`, else `../shared/routing-dev/prompts.jsonl`
+//! The dev set is read from `PURA_ROUTING_DEV`, else `data/routing/prompts.jsonl`
 //! from the crate root; `PURA_SCORER_WEIGHTS` overrides where the weights are written.
 
 use std::path::PathBuf;

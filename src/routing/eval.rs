@@ -1,4 +1,4 @@
-//! Evaluation of the scorer on the routing dev set (`shared/routing-dev/prompts.jsonl`):
+//! Evaluation of the scorer on the routing dev set (`data/routing/prompts.jsonl`):
 //! stratified k-fold cross-validation (each fold scored by a model trained without it), and
 //! the committed weights on the whole set. Shared by `examples/route_eval.rs`,
 //! `examples/train_scorer.rs` and the test that holds the targets.
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::augment::{self, Invariance};
 use super::features::{self, Features};
 use super::scorer::{self, Model};
 use super::train::{self, TrainConfig};
@@ -37,11 +38,11 @@ pub struct Example {
     pub chars: usize,
 }
 
-/// The dev set's path: `PURA_ROUTING_DEV`, else `../shared/routing-dev/prompts.jsonl` from
-/// the crate root.
+/// The dev set's path: `PURA_ROUTING_DEV`, else `data/routing/prompts.jsonl` in the crate
+/// (the repository carries its data, with its build script and licences, in `data/routing/`).
 pub fn dev_set_path() -> PathBuf {
     std::env::var_os("PURA_ROUTING_DEV").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/routing-dev/prompts.jsonl"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/routing/prompts.jsonl"),
         PathBuf::from,
     )
 }
@@ -240,6 +241,20 @@ pub fn cross_validate(
     folds: usize,
     seed: u64,
 ) -> Report {
+    cross_validate_shown(examples, examples, cfg, thresholds, folds, seed)
+}
+
+/// Cross-validation that trains on `examples` but scores `shown[i]` in place of
+/// `examples[i]` (another shape of the same task, such as its agent-shaped request), so that
+/// no task is scored by a model that was trained on it.
+pub fn cross_validate_shown(
+    examples: &[Example],
+    shown: &[Example],
+    cfg: &TrainConfig,
+    thresholds: (f64, f64),
+    folds: usize,
+    seed: u64,
+) -> Report {
     let (xs, ys) = featurise(examples);
     let fold = train::stratified_folds(&ys, folds, seed);
     let mut r = Report::default();
@@ -249,9 +264,8 @@ pub fn cross_validate(
             .map(|i| (xs[i], ys[i]))
             .unzip();
         let model = train::fit(&tx, &ty, cfg);
-        for (i, e) in examples.iter().enumerate().filter(|(i, _)| fold[*i] == f) {
+        for (_, e) in shown.iter().enumerate().filter(|(i, _)| fold[*i] == f) {
             let s = scorer::score_with(&model, &e.request);
-            debug_assert_eq!(features::extract(&e.request), xs[i]);
             r.add(e, tier_of(s.value, thresholds), s.value);
         }
     }
@@ -282,4 +296,109 @@ pub fn leave_one_source_out(
         }
     }
     r
+}
+
+/// The dev set as a coding agent sends it (see [`augment::agent_request`]), same labels.
+pub fn agent_set(examples: &[Example]) -> Result<Vec<Example>, String> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(Example {
+                id: format!("agent:{}", e.id),
+                request: augment::agent_request(&e.request, i)?,
+                ..e.clone()
+            })
+        })
+        .collect()
+}
+
+/// How many variants of one invariance kept their request's tier.
+#[derive(Debug, Clone)]
+pub struct InvarianceShare {
+    pub kind: Invariance,
+    pub kept: u32,
+    pub total: u32,
+    /// Prompts all of whose variants kept the tier, and prompts tried.
+    pub prompts_kept: u32,
+    pub prompts: u32,
+    /// Variants that changed tier, as (id, variant index, tier before, tier after).
+    pub broken: Vec<(String, usize, usize, usize)>,
+}
+
+impl InvarianceShare {
+    /// Share of variants that kept their prompt's tier.
+    pub fn share(&self) -> f64 {
+        f64::from(self.kept) / f64::from(self.total.max(1))
+    }
+
+    /// Share of prompts that kept their tier under every variant (the stricter figure).
+    pub fn prompt_share(&self) -> f64 {
+        f64::from(self.prompts_kept) / f64::from(self.prompts.max(1))
+    }
+}
+
+/// Routes every variant of every example under each invariance with `model`, against the
+/// tier the unchanged example gets. Polite rewording is applied to the premium-labelled
+/// (hard) prompts only, and only a drop counts as broken; the rest apply to every prompt.
+pub fn invariances(
+    model: &Model,
+    examples: &[Example],
+    thresholds: (f64, f64),
+) -> Vec<InvarianceShare> {
+    let tier = |r: &ChatRequest| tier_of(scorer::score_with(model, r).value, thresholds);
+    Invariance::ALL
+        .iter()
+        .map(|&kind| {
+            let mut s = InvarianceShare {
+                kind,
+                kept: 0,
+                total: 0,
+                prompts_kept: 0,
+                prompts: 0,
+                broken: Vec::new(),
+            };
+            for e in examples {
+                if kind == Invariance::Polite && e.label != 2 {
+                    continue;
+                }
+                let before = tier(&e.request);
+                let broken_before = s.broken.len();
+                for (v, variant) in kind.variants(&e.request).iter().enumerate() {
+                    let after = tier(variant);
+                    let ok = if kind.only_down_breaks() {
+                        after >= before
+                    } else {
+                        after == before
+                    };
+                    s.total += 1;
+                    if ok {
+                        s.kept += 1;
+                    } else {
+                        s.broken.push((e.id.clone(), v, before, after));
+                    }
+                }
+                s.prompts += 1;
+                s.prompts_kept += u32::from(s.broken.len() == broken_before);
+            }
+            s
+        })
+        .collect()
+}
+
+impl fmt::Display for InvarianceShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "  {:<28} {:>5.1}% of prompts kept their tier under every variant ({}/{}); \
+             {:>5.1}% of variants ({}/{})",
+            self.kind.name(),
+            100.0 * self.prompt_share(),
+            self.prompts_kept,
+            self.prompts,
+            100.0 * self.share(),
+            self.kept,
+            self.total
+        )
+    }
 }

@@ -34,79 +34,83 @@ fn names_are_unique_and_counted() {
     assert_eq!(names.len(), N_FEATURES);
 }
 
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "read_file"}}])
+}
+
 #[test]
-fn length_lines_and_shortness() {
+fn shortness() {
     let short = user("hi");
     let long = user(&"word ".repeat(400));
-    assert!(f(&long, "length") > f(&short, "length"));
     assert!(f(&short, "shortness") > 0.9 && f(&long, "shortness") == 0.0);
-    assert!(f(&user("a\nb\nc"), "lines") > 0.0);
 }
 
 #[test]
 fn code_signals() {
-    fires("code_fences", "no code here", "```python\nx = 1\n```");
-    assert_eq!(f(&user("```a``` ```b```"), "code_fences"), 4.0);
-    fires("code_words", "tell me a story", "def f(): return None");
-    fires(
-        "code_punctuation",
-        "plain words",
-        "int main() { return 0; }",
-    );
+    fires("code", "nothing to see here", "```python\nx = 1\n```");
+    fires("code", "tell me a story", "def f(): return None");
+    fires("code", "plain words", "int main() { return 0; }");
+}
+
+#[test]
+fn code_in_a_fence_is_not_maths() {
+    let code = "Complete this:\n```python\ndef f(x, y):\n    return x * y + 2 ** n / 3 < 4\n```";
+    let x = user(code);
+    assert!(f(&x, "code") > 0.0);
+    assert_eq!(f(&x, "maths"), 0.0, "{x:?}");
+    assert_eq!(f(&x, "numbers"), 0.0);
 }
 
 #[test]
 fn mathematics_signals() {
     fires(
-        "latex",
+        "maths",
         "a plain sentence",
         r"Find $\frac{a}{b}$ when $x=2$",
     );
-    fires("math_symbols", "plain words", "a^2 + b^2 = c^2");
-    fires("math_symbols", "plain words", "(~E ⊃ F) ∨ (C ≡ S)");
-    fires("math_variables", "I have a dog", "Let x be real and 3n odd");
-    assert_eq!(f(&user("the 5th of May 1980s"), "math_variables"), 0.0);
+    fires("maths", "plain words", "a^2 + b^2 = c^2");
+    fires("maths", "plain words", "if x<y and y>z");
+    fires("maths", "plain words", "(~E ⊃ F) ∨ (C ≡ S)");
+    fires("maths", "I have a dog", "Let x be real and 3n odd");
+    assert_eq!(f(&user("the 5th of May 1980s"), "maths"), 0.0);
+    assert_eq!(f(&user("I'm sure it's fine, don't worry"), "maths"), 0.0);
     fires(
-        "math_words",
+        "maths",
         "tell me a story",
         "Find every prime root of the polynomial",
     );
     fires(
-        "algebra_logic",
+        "advanced_maths",
         "tell me a story",
         "Is every abelian group cyclic?",
     );
     fires(
-        "proof_words",
+        "advanced_maths",
         "tell me a story",
         "Prove the lemma, and show that it holds",
     );
     fires("numbers", "no digits", "42 and 7");
-    let dense = f(&user("x^2 + y^2 = z^2 for integer x"), "math_density");
+    let dense = f(&user("x^2 + y^2 = z^2 for integer x"), "maths_density");
     let sparse = f(
         &user("John buys 3 apples at the market on Monday"),
-        "math_density",
+        "maths_density",
     );
     assert!(dense > sparse, "{dense} vs {sparse}");
 }
 
 #[test]
-fn science_sql_and_quantity_signals() {
+fn science_and_arithmetic_signals() {
     fires(
         "science",
         "tell me a story",
         "Simulate the quantum lattice with numpy",
     );
     fires(
-        "sql",
-        "tell me a story",
-        "Write a SQL query to select rows from the table",
-    );
-    fires(
-        "quantities",
+        "arithmetic",
         "tell me a story",
         "Apples cost $3 each; how much for 5?",
     );
+    assert_eq!(f(&user("Apples cost a lot each"), "arithmetic"), 0.0);
 }
 
 #[test]
@@ -116,54 +120,76 @@ fn instruction_signals() {
         "tell me a story",
         "You must include exactly three items",
     );
-    fires(
-        "design",
-        "tell me a story",
-        "Design a scalable distributed architecture",
-    );
     fires("writing", "hello", "Write an essay outline");
     fires(
-        "roleplay",
-        "tell me a story",
-        "Imagine you are a tree; act as one",
+        "writing",
+        "the weather is nice",
+        "Design a scalable distributed architecture",
     );
     fires(
-        "edit_previous",
-        "tell me a story",
-        "Rewrite your previous reply",
+        "writing",
+        "the weather is nice",
+        "Imagine you are a tree; act as one",
     );
-    fires("question_marks", "statement.", "really? why?");
+    fires("imperative", "What is an essay?", "Write an essay.");
+    fires(
+        "imperative",
+        "I like essays.",
+        "Could you please write an essay?",
+    );
+    fires("imperative", "The proof is long.", "Hi! Now, prove it.");
+    fires("question", "Write a poem.", "really? why?");
+    assert_eq!(
+        f(&user("Could you help me? Write a poem."), "question"),
+        0.0
+    );
+    fires("question", "Tell me about Rust", "Hi, what is Rust");
 }
 
 #[test]
-fn small_talk_signals() {
-    fires("greeting", "what is rust", "Hello there!");
-    fires("thanks", "what is rust", "Thank you!");
+fn small_talk_is_the_whole_message_not_a_greeting_around_a_task() {
+    fires("small_talk", "what is rust", "Hello there!");
+    fires("small_talk", "what is rust", "Thank you!");
     fires(
-        "identity",
+        "small_talk",
         "what is rust",
         "Who are you? Tell me about yourself",
     );
     fires(
-        "summarize",
+        "small_talk",
         "what is rust",
-        "Summarize that in one sentence",
+        "Hello there, hope you're doing well. Thank you!",
     );
-    fires("short_wh_question", "Tell me about Rust", "What is Rust?");
-    assert_eq!(
-        f(
-            &user(&format!("What {}", "is ".repeat(60))),
-            "short_wh_question"
-        ),
-        0.0
-    );
+    let task = "Prove that there are infinitely many primes of the form 4k+3.";
+    assert_eq!(f(&user(&format!("Hi! {task} Thanks!")), "small_talk"), 0.0);
 }
 
 #[test]
 fn multiple_choice_needs_three_options_at_line_starts() {
     let mc = "Which?\n\nA. one\nB. two\nC. three\nD. four";
     assert_eq!(f(&user(mc), "multiple_choice"), 1.0);
+    assert_eq!(f(&user(&mc.replace('\n', "\r\n")), "multiple_choice"), 1.0);
     assert_eq!(f(&user("Plan A. then B. then C."), "multiple_choice"), 0.0);
+}
+
+#[test]
+fn markdown_is_layout() {
+    let plain = "Prove that x^2 >= 0 for real x.";
+    for md in [
+        format!("**{plain}**"),
+        format!("## Task\n\n{plain}\n\n---"),
+        format!("> {plain}"),
+        format!("  {plain}\r\n\r\n"),
+        format!("<task>\n{plain}\n</task>"),
+    ] {
+        for name in ["maths", "code", "advanced_maths"] {
+            assert_eq!(
+                f(&user(&md), name),
+                f(&user(plain), name),
+                "{name} on {md:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -179,34 +205,57 @@ fn context_signals_separate_hard_and_trivial_follow_ups() {
     };
     let hard = convo("And what if a, b may be negative?");
     let trivial = convo("Thanks!");
-    assert!(f(&hard, "turns") > 0.0 && f(&hard, "context_length") > 0.0);
-    assert!(f(&hard, "context_math") > 0.0);
+    let summary = convo("Now summarize that in one sentence, without the working.");
     assert!(f(&hard, "hard_followup") > 0.0 && f(&hard, "trivial_followup") == 0.0);
     assert!(f(&trivial, "hard_followup") == 0.0 && f(&trivial, "trivial_followup") == 1.0);
-    let code = convo("```rust\nfn main() {}\n```");
-    assert_eq!(f(&code, "context_code"), 0.0);
-    let after_code = extract(&req(json!([
-        {"role": "user", "content": "```rust\nfn main() { print(1); }\n```"},
-        {"role": "assistant", "content": "ok"},
-        {"role": "user", "content": "why?"},
-    ])));
-    assert!(f(&after_code, "context_code") > 0.0);
-    assert_eq!(f(&user(maths), "turns"), 0.0);
+    assert_eq!(f(&summary, "trivial_followup"), 1.0);
+    // A greeting does not make a real follow-up trivial.
+    let greeted = convo("Hi again! And what if a, b may be negative?");
+    assert_eq!(f(&greeted, "trivial_followup"), 0.0);
+    assert_eq!(f(&user(maths), "hard_followup"), 0.0);
 }
 
 #[test]
-fn system_prompt_signals() {
-    let x = extract(&req(json!([
-        {"role": "system", "content": "Schema: CREATE TABLE players (id int, earnings int)"},
+fn small_talk_before_a_task_changes_nothing() {
+    let task = "Find the smallest value of (a^3+b^3)/(a+b) for positive a, b.";
+    let alone = user(task);
+    let after_chat = extract(&req(json!([
+        {"role": "user", "content": "Hi! How are you today?"},
+        {"role": "assistant", "content": "I'm doing well, thanks! How can I help?"},
+        {"role": "user", "content": task},
+    ])));
+    assert_eq!(alone, after_chat);
+}
+
+#[test]
+fn a_schema_in_the_system_prompt_is_part_of_the_task_a_generic_one_is_not() {
+    let sql = extract(&req(json!([
+        {"role": "system", "content": "Schema: CREATE TABLE players (id int, earnings int); SELECT queries only."},
         {"role": "user", "content": "Average earnings?"},
     ])));
-    assert!(f(&x, "system_length") > 0.0 && f(&x, "system_sql") > 0.0);
-    assert_eq!(f(&x, "turns"), 0.0);
-    let math_sys = extract(&req(json!([
-        {"role": "system", "content": "You are an expert on mathematics and proofs of theorems about integers."},
-        {"role": "user", "content": "hi"},
+    assert!(f(&sql, "code") > 0.0);
+    let generic = extract(&req(json!([
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Average earnings?"},
     ])));
-    assert!(f(&math_sys, "system_math") > 0.0);
+    assert_eq!(generic, user("Average earnings?"));
+}
+
+#[test]
+fn an_agents_system_prompt_and_tools_are_boilerplate() {
+    let task = "What does HTTP status 418 mean?";
+    let agent: ChatRequest = serde_json::from_value(json!({
+        "messages": [
+            {"role": "system", "content": "You are a coding agent. Use `read_file` and `run_command`; write code in ```rust blocks { }; prove your changes with tests."},
+            {"role": "user", "content": task},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "read_file", "arguments": "{\"path\": \"src/main.rs\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "fn main() {}"},
+        ],
+        "tools": tools(),
+    }))
+    .expect("valid request");
+    assert_eq!(extract(&agent), user(task));
 }
 
 #[test]
@@ -218,12 +267,28 @@ fn content_parts_count_like_a_string() {
         {"type": "text", "text": " for real x."},
     ]}])));
     let plain = user(text);
-    for name in [
-        "math_symbols",
-        "math_variables",
-        "proof_words",
-        "math_words",
-    ] {
+    for name in ["maths", "advanced_maths", "imperative"] {
         assert_eq!(f(&parts, name), f(&plain, name), "{name}");
     }
+}
+
+#[test]
+fn reading_is_bounded() {
+    // Earlier turns are read newest first within CONTEXT_BUDGET bytes: maths further back
+    // than that does not reach the follow-up.
+    let old_maths = "x^2 + y^2 = z^2 and a_n = a_{n-1} + a_{n-2}. ";
+    let filler = "We talked about the weather and lunch plans. ".repeat(40);
+    let convo = |first: &str| {
+        extract(&req(json!([
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": filler},
+            {"role": "user", "content": "And then what?"},
+        ])))
+    };
+    assert!(filler.len() > CONTEXT_BUDGET);
+    assert_eq!(convo(old_maths), convo("hello"));
+    // The last user turn is read up to LAST_BUDGET bytes.
+    let long = format!("Write an essay. {}", "word ".repeat(LAST_BUDGET));
+    let longer = format!("{long}{}", "x^2 = y ".repeat(1000));
+    assert_eq!(user(&long), user(&longer));
 }

@@ -2,6 +2,7 @@
 //! ordered list of candidate (provider, model) pairs, asking each ProviderActor whether it
 //! can take traffic and preferring the fast and cheap among the healthy.
 
+pub mod augment;
 pub mod eval;
 pub mod features;
 pub mod policy;

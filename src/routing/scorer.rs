@@ -118,8 +118,9 @@ impl WeightsFile {
     /// The file for a model, with the training metadata filled in by the caller.
     pub fn from_model(m: &Model) -> WeightsFile {
         WeightsFile {
-            about: "Multinomial logistic regression over the features of src/routing/features.rs; \
-                    written by `cargo run --release --example train_scorer`, do not edit by hand."
+            about: "Multinomial logistic regression (L2, Newton's method) over the features of \
+                    src/routing/features.rs, trained on data/routing/prompts.jsonl; written by \
+                    `cargo run --release --example train_scorer`, do not edit by hand."
                 .into(),
             dev_set_sha256: String::new(),
             examples: 0,
@@ -198,15 +199,20 @@ pub fn score_with(model: &Model, req: &ChatRequest) -> Score {
     }
 }
 
+/// How many tools an ordinary coding agent sends (read, write, edit, search, list, run...).
+const TOOLS_EVERY_AGENT_HAS: usize = 8;
+
 /// Logit nudges (cheap, mid, premium) for what the dev set cannot teach: it has no tools, no
 /// `response_format` and no `max_tokens`. Hand-set and deliberately small, so the text still
 /// decides: agents with many tools and strict JSON schemas fail more often on small models,
-/// a tiny output cap signals a short answer, and a huge one a long generation.
+/// a tiny output cap signals a short answer, and a huge one a long generation. The tool nudge
+/// grows only past the handful of tools every coding agent carries, so that an agent's cheap
+/// question (what does this error mean?) is still placed by its text.
 pub fn request_priors(req: &ChatRequest) -> [Option<(&'static str, [f64; 3])>; 3] {
     let tools = req.tools.as_ref().map_or(0, Vec::len);
     let tools = (tools > 0).then(|| {
-        let t = (tools as f64).ln_1p();
-        ("tools", [-0.8 * t, 0.0, 0.2 * t])
+        let t = (tools.saturating_sub(TOOLS_EVERY_AGENT_HAS) as f64).ln_1p();
+        ("tools", [-0.15 - 0.5 * t, 0.0, 0.2 * t])
     });
     let kind = req
         .response_format

@@ -109,3 +109,42 @@ fn tools_response_format_and_output_size_nudge_the_score() {
     assert!(tiny.value < plain.value && huge.value > plain.value);
     assert!(huge.signals.iter().any(|s| s.name == "output_size") || top(&huge) == "cheap");
 }
+
+#[test]
+fn an_agent_is_scored_by_its_task_not_its_boilerplate() {
+    let examples = [
+        ("What does HTTP status 418 mean?", "cheap"),
+        (
+            "Let p be an odd prime. Prove that the sum of the quadratic residues modulo p \
+             is divisible by p when p > 3, and find when it is not.",
+            "premium",
+        ),
+    ];
+    for (task, tier) in examples {
+        let agent = crate::routing::augment::agent_request(
+            &req(json!({"messages": [
+                {"role": "user", "content": task},
+            ]})),
+            1,
+        )
+        .expect("agent request");
+        let s = score(&agent);
+        assert_eq!(top(&s), tier, "{task}: {s:?}");
+        assert_eq!(top(&ask(task)), tier, "{task} without the agent");
+        assert!(
+            s.signals
+                .iter()
+                .all(|x| x.name != "tools" || x.weight < 0.3),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn the_header_names_what_decided() {
+    let s = ask("Let G be a finite abelian group. Prove that G is cyclic iff it has at most one subgroup of each order.");
+    let h = crate::routing::policy::score_header(&s);
+    assert!(h.contains("advanced_maths") || h.contains("maths"), "{h}");
+    let hi = crate::routing::policy::score_header(&ask("Hello!"));
+    assert!(hi.contains("small_talk"), "{hi}");
+}
