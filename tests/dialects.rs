@@ -63,6 +63,7 @@ async fn non_stream_answers_in_openai_shape_with_headers_and_a_usage_row() {
         let rows = gw.usage_rows(&key_id);
         assert_eq!(rows.len(), 1, "{name}");
         let row = &rows[0];
+        assert_eq!(row.protocol, "chat", "{name}");
         assert_eq!(
             row.prompt_tokens as u64,
             usage["prompt_tokens"].as_u64().unwrap_or(0)

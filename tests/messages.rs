@@ -255,6 +255,10 @@ async fn native_to_anthropic_keeps_the_body_and_bills_what_the_headers_say() {
     let stream_row = rows.iter().find(|r| r.stream).expect("stream row");
     assert_eq!(json_row.cost_micros, json_cost);
     assert_eq!(stream_row.cost_micros, stream_cost);
+    assert!(
+        rows.iter().all(|r| r.protocol == "messages"),
+        "the protocol is recorded"
+    );
     assert!(stream_cost > 0);
     let thinking_words = FAKE_THINKING.split_whitespace().count() as i64;
     for row in [json_row, stream_row] {

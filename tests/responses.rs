@@ -164,6 +164,10 @@ async fn streams_follow_openais_event_order_and_bill_once() {
         let rows = gw.usage_rows(&key_id);
         assert_eq!(rows.len(), 1, "{name}: one usage row");
         assert_eq!(rows[0].status, "ok", "{name}");
+        assert_eq!(
+            rows[0].protocol, "responses",
+            "{name}: the protocol is recorded"
+        );
         let output = done["usage"]["output_tokens"].as_u64().unwrap_or(0);
         assert_eq!(
             rows[0].completion_tokens as u64, output,

@@ -36,6 +36,9 @@ diesel::table! {
         client_request_id -> Nullable<Text>,
         created_at -> Timestamp,
         premium_cost_micros -> BigInt,
+        protocol -> Text,
+        cached_tokens -> BigInt,
+        reasoning_tokens -> BigInt,
     }
 }
 

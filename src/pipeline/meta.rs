@@ -30,6 +30,8 @@ pub struct Meta {
     pub premium: Option<Arc<ProviderSpec>>,
     /// `X-Pura-Score` for `auto` requests.
     pub score: Option<String>,
+    /// The client protocol, recorded on the usage row.
+    pub protocol: &'static str,
 }
 
 /// The `x_pura` object a stream's final chunks carry (SDKs ignore unknown fields).
@@ -81,6 +83,9 @@ impl Meta {
             client_request_id: self.client_request_id.clone(),
             created_at: crate::time::now(),
             premium_cost_micros: self.premium_cost(usage).get(),
+            protocol: self.protocol.to_owned(),
+            cached_tokens: usage.cached_tokens() as i64,
+            reasoning_tokens: usage.reasoning_tokens() as i64,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Inbound {
     pub hints: Hints,
     /// The client's body, for an upstream that speaks the client's protocol.
     pub native: Option<NativeBody>,
+    /// `chat`, `responses` or `messages`, recorded on the usage row.
+    pub protocol: &'static str,
 }
 
 /// What the client said about routing and tracing, from headers or the body.
@@ -114,6 +116,7 @@ pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, A
         prompt_estimate: money::estimate_tokens(prompt_chars),
         premium: state.router.premium(),
         score: route.score,
+        protocol: req.protocol,
     };
     if let Some(session) = route.session {
         // Pin the conversation to the tier that actually served it.

@@ -59,6 +59,7 @@ async fn handle(
         chat: body,
         stream,
         native: None,
+        protocol: "chat",
     };
     match pipeline::run(&ctx, &key, inbound).await? {
         Outcome::Json {

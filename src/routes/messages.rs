@@ -139,6 +139,7 @@ pub async fn create(
             body: raw,
             headers: native_headers(&req),
         }),
+        protocol: "messages",
     };
     let mut resp = match pipeline::run(&ctx, &key, inbound).await? {
         Outcome::Json {

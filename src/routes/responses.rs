@@ -61,6 +61,7 @@ pub async fn create(
         stream,
         hints,
         native: Some(proto::native(map, history)),
+        protocol: "responses",
     };
     match pipeline::run(&ctx, &key, inbound).await? {
         Outcome::Json {

@@ -28,6 +28,10 @@ pub struct UsageRow {
     pub created_at: NaiveDateTime,
     /// The same usage priced at the premium tier's default model (the savings baseline).
     pub premium_cost_micros: i64,
+    /// The client protocol: `chat`, `responses` or `messages`.
+    pub protocol: String,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
 }
 
 /// Inserts rows with one multi-row statement (inside the group commit's transaction).
