@@ -255,3 +255,24 @@ async fn built_in_tools_are_refused_by_name_and_bad_input_is_a_400() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(fake.hits(), 0, "nothing reached the upstream");
 }
+
+#[actix_web::test]
+async fn with_the_free_tier_spent_an_unfunded_key_gets_a_402_in_openai_shape() {
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let gw = Gateway::start(
+        &provider_toml("openai", &fake, "mid", "gpt-4o", 0.002),
+        &[("PURA__FREE_TIER__REQUESTS", "0")],
+    );
+    let (key_id, key) = gw.key().await;
+    for stream in [false, true] {
+        let r = gw
+            .post("/v1/responses", &key, &json!({"model": "gpt-4o", "input": "hi", "stream": stream}))
+            .await;
+        assert_eq!(r.status, 402, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"]["type"], "payment_required");
+        assert_eq!(v["error"]["code"], "payment_required");
+    }
+    assert_eq!(fake.hits(), 0, "nothing unpaid reached the upstream");
+    assert!(gw.usage_rows(&key_id).is_empty());
+}
