@@ -10,7 +10,8 @@
 # (500,1000,2000), BENCH_LITELLM_RATES (25,50,500), BENCH_STREAMS (1000), BENCH_LITELLM_STREAMS
 # (100), BENCH_CHUNKS (50), BENCH_CHUNK_DELAY_MS (100), BENCH_RAMP_S (2), BENCH_PIN=0 (no
 # taskset), BENCH_SKIP_LITELLM=1, BENCH_PURA_LOG (RUST_LOG for pura, default info),
-# CARGO_TARGET_DIR (default ./target).
+# CARGO_TARGET_DIR (default ./target), BENCH_SKIP_INSTRUCTIONS=1 (no callgrind count; see
+# bench/instructions.py, which also runs alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,4 +51,11 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 say "running the scenarios (about 5 minutes)"
-exec python3 bench/bench.py --target-dir "$CARGO_TARGET_DIR" --oha "$(command -v oha)"
+python3 bench/bench.py --target-dir "$CARGO_TARGET_DIR" --oha "$(command -v oha)"
+
+# CPU instructions per request under callgrind (steady where latency is noisy); skipped
+# with BENCH_SKIP_INSTRUCTIONS=1 or when valgrind is missing.
+if [ "${BENCH_SKIP_INSTRUCTIONS:-0}" != 1 ] && command -v valgrind >/dev/null; then
+    say "counting instructions per request (callgrind, about 3 minutes)"
+    python3 bench/instructions.py --target-dir "$CARGO_TARGET_DIR"
+fi

@@ -374,6 +374,44 @@ fn reasoning_item(id: &str, summary: &str) -> Value {
     json!({"id": id, "type": "reasoning", "summary": summary})
 }
 
+/// The JSON answer: a native response object as the upstream sent it, or a canonical
+/// `chat.completion` encoded as one.
+pub fn encode_json(
+    echo: &Echo,
+    completion: crate::providers::Completion,
+) -> Result<Value, ApiError> {
+    let usage = completion.usage.unwrap_or_default();
+    if let (true, Some(raw)) = (completion.native, &completion.raw) {
+        return serde_json::from_slice(raw).map_err(ApiError::internal);
+    }
+    let chat: Value = match completion.raw {
+        Some(raw) => serde_json::from_slice(&raw).map_err(ApiError::internal)?,
+        None => completion.body,
+    };
+    serde_json::to_value(from_completion(echo, &chat, &usage)).map_err(ApiError::internal)
+}
+
+/// The stored conversation a `previous_response_id` continues; another key's id is a 404.
+pub async fn history(
+    pool: &crate::db::Pool,
+    key_id: &str,
+    id: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let Some(id) = id else {
+        return Ok(Vec::new());
+    };
+    let (k, i) = (key_id.to_owned(), id.to_owned());
+    let found = crate::db::run(pool, move |c| crate::db::models::response::find(c, &i, &k)).await?;
+    let Some(row) = found else {
+        return Err(ApiError::NotFoundCode {
+            message: format!("Previous response with id '{id}' not found."),
+            param: Some("previous_response_id"),
+            code: "previous_response_not_found",
+        });
+    };
+    serde_json::from_str(&row.items).map_err(ApiError::internal)
+}
+
 /// A canonical `chat.completion` as a response object.
 pub fn from_completion(echo: &Echo, chat: &Value, usage: &Usage) -> ResponseObject {
     let msg = &chat["choices"][0]["message"];
