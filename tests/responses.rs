@@ -280,3 +280,33 @@ async fn with_the_free_tier_spent_an_unfunded_key_gets_a_402_in_openai_shape() {
     assert_eq!(fake.hits(), 0, "nothing unpaid reached the upstream");
     assert!(gw.usage_rows(&key_id).is_empty());
 }
+
+#[actix_web::test]
+async fn a_stream_that_breaks_after_its_first_byte_ends_in_response_failed_billed_once() {
+    for (dialect, name, model) in [
+        (FakeDialect::OpenAi, "openai", "gpt-4o"),
+        (
+            FakeDialect::Anthropic,
+            "anthropic",
+            "claude-sonnet-4-20250514",
+        ),
+    ] {
+        let (fake, gw) = gateway(dialect, name, model);
+        fake.set_behavior(common::fake_upstream::Behavior::MidStreamError);
+        let (key_id, key) = gw.key().await;
+        let body = json!({"model": model, "input": "Say hello", "stream": true, "store": false});
+        let r = gw.post("/v1/responses", &key, &body).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let evs = events(&r);
+        let last = evs.last().map(|(n, _)| n.as_str());
+        assert_eq!(last, Some("response.failed"), "{name}: {evs:?}");
+        assert_eq!(
+            evs.iter().filter(|(n, _)| n == "response.failed").count(),
+            1,
+            "{name}: one terminal event"
+        );
+        let rows = gw.usage_rows(&key_id);
+        assert_eq!(rows.len(), 1, "{name}: billed once");
+        assert_eq!(rows[0].status, "upstream_error", "{name}");
+    }
+}
