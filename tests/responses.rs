@@ -173,6 +173,12 @@ async fn streams_follow_openais_event_order_and_bill_once() {
             rows[0].completion_tokens as u64, output,
             "{name}: billed what was reported"
         );
+        let final_cost = done["x_pura"]["costUsd"].as_f64().unwrap_or(f64::NAN);
+        assert_eq!(
+            rows[0].cost_micros,
+            (final_cost * 1e6).round() as i64,
+            "{name}: {done}"
+        );
     }
 }
 

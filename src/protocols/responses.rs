@@ -770,7 +770,19 @@ impl Encoder for ResponsesEncoder {
     }
 
     fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
-        if let Some(terminal) = self.native_terminal.take() {
+        if let Some(mut terminal) = self.native_terminal.take() {
+            // The upstream's own terminal event, with Pura's final cost added to its response
+            // (as every protocol's last event carries it; SDKs ignore the extra field).
+            if let Ok(mut v) = serde_json::from_str::<Value>(&terminal.data) {
+                if let Some(r) = v.get_mut("response").and_then(Value::as_object_mut) {
+                    r.insert(
+                        "x_pura".into(),
+                        serde_json::to_value(&end.x_pura).unwrap_or_default(),
+                    );
+                    self.final_response = Some(Value::Object(r.clone()));
+                }
+                terminal.data = v.to_string();
+            }
             out.push(super::native_event(terminal));
             return;
         }
