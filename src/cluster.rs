@@ -77,13 +77,14 @@ impl Listener {
     /// Applies another replica's change to this replica's memory.
     async fn apply(&self, event: Event) {
         match event {
-            Event::Credit { id, micros } => self.budgets.credit(&id, micros),
+            Event::Credit { id, micros, .. } => self.budgets.credit(&id, micros),
             Event::Spend {
                 id,
                 cost,
                 debit,
                 free,
-            } => self.budgets.spent_elsewhere(&id, cost, debit, free),
+                xid,
+            } => self.budgets.spent_elsewhere(&id, cost, debit, free, xid),
             Event::Key { id } => {
                 let lookup = id.clone();
                 match db::run(&self.pool, move |conn| api_key::find(conn, &lookup)).await {

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::db::models::{api_key, usage};
 use crate::db::usage_writer::{Settlement, UsageWriter};
-use crate::db::{self, DbConn, DbError, Pool};
+use crate::db::{self, events, DbConn, DbError, Pool};
 use crate::money::Window;
 use crate::notify::{BudgetEvent, Notifier};
 use crate::time;
@@ -49,11 +49,22 @@ pub struct Account {
     pub spent_month_micros: i64,
     pub notify_email: Option<String>,
     pub webhook_url: Option<String>,
+    /// The PostgreSQL snapshot the account was read under (None on SQLite).
+    pub loaded_under: Option<events::Snapshot>,
 }
 
 impl Account {
     /// Reads the key and its spend in the current day and month.
+    /// Reads the account in one repeatable-read transaction, so every figure comes from one
+    /// snapshot, which is kept to tell which announced settlements it already includes.
     pub fn load(conn: &mut DbConn, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
+        let (mut account, seen) =
+            events::consistent_read(conn, |conn| Self::read(conn, key_id, defaults))?;
+        account.loaded_under = seen;
+        Ok(account)
+    }
+
+    fn read(conn: &mut DbConn, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
         let key =
             api_key::find(conn, key_id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
         let now = time::now();
@@ -73,6 +84,7 @@ impl Account {
             spent_month_micros: spent_month,
             notify_email: None,
             webhook_url: None,
+            loaded_under: None,
         };
         account.apply_settings(&key, defaults);
         Ok(account)
@@ -168,6 +180,8 @@ pub struct SpentElsewhere {
     pub cost_micros: i64,
     pub debit_micros: i64,
     pub free: i64,
+    /// The settling transaction, to skip a settlement the account was loaded with.
+    pub xid: Option<u64>,
 }
 
 /// The key's settings changed.
@@ -486,6 +500,12 @@ impl Handler<SpentElsewhere> for BudgetActor {
 
     fn handle(&mut self, msg: SpentElsewhere, _: &mut Context<Self>) {
         if let Some(a) = self.account.as_mut() {
+            // Loaded after that settlement committed: already counted.
+            if let (Some(seen), Some(xid)) = (&a.loaded_under, msg.xid) {
+                if seen.sees(xid) {
+                    return;
+                }
+            }
             Self::roll_windows(a);
             a.balance_micros -= msg.debit_micros;
             a.free_remaining -= msg.free;

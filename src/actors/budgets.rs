@@ -133,7 +133,14 @@ impl Budgets {
     }
 
     /// Another replica settled requests of this key: keep this replica's view in step.
-    pub fn spent_elsewhere(&self, key_id: &str, cost_micros: i64, debit_micros: i64, free: i64) {
+    pub fn spent_elsewhere(
+        &self,
+        key_id: &str,
+        cost_micros: i64,
+        debit_micros: i64,
+        free: i64,
+        xid: Option<u64>,
+    ) {
         if let Some(a) = self
             .map
             .lock()
@@ -144,6 +151,7 @@ impl Budgets {
                 cost_micros,
                 debit_micros,
                 free,
+                xid,
             });
         }
     }

@@ -164,6 +164,7 @@ impl Spend {
             cost: self.cost_micros,
             debit: self.debit_micros,
             free: self.free,
+            xid: None,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Wallet {
         let event = Event::Credit {
             id: inv.key_id.clone(),
             micros: m,
+            xid: None,
         };
         events::announce(&self.pool, &self.replica_id, event).await;
         Ok(Some(Micros(m)))
@@ -88,6 +89,7 @@ impl Wallet {
         let event = Event::Credit {
             id: key_id.to_owned(),
             micros: micros.get(),
+            xid: None,
         };
         events::announce(&self.pool, &self.replica_id, event).await;
         Ok((key, micros))
