@@ -173,13 +173,13 @@ async fn a_conversation_never_drops_below_the_tier_it_used() {
     let session = [("X-Pura-Session", "agent-run-7")];
     let (_, _, hs) = ask(&t.gw, &fresh, "auto", user(HARD), &session).await;
     assert_eq!(header(&hs, "x-pura-tier"), Some("premium"));
-    let (_, _, hs) = ask(&t.gw, &fresh, "auto", user("list the files"), &session).await;
+    let (_, _, hs) = ask(&t.gw, &fresh, "auto", user("thanks, all good"), &session).await;
     assert_eq!(header(&hs, "x-pura-tier"), Some("premium"));
     let (_, _, hs) = ask(
         &t.gw,
         &fresh,
         "auto",
-        user("list the files"),
+        user("thanks, all good"),
         &[("X-Pura-Session", "another")],
     )
     .await;
