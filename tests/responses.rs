@@ -266,7 +266,11 @@ async fn with_the_free_tier_spent_an_unfunded_key_gets_a_402_in_openai_shape() {
     let (key_id, key) = gw.key().await;
     for stream in [false, true] {
         let r = gw
-            .post("/v1/responses", &key, &json!({"model": "gpt-4o", "input": "hi", "stream": stream}))
+            .post(
+                "/v1/responses",
+                &key,
+                &json!({"model": "gpt-4o", "input": "hi", "stream": stream}),
+            )
             .await;
         assert_eq!(r.status, 402, "{}", r.text());
         let v = r.json();
