@@ -52,6 +52,10 @@ fn budget_defaults(config: &Config) -> Defaults {
         )
         .get(),
         rpm: config.limits.rpm,
+        free_max_request_micros: pura::money::Micros::from_usd(config.free_tier.max_request_usd)
+            .get(),
+        free_daily_budget_micros: pura::money::Micros::from_usd(config.free_tier.daily_budget_usd)
+            .get(),
     }
 }
 
