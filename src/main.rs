@@ -125,7 +125,7 @@ async fn main() -> std::io::Result<()> {
         wallet,
         admin_token: config.admin_token().map(Secret::new),
         keys,
-        mint_limiter: MintLimiter::default(),
+        mint_limiter: MintLimiter::new(pool.clone()),
         pins: Default::default(),
         replica_id,
         pool,
