@@ -173,6 +173,9 @@ pub struct Settled {
 #[rtype(result = "()")]
 pub struct Release {
     pub reservation: u64,
+    /// The same request is about to be reserved again (from the balance, the day's free
+    /// spend being reached): take it off the RPM count so it is not counted twice.
+    pub uncount: bool,
 }
 
 /// Money arrived (already committed to the ledger by whoever sends this).
@@ -522,7 +525,10 @@ impl Handler<Release> for BudgetActor {
     type Result = ();
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        self.unhold(msg.reservation);
+        if self.unhold(msg.reservation).is_some() && msg.uncount {
+            // The newest entry may be another request's: the count is what the limit reads.
+            self.recent.pop_back();
+        }
     }
 }
 

@@ -107,11 +107,11 @@ impl Budgets {
         match taken {
             Ok(true) => Ok(ticket),
             Ok(false) => {
-                Self::unhold(&ticket);
+                Self::unhold(&ticket, true);
                 self.reserve_at(key_id, estimate_micros, false).await
             }
             Err(e) => {
-                Self::unhold(&ticket);
+                Self::unhold(&ticket, false);
                 Err(e.into())
             }
         }
@@ -144,7 +144,7 @@ impl Budgets {
     /// Nothing was served: the reservation goes back, and a free one's estimate goes back
     /// to the day's free spend (awaited, so an error answer leaves the count settled).
     pub async fn release(&self, ticket: &Ticket) {
-        Self::unhold(ticket);
+        Self::unhold(ticket, false);
         let r = &ticket.reservation;
         if r.free {
             let (day, refund) = (r.day, -r.estimate_micros);
@@ -159,10 +159,12 @@ impl Budgets {
         }
     }
 
-    /// Gives the reservation back to the key's actor, leaving the free spend as it is.
-    fn unhold(ticket: &Ticket) {
+    /// Gives the reservation back to the key's actor, leaving the free spend as it is;
+    /// `uncount` when the request is reserved again right away.
+    fn unhold(ticket: &Ticket, uncount: bool) {
         ticket.actor.do_send(Release {
             reservation: ticket.reservation.id,
+            uncount,
         });
     }
 
