@@ -151,6 +151,12 @@ pub struct RoutingConfig {
 #[serde(deny_unknown_fields)]
 pub struct FreeTierConfig {
     pub requests: i64,
+    /// A request whose reserved worst case costs more than this is not served free: it is
+    /// paid from the balance, or answered 402.
+    pub max_request_usd: f64,
+    /// Catalogue cost of free requests per UTC day across all keys and replicas; past it,
+    /// requests are paid from the balance, or answered 402.
+    pub daily_budget_usd: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

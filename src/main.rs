@@ -52,6 +52,10 @@ fn budget_defaults(config: &Config) -> Defaults {
         )
         .get(),
         rpm: config.limits.rpm,
+        free_max_request_micros: pura::money::Micros::from_usd(config.free_tier.max_request_usd)
+            .get(),
+        free_daily_budget_micros: pura::money::Micros::from_usd(config.free_tier.daily_budget_usd)
+            .get(),
     }
 }
 
@@ -121,7 +125,7 @@ async fn main() -> std::io::Result<()> {
         wallet,
         admin_token: config.admin_token().map(Secret::new),
         keys,
-        mint_limiter: MintLimiter::default(),
+        mint_limiter: MintLimiter::new(pool.clone()),
         pins: Default::default(),
         replica_id,
         pool,

@@ -264,7 +264,8 @@ async fn keys_are_shown_once_and_stored_hashed() {
 
 #[actix_web::test]
 async fn key_minting_is_rate_limited_and_can_be_admin_only() {
-    let gw = Gateway::start("", &[("PURA__SERVER__KEY_MINT_PER_IP_PER_HOUR", "2")]);
+    // Isolated: the mint count is kept in the database, which other tests share on PostgreSQL.
+    let gw = Gateway::start_isolated("", &[("PURA__SERVER__KEY_MINT_PER_IP_PER_HOUR", "2")]);
     for _ in 0..2 {
         gw.key().await;
     }

@@ -32,6 +32,11 @@ pub struct Defaults {
     pub daily_budget_micros: i64,
     pub monthly_budget_micros: i64,
     pub rpm: u32,
+    /// `free_tier.max_request_usd`: a reservation above it is never free.
+    pub free_max_request_micros: i64,
+    /// `free_tier.daily_budget_usd`, the deployment's free spend per UTC day (held in the
+    /// database by [`super::budgets::Budgets`], not here: it is shared by every key).
+    pub free_daily_budget_micros: i64,
 }
 
 /// A key's money as the actor keeps it.
@@ -114,9 +119,21 @@ pub enum Denied {
     Payment {
         balance_micros: i64,
         needed_micros: i64,
+        reason: NotFree,
     },
     /// The key's account could not be loaded (database down).
     Unavailable,
+}
+
+/// Why a request that the balance does not cover could not be served free either.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NotFree {
+    /// The key's free requests are used up.
+    UsedUp,
+    /// The reserved worst case is above `free_tier.max_request_usd`.
+    OverRequestCap { cap_micros: i64 },
+    /// The deployment's free spend of the day (`free_tier.daily_budget_usd`) is reached.
+    DailyBudgetSpent,
 }
 
 /// The RPM state after a request was counted, for the `x-ratelimit-*` headers.
@@ -132,6 +149,8 @@ pub struct Reservation {
     pub id: u64,
     pub free: bool,
     pub estimate_micros: i64,
+    /// The UTC day the reservation was made on: a free one counts on that day's free spend.
+    pub day: NaiveDateTime,
     /// Free requests left once this one is used.
     pub free_remaining: i64,
     /// What is left of the tighter budget once the estimate is spent.
@@ -143,6 +162,8 @@ pub struct Reservation {
 #[rtype(result = "Result<Reservation, Denied>")]
 pub struct Reserve {
     pub estimate_micros: i64,
+    /// False when the deployment's free spend of the day is reached: serve from the balance.
+    pub allow_free: bool,
 }
 
 /// The request was served: record `row` (its `cost_micros` is the actual cost).
@@ -164,6 +185,9 @@ pub struct Settled {
 #[rtype(result = "()")]
 pub struct Release {
     pub reservation: u64,
+    /// The same request is about to be reserved again (from the balance, the day's free
+    /// spend being reached): take it off the RPM count so it is not counted twice.
+    pub uncount: bool,
 }
 
 /// Money arrived (already committed to the ledger by whoever sends this).
@@ -199,6 +223,7 @@ pub type OnIdle = Box<dyn Fn(&str, &Addr<BudgetActor>)>;
 struct Held {
     free: bool,
     estimate: i64,
+    day: NaiveDateTime,
 }
 
 pub struct BudgetActor {
@@ -370,14 +395,19 @@ impl Handler<Reserve> for BudgetActor {
             return Err(Denied::Unavailable);
         };
         Self::roll_windows(&mut a);
-        let result = self.reserve(&a, msg.estimate_micros);
+        let result = self.reserve(&a, msg.estimate_micros, msg.allow_free);
         self.account = Some(a);
         result
     }
 }
 
 impl BudgetActor {
-    fn reserve(&mut self, a: &Account, estimate: i64) -> Result<Reservation, Denied> {
+    fn reserve(
+        &mut self,
+        a: &Account,
+        estimate: i64,
+        allow_free: bool,
+    ) -> Result<Reservation, Denied> {
         self.rate(a.rpm, false)?;
         if a.spent_day_micros + self.reserved_budget + estimate > a.daily_budget_micros {
             return Err(Denied::Budget {
@@ -391,11 +421,23 @@ impl BudgetActor {
                 retry_after: time::until(Window::Month.end(a.month_start)),
             });
         }
-        let free = a.free_remaining - self.reserved_free > 0;
+        // A free request is bounded: one whose worst case is above the cap is paid from the
+        // balance like any other (or refused), never served free without a limit.
+        let has_free = a.free_remaining - self.reserved_free > 0;
+        let cap = self.defaults.free_max_request_micros;
+        let free = has_free && allow_free && estimate <= cap;
         if !free && a.balance_micros - self.reserved_paid < estimate {
+            let reason = if !has_free {
+                NotFree::UsedUp
+            } else if estimate > cap {
+                NotFree::OverRequestCap { cap_micros: cap }
+            } else {
+                NotFree::DailyBudgetSpent
+            };
             return Err(Denied::Payment {
                 balance_micros: a.balance_micros - self.reserved_paid,
                 needed_micros: estimate,
+                reason,
             });
         }
         let rate = self.rate(a.rpm, true)?;
@@ -406,11 +448,20 @@ impl BudgetActor {
         }
         self.reserved_budget += estimate;
         self.next_id += 1;
-        self.held.insert(self.next_id, Held { free, estimate });
+        let day = a.day_start;
+        self.held.insert(
+            self.next_id,
+            Held {
+                free,
+                estimate,
+                day,
+            },
+        );
         Ok(Reservation {
             id: self.next_id,
             free,
             estimate_micros: estimate,
+            day,
             free_remaining: a.free_remaining - self.reserved_free,
             budget_remaining_micros: self.budget_left(a),
             rate,
@@ -440,14 +491,21 @@ impl Handler<Settle> for BudgetActor {
             row: msg.row,
             debit_micros: 0,
             free: false,
+            free_spend: None,
         };
         let mut budget_remaining = 0;
         if let Some(mut a) = self.account.take() {
             Self::roll_windows(&mut a);
             let (before_day, before_month) = (a.spent_day_micros, a.spent_month_micros);
             match held {
-                Some(Held { free: true, .. }) => {
+                Some(Held {
+                    free: true,
+                    estimate,
+                    day,
+                }) => {
                     settlement.free = true;
+                    // The day's free spend took the estimate; the actual cost replaces it.
+                    settlement.free_spend = Some((day, cost - estimate));
                     a.free_remaining -= 1;
                 }
                 _ => {
@@ -481,7 +539,10 @@ impl Handler<Release> for BudgetActor {
     type Result = ();
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        self.unhold(msg.reservation);
+        if self.unhold(msg.reservation).is_some() && msg.uncount {
+            // The newest entry may be another request's: the count is what the limit reads.
+            self.recent.pop_back();
+        }
     }
 }
 

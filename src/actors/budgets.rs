@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 
 use super::budget::{
-    Account, BudgetActor, Credit, Defaults, Denied, GetAccount, Refresh, Release, Reservation,
-    Reserve, SpentElsewhere,
+    Account, BudgetActor, Credit, Defaults, Denied, GetAccount, NotFree, Refresh, Release,
+    Reservation, Reserve, SpentElsewhere,
 };
 use crate::db::models::api_key::ApiKey;
+use crate::db::models::free_spend;
 use crate::db::usage_writer::UsageWriter;
-use crate::db::Pool;
+use crate::db::{self, Pool};
 use crate::error::ApiError;
 use crate::money::Micros;
 use crate::notify::Notifier;
@@ -85,11 +86,51 @@ impl Budgets {
     }
 
     /// Reserves `estimate_micros` for one request, or the error to answer with.
+    ///
+    /// A request the key's actor would serve free must also fit in the deployment's free
+    /// spend of the day, which is shared by every key and replica and so lives in the
+    /// database (one conditional update, see [`free_spend`]). When it does not fit, the
+    /// reservation is made again from the balance, which answers 402 when it is short.
     pub async fn reserve(&self, key_id: &str, estimate_micros: i64) -> Result<Ticket, ApiError> {
+        let ticket = self.reserve_at(key_id, estimate_micros, true).await?;
+        if !ticket.reservation.free {
+            return Ok(ticket);
+        }
+        let (day, cap) = (
+            ticket.reservation.day,
+            self.defaults.free_daily_budget_micros,
+        );
+        let taken = db::run(&self.pool, move |conn| {
+            free_spend::take(conn, day, estimate_micros, cap)
+        })
+        .await;
+        match taken {
+            Ok(true) => Ok(ticket),
+            Ok(false) => {
+                Self::unhold(&ticket, true);
+                self.reserve_at(key_id, estimate_micros, false).await
+            }
+            Err(e) => {
+                Self::unhold(&ticket, false);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn reserve_at(
+        &self,
+        key_id: &str,
+        estimate_micros: i64,
+        allow_free: bool,
+    ) -> Result<Ticket, ApiError> {
         // An actor may stop (idle) between lookup and send; a second try starts a fresh one.
         for _ in 0..2 {
             let actor = self.actor(key_id);
-            match actor.send(Reserve { estimate_micros }).await {
+            let msg = Reserve {
+                estimate_micros,
+                allow_free,
+            };
+            match actor.send(msg).await {
                 Ok(Ok(reservation)) => return Ok(Ticket { actor, reservation }),
                 Ok(Err(denied)) => return Err(denial_error(denied)),
                 Err(_) => self.forget(key_id),
@@ -100,9 +141,30 @@ impl Budgets {
         ))
     }
 
-    pub fn release(ticket: &Ticket) {
+    /// Nothing was served: the reservation goes back, and a free one's estimate goes back
+    /// to the day's free spend (awaited, so an error answer leaves the count settled).
+    pub async fn release(&self, ticket: &Ticket) {
+        Self::unhold(ticket, false);
+        let r = &ticket.reservation;
+        if r.free {
+            let (day, refund) = (r.day, -r.estimate_micros);
+            let done = db::run(&self.pool, move |conn| {
+                free_spend::adjust(conn, day, refund).map_err(Into::into)
+            })
+            .await;
+            if let Err(e) = done {
+                // The day's free spend stays higher than what was served: the safe side.
+                log::warn!("free spend refund of {} µ$ not recorded: {e}", -refund);
+            }
+        }
+    }
+
+    /// Gives the reservation back to the key's actor, leaving the free spend as it is;
+    /// `uncount` when the request is reserved again right away.
+    fn unhold(ticket: &Ticket, uncount: bool) {
         ticket.actor.do_send(Release {
             reservation: ticket.reservation.id,
+            uncount,
         });
     }
 
@@ -175,11 +237,17 @@ fn secs(d: std::time::Duration) -> u64 {
 fn denial_error(denied: Denied) -> ApiError {
     match denied {
         Denied::RateLimited { limit, retry_after } => ApiError::RateLimited {
-            message: format!("Rate limit reached: {limit} requests per minute for this key. Try again in {} s.", secs(retry_after)),
+            message: format!(
+                "Rate limit reached: {limit} requests per minute for this key. Try again in {} s.",
+                secs(retry_after)
+            ),
             retry_after_secs: secs(retry_after).max(1),
             limit: Some(limit),
         },
-        Denied::Budget { window, retry_after } => ApiError::QuotaExceeded {
+        Denied::Budget {
+            window,
+            retry_after,
+        } => ApiError::QuotaExceeded {
             message: format!(
                 "The {window} budget of this key is spent; it resets in {} s (UTC calendar {}).",
                 secs(retry_after),
@@ -190,15 +258,32 @@ fn denial_error(denied: Denied) -> ApiError {
         Denied::Payment {
             balance_micros,
             needed_micros,
-        } => ApiError::PaymentRequired {
-            message: format!(
-                "The free tier of this key is used up and its balance (${}) does not cover this request (up to ${}). \
-                 Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
-                Micros(balance_micros),
-                Micros(needed_micros)
-            ),
-            invoice: None,
-        },
-        Denied::Unavailable => ApiError::Unavailable("The key's budget could not be loaded.".into()),
+            reason,
+        } => {
+            let why = match reason {
+                NotFree::UsedUp => "The free tier of this key is used up".to_owned(),
+                NotFree::OverRequestCap { cap_micros } => format!(
+                    "This request (up to ${}) is above the free tier's limit of ${} per request \
+                     (lower max_tokens or shorten the prompt to stay free)",
+                    Micros(needed_micros),
+                    Micros(cap_micros)
+                ),
+                NotFree::DailyBudgetSpent => {
+                    "The free tier of this gateway is spent for today (UTC)".to_owned()
+                }
+            };
+            ApiError::PaymentRequired {
+                message: format!(
+                    "{why}, and the balance of this key (${}) does not cover this request (up to ${}). \
+                     Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
+                    Micros(balance_micros),
+                    Micros(needed_micros)
+                ),
+                invoice: None,
+            }
+        }
+        Denied::Unavailable => {
+            ApiError::Unavailable("The key's budget could not be loaded.".into())
+        }
     }
 }

@@ -106,3 +106,18 @@ diesel::table! {
         response -> Text,
     }
 }
+
+diesel::table! {
+    free_spend (day) {
+        day -> Timestamp,
+        spent_micros -> BigInt,
+    }
+}
+
+diesel::table! {
+    key_mints (ip, window_start) {
+        ip -> Text,
+        window_start -> Timestamp,
+        mints -> BigInt,
+    }
+}

@@ -10,11 +10,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
 use tokio::sync::oneshot;
 
 use super::events::{self, Event};
 use super::models::usage::UsageRow;
-use super::models::{api_key, ledger, usage};
+use super::models::{api_key, free_spend, ledger, usage};
 use super::{DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
@@ -32,6 +33,9 @@ pub struct Settlement {
     pub debit_micros: i64,
     /// The request used one of the key's free requests.
     pub free: bool,
+    /// For a free request: the UTC day whose free spend holds its estimate, and the actual
+    /// cost minus that estimate (usually negative, a refund), applied in the same commit.
+    pub free_spend: Option<(NaiveDateTime, i64)>,
 }
 
 struct Job {
@@ -122,7 +126,11 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
     let mut free: BTreeMap<&str, i64> = BTreeMap::new();
     let mut spend: BTreeMap<&str, Spend> = BTreeMap::new();
     let mut debits = Vec::new();
+    let mut free_days: BTreeMap<NaiveDateTime, i64> = BTreeMap::new();
     for s in batch {
+        if let Some((day, delta)) = s.free_spend {
+            *free_days.entry(day).or_default() += delta;
+        }
         let total = spend.entry(s.row.key_id.as_str()).or_default();
         total.cost_micros += s.row.cost_micros;
         total.debit_micros += s.debit_micros;
@@ -140,6 +148,9 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
             api_key::use_free_requests(conn, key, *n)?;
         }
         ledger::record_debits(conn, &debits)?;
+        for (day, delta) in &free_days {
+            free_spend::adjust(conn, *day, *delta)?;
+        }
         // Other replicas' BudgetActors learn of this spend when (and only if) it commits:
         // NOTIFY inside the transaction is delivered at COMMIT.
         for (key, s) in &spend {

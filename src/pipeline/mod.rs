@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, A
     {
         Ok(s) => s,
         Err(e) => {
-            crate::actors::budgets::Budgets::release(&ticket);
+            state.budgets.release(&ticket).await;
             return Err(e);
         }
     };

@@ -40,6 +40,7 @@ pub async fn create(
             state
                 .mint_limiter
                 .check(ip, limit)
+                .await?
                 .map_err(|wait| ApiError::RateLimited {
                     message: format!(
                         "Too many keys minted from this address; try again in {wait} s."

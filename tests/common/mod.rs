@@ -29,7 +29,24 @@ pub struct Gateway {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     client: awc::Client,
+    /// A PostgreSQL database created for this gateway alone, dropped with it.
+    own_db: Option<OwnDb>,
 }
+
+struct OwnDb {
+    server_url: String,
+    name: String,
+}
+
+/// Deployment-wide limits that tests not about them lift: on PostgreSQL every gateway of a
+/// run shares one database, so deployment-wide counts (free spend of the day, keys minted from
+/// 127.0.0.1 this hour) add up across tests. Tests of these limits set them and use
+/// [`Gateway::start_isolated`].
+const LIFTED: [(&str, &str); 3] = [
+    ("PURA__FREE_TIER__MAX_REQUEST_USD", "1000000"),
+    ("PURA__FREE_TIER__DAILY_BUDGET_USD", "1000000000"),
+    ("PURA__SERVER__KEY_MINT_PER_IP_PER_HOUR", "1000000"),
+];
 
 /// The admin token every test gateway is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -68,6 +85,44 @@ impl Gateway {
     pub fn start(extra: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let db_url = database_url(dir.path());
+        Gateway::start_on(dir, db_url, None, extra, env)
+    }
+
+    /// As [`Gateway::start`], on a database of its own also on PostgreSQL (SQLite already
+    /// gets a fresh file per gateway): for tests of deployment-wide state.
+    pub fn start_isolated(extra: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = database_url(dir.path());
+        if !shared.starts_with("postgres") {
+            return Gateway::start_on(dir, shared, None, extra, env);
+        }
+        use diesel::connection::SimpleConnection;
+        let name = format!(
+            "pura_iso_{}",
+            pura::ids::random_alnum(12).to_ascii_lowercase()
+        );
+        let mut conn = pura::db::pool(&shared, 1)
+            .expect("pool")
+            .get()
+            .expect("conn");
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let base = shared.rsplit_once('/').map_or(shared.as_str(), |(b, _)| b);
+        let db_url = format!("{base}/{name}");
+        let own = OwnDb {
+            server_url: shared.clone(),
+            name,
+        };
+        Gateway::start_on(dir, db_url, Some(own), extra, env)
+    }
+
+    fn start_on(
+        dir: tempfile::TempDir,
+        db_url: String,
+        own_db: Option<OwnDb>,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         // The seed providers are switched off so only the fakes of the test are routed to.
         let mut toml = format!(
             "[server]\nbind = \"127.0.0.1:0\"\nworkers = 2\n\n[database]\nurl = \"{db_url}\"\npool_size = 4\n\n\
@@ -87,6 +142,11 @@ impl Gateway {
         if !env.iter().any(|(k, _)| k == "PURA_ADMIN_TOKEN") {
             env.push(("PURA_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()));
         }
+        for (k, v) in LIFTED {
+            if !env.iter().any(|(set, _)| set == k) {
+                env.push((k.into(), v.into()));
+            }
+        }
         let (child, url) = spawn(dir.path(), &env);
         Gateway {
             url,
@@ -98,6 +158,7 @@ impl Gateway {
                 .timeout(Duration::from_secs(60))
                 .connector(awc::Connector::new().limit(0))
                 .finish(),
+            own_db,
         }
     }
 
@@ -286,6 +347,15 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(own) = &self.own_db {
+            use diesel::connection::SimpleConnection;
+            if let Ok(mut conn) = pura::db::pool(&own.server_url, 1).and_then(|p| Ok(p.get()?)) {
+                let _ = conn.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    own.name
+                ));
+            }
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Queries, one file per table.
 
 pub mod api_key;
+pub mod free_spend;
 pub mod invoice;
+pub mod key_mint;
 pub mod ledger;
 pub mod notification;
 pub mod response;

@@ -1,0 +1,2 @@
+DROP TABLE key_mints;
+DROP TABLE free_spend;
