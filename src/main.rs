@@ -58,6 +58,7 @@ fn budget_defaults(config: &Config) -> Defaults {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    pura::metrics::init();
     let fail = |e: String| std::io::Error::other(e);
     let config = Config::load(config_path().as_deref()).map_err(|e| fail(e.to_string()))?;
     let pool = db::pool(&config.database.url, config.database.pool_size)

@@ -165,6 +165,7 @@ fn secs(d: std::time::Duration) -> u64 {
 }
 
 fn denial_error(denied: Denied) -> ApiError {
+    crate::metrics::denial(denied.reason());
     match denied {
         Denied::RateLimited { limit, retry_after } => ApiError::RateLimited {
             message: format!("Rate limit reached: {limit} requests per minute for this key. Try again in {} s.", secs(retry_after)),
