@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/static/console.js", web::get().to(console::script))
         .route("/static/console.css", web::get().to(console::style))
         .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(metrics::scrape))
         .route(
             "/v1/models",
