@@ -558,3 +558,37 @@ async fn ready_needs_the_database_and_a_provider_whose_circuit_is_not_open() {
     let (status, _) = get(&gw, "/health").await;
     assert_eq!(status, 200);
 }
+
+#[actix_web::test]
+async fn metrics_bind_moves_metrics_off_the_main_port() {
+    // A port that was free a moment ago, for the metrics server's own bind address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let gw = Gateway::start(
+        &provider_toml("solo", &fake, "mid", "model-a", 0.001),
+        &[("PURA__SERVER__METRICS_BIND", bind.as_str())],
+    );
+    let (status, body) = get(&gw, "/metrics").await;
+    assert_eq!(status, 404, "{body}");
+    let (_, key) = gw.key().await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &hello("model-a", false))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut resp = gw
+        .client()
+        .get(format!("http://{bind}/metrics"))
+        .send()
+        .await
+        .expect("scrape the metrics bind");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+    let s = Scrape::parse(std::str::from_utf8(&body).expect("utf-8"));
+    let chat = served("chat", "solo", "model-a");
+    assert_eq!(s.sum("pura_requests_total", &labels(&chat)), 1.0);
+    assert_eq!(s.sum("pura_circuit_state", &[("provider", "solo")]), 0.0);
+}
