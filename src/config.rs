@@ -94,6 +94,8 @@ pub struct ServerConfig {
     /// actix worker threads; the number of cores when absent.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Where `/metrics` is served instead of the main port; empty: on the main port.
+    pub metrics_bind: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,8 +3,8 @@
 //! (Lightning money in), `actors` (budgets, providers, the InvoiceWatcher), `cluster` (what
 //! other replicas announce), `auth`, `lightning` (backends), `notify`, and at the bottom `db`
 //! (all SQL; called, never calling out), `api` (wire types and views), `money`, `config`,
-//! `ids`, `time`, `secret`. No two top-level modules import each other in a cycle
-//! (`tests/module_graph.rs`).
+//! `ids`, `time`, `secret`, and `metrics` (the Prometheus series, a leaf any layer may call).
+//! No two top-level modules import each other in a cycle (`tests/module_graph.rs`).
 
 pub mod actors;
 pub mod api;
@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod lightning;
+pub mod metrics;
 pub mod money;
 pub mod notify;
 pub mod pipeline;

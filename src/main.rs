@@ -62,6 +62,7 @@ fn budget_defaults(config: &Config) -> Defaults {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    pura::metrics::init();
     let fail = |e: String| std::io::Error::other(e);
     let config = Config::load(config_path().as_deref()).map_err(|e| fail(e.to_string()))?;
     let pool = db::pool(&config.database.url, config.database.pool_size)
@@ -131,6 +132,7 @@ async fn main() -> std::io::Result<()> {
         pool,
         config: config.clone(),
     });
+    let metrics_state = state.clone();
     let max_body = config.server.max_body_bytes;
     let ln_config = config.lightning.clone();
     let mut server = HttpServer::new(move || {
@@ -156,10 +158,30 @@ async fn main() -> std::io::Result<()> {
     if let Some(w) = config.server.workers {
         server = server.workers(w);
     }
+    let metrics = match config.server.metrics_bind.as_str() {
+        "" => None,
+        bind => {
+            // Operators keep metrics off the public port: a one-worker server of its own.
+            let metrics = HttpServer::new(move || {
+                App::new()
+                    .app_data(metrics_state.clone())
+                    .route("/metrics", web::get().to(pura::routes::metrics::dedicated))
+            })
+            .workers(1)
+            .bind(bind)?;
+            for addr in metrics.addrs() {
+                println!("pura metrics on http://{addr}/metrics");
+            }
+            Some(metrics.run())
+        }
+    };
     let server = server.bind(&config.server.bind)?;
     for addr in server.addrs() {
         // Tests and scripts read this line to learn the port when binding to :0.
         println!("pura listening on http://{addr}");
     }
-    server.run().await
+    match metrics {
+        Some(metrics) => futures_util::try_join!(server.run(), metrics).map(|_| ()),
+        None => server.run().await,
+    }
 }

@@ -235,6 +235,7 @@ fn secs(d: std::time::Duration) -> u64 {
 }
 
 fn denial_error(denied: Denied) -> ApiError {
+    crate::metrics::denial(denied.reason());
     match denied {
         Denied::RateLimited { limit, retry_after } => ApiError::RateLimited {
             message: format!(

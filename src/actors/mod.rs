@@ -3,5 +3,6 @@
 
 pub mod budget;
 pub mod budgets;
+mod denied;
 pub mod invoice_watcher;
 pub mod provider;

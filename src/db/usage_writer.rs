@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use tokio::sync::oneshot;
@@ -69,6 +69,7 @@ impl UsageWriter {
             settlement,
             done: Some(done),
         };
+        crate::metrics::settlement_queued();
         if self.tx.send(job).is_err() {
             log::error!("settlement writer is gone; a settlement was not recorded");
         }
@@ -86,7 +87,9 @@ fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        let started = Instant::now();
         let ok = commit(&pool, &jobs, &replica_id);
+        crate::metrics::settlements_done(jobs.len(), ok, started.elapsed());
         for job in &mut jobs {
             if let Some(done) = job.done.take() {
                 let _ = done.send(ok);

@@ -28,6 +28,7 @@ pub async fn run(
 ) -> Result<Served, ApiError> {
     let mut reasons = Vec::new();
     let mut last_timed_out = false;
+    let mut failed_before = false;
     for candidate in candidates {
         if candidate.probe && !matches!(candidate.actor.send(Pick).await, Ok(Some(_))) {
             continue; // another request holds the probe
@@ -45,13 +46,18 @@ pub async fn run(
             Err(e) => {
                 reasons.push(format!("{}: {e}", spec.name));
                 last_timed_out = false;
+                failed_before = true;
                 continue;
             }
         };
+        crate::metrics::attempt(&spec.name);
         let failure = match transport::send(client, spec, &candidate.model, call, stream).await {
             Ok((upstream_request_id, answer)) => {
                 if let Answer::Json(_) = answer {
                     candidate.actor.do_send(observe(started, Outcome::Success));
+                }
+                if failed_before {
+                    crate::metrics::fallback(&spec.name);
                 }
                 return Ok(Served {
                     candidate,
@@ -61,6 +67,8 @@ pub async fn run(
             }
             Err(f) => f,
         };
+        crate::metrics::failure(&spec.name, failure.kind());
+        failed_before = true;
         let reason = match failure {
             Failure::Client(status, msg) => {
                 // The upstream is healthy; the request is not. Tell the client.

@@ -89,6 +89,20 @@ impl Meta {
         }
     }
 
+    /// Records the finished request in the metrics: its count and latency, its time to first
+    /// token (streams), and the tokens and cost billed.
+    pub fn observe(&self, usage: &Usage, cost: Micros, ttft: Option<Duration>) {
+        let (provider, model) = (self.provider.name.as_str(), self.model.as_str());
+        let tier = self.provider.tier.as_str();
+        let latency = self.started.elapsed();
+        crate::metrics::request(self.protocol, "200", provider, model, tier, latency);
+        if let Some(t) = ttft {
+            crate::metrics::ttft(provider, model, t);
+        }
+        let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
+        crate::metrics::billed(provider, model, prompt, completion, cost.get());
+    }
+
     /// What `usage` would cost at the premium baseline (the actual cost when there is none).
     pub fn premium_cost(&self, usage: &Usage) -> Micros {
         self.premium

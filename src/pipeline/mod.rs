@@ -70,7 +70,31 @@ pub enum Outcome {
 
 /// Runs one request for `key`.
 pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, ApiError> {
-    let started = Instant::now();
+    let (protocol, started) = (req.protocol, Instant::now());
+    let outcome = serve(ctx, key, req, started).await;
+    // A served request is counted where it settles (below, or at a stream's end); a refused or
+    // failed one here, with no provider.
+    if let Err(e) = &outcome {
+        let status = actix_web::ResponseError::status_code(e);
+        let none = crate::metrics::NONE;
+        crate::metrics::request(
+            protocol,
+            status.as_str(),
+            none,
+            none,
+            none,
+            started.elapsed(),
+        );
+    }
+    outcome
+}
+
+async fn serve(
+    ctx: &Ctx<'_>,
+    key: &ApiKey,
+    req: Inbound,
+    started: Instant,
+) -> Result<Outcome, ApiError> {
     let state = ctx.state;
     let target = state.router.resolve(req.chat.model.as_deref())?;
     let route = decide::decide(state, &target, &req.chat, &req.hints, &key.id)?;
@@ -133,6 +157,7 @@ pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, A
             if !relay::settle(&ticket, meta.row(&usage, "ok", None)).await {
                 log::error!("request {}: settlement not committed", meta.request_id);
             }
+            meta.observe(&usage, cost, None);
             let left =
                 Micros(reservation.budget_remaining_micros + reservation.estimate_micros) - cost;
             let savings = meta.premium_cost(&usage) - cost;

@@ -54,6 +54,8 @@ pub struct Relay {
     saw_finish: bool,
     /// Set once the usage row is written; `Drop` records an abandoned stream otherwise.
     settled: bool,
+    /// Keeps the active-streams gauge up while the relay lives.
+    _active: crate::metrics::ActiveStream,
 }
 
 impl Relay {
@@ -76,6 +78,7 @@ impl Relay {
             streamed_chars: 0,
             saw_finish: false,
             settled: false,
+            _active: crate::metrics::ActiveStream::start(),
         }
     }
 
@@ -218,6 +221,10 @@ impl Relay {
         if !settle(&self.ticket, row).await {
             log::error!("request {}: usage row not committed", self.meta.request_id);
         }
+        self.meta.observe(&usage, cost, Some(self.upstream.ttft));
+        if error.is_some() {
+            crate::metrics::failure(&self.meta.provider.name, "midstream");
+        }
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),
@@ -244,6 +251,8 @@ impl Drop for Relay {
             return;
         }
         let usage = self.final_usage();
+        let cost = self.meta.provider.cost(&usage);
+        self.meta.observe(&usage, cost, Some(self.upstream.ttft));
         self.ticket.actor.do_send(Settle {
             reservation: self.ticket.reservation.id,
             row: self

@@ -47,6 +47,29 @@ pub enum Failure {
     Client(u16, String),
 }
 
+impl Failure {
+    /// The kind of failure, for the `pura_upstream_failures_total` series: `status`,
+    /// `timeout`, `reset` (the connection failed or broke), `malformed` (an answer that could
+    /// not be read, or an error event instead of a first chunk) or `rejected` (a 4xx the
+    /// client must fix). Read from the messages this file builds, so keep the two in step.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Timeout(_) => "timeout",
+            Failure::Client(..) => "rejected",
+            Failure::Upstream(m) if m.starts_with("HTTP ") => "status",
+            Failure::Upstream(m)
+                if m.starts_with("request failed")
+                    || m.starts_with("reading answer")
+                    || m.starts_with("stream broke")
+                    || m.starts_with("stream ended") =>
+            {
+                "reset"
+            }
+            Failure::Upstream(_) => "malformed",
+        }
+    }
+}
+
 /// Sends `call` to `spec` and reads the answer (whole, or up to a stream's first chunk).
 /// Returns the upstream's request id alongside.
 pub async fn send(
@@ -180,6 +203,36 @@ async fn peek(
                 first,
                 ttft: started.elapsed(),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_kinds_follow_the_messages_built_here() {
+        let status = classify(StatusCode::INTERNAL_SERVER_ERROR, "boom".into());
+        assert_eq!(status.kind(), "status");
+        let gateway_timeout = classify(StatusCode::GATEWAY_TIMEOUT, "slow".into());
+        assert_eq!(gateway_timeout.kind(), "timeout");
+        let rejected = classify(StatusCode::BAD_REQUEST, "bad".into());
+        assert_eq!(rejected.kind(), "rejected");
+        for reset in [
+            "request failed: connection refused",
+            "reading answer: connection reset",
+            "stream broke before its first chunk: eof",
+            "stream ended before its first chunk",
+        ] {
+            assert_eq!(Failure::Upstream(reset.into()).kind(), "reset", "{reset}");
+        }
+        for malformed in [
+            "expected value at line 1 column 1",
+            "stream error before first chunk: overloaded",
+        ] {
+            let kind = Failure::Upstream(malformed.into()).kind();
+            assert_eq!(kind, "malformed", "{malformed}");
         }
     }
 }

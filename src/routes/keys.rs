@@ -30,6 +30,7 @@ pub async fn create(
         _ => false,
     };
     if !state.config.server.open_key_minting && !is_admin {
+        crate::metrics::mint_refused("admin_only");
         return Err(ApiError::Unauthorized(
             "Minting keys needs the admin token.".into(),
         ));
@@ -41,6 +42,7 @@ pub async fn create(
                 .mint_limiter
                 .check(ip, limit)
                 .await?
+                .inspect_err(|_| crate::metrics::mint_refused("rate_limited"))
                 .map_err(|wait| ApiError::RateLimited {
                     message: format!(
                         "Too many keys minted from this address; try again in {wait} s."

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod messages;
+pub mod metrics;
 pub mod models;
 pub mod report;
 pub mod responses;
@@ -25,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/static/console.js", web::get().to(console::script))
         .route("/static/console.css", web::get().to(console::style))
         .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(metrics::scrape))
         .route(
             "/v1/models",
             web::get()

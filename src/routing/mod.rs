@@ -103,6 +103,13 @@ impl Router {
         self.providers.iter().map(|(p, _, _)| p)
     }
 
+    /// Each enabled provider's circuit as last published (for `/metrics` and `/ready`).
+    pub fn gates(&self) -> impl Iterator<Item = (&str, Gate)> {
+        self.providers
+            .iter()
+            .map(|(p, _, published)| (p.name.as_str(), published.gate()))
+    }
+
     /// Model ids for `/v1/models`: `auto`, the tier forms, aliases, every enabled model.
     pub fn model_ids(&self) -> Vec<(String, String)> {
         let mut ids: Vec<(String, String)> = vec![("auto".into(), "pura".into())];

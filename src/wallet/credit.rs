@@ -36,6 +36,7 @@ impl Wallet {
         let Some(m) = credited else {
             return Ok(None);
         };
+        crate::metrics::invoices("paid", 1);
         if inv.status == invoice::EXPIRED {
             log::warn!(
                 "invoice {} was paid after it expired; credited anyway ({} sats)",

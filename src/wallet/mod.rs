@@ -126,6 +126,7 @@ impl Wallet {
         };
         let stored = row.clone();
         db::run(&self.pool, move |conn| invoice::insert(conn, &stored)).await?;
+        crate::metrics::invoices("created", 1);
         log::info!(
             "invoice {} opened for key {key_id}: {amount_sats} sats",
             row.id
@@ -210,7 +211,7 @@ impl Wallet {
     pub async fn watchable(&self) -> Result<Vec<Invoice>, db::DbError> {
         db::run(&self.pool, |conn| {
             let now = crate::time::now();
-            invoice::expire_due(conn, now)?;
+            crate::metrics::invoices("expired", invoice::expire_due(conn, now)?);
             invoice::watchable(conn, now, LATE_PAYMENT_GRACE)
         })
         .await
