@@ -31,7 +31,9 @@ pub struct Ctx<'a> {
     pub client: &'a awc::Client,
     /// The worker's Lightning HTTP client, when the backend is configured.
     pub lightning: Option<&'a awc::Client>,
-    pub base_url: String,
+    /// The client's request, for what only some answers need (the base URL of an invoice link,
+    /// computed on a 402 only).
+    pub request: &'a actix_web::HttpRequest,
 }
 
 /// A canonical request, as every front end hands it over.

@@ -5,10 +5,11 @@
 use crate::error::ApiError;
 
 use super::Ctx;
+use crate::routes::wallet::base_url;
 
 pub async fn required(ctx: &Ctx<'_>, key_id: &str, message: String) -> ApiError {
     ctx.state
         .wallet
-        .payment_required(ctx.lightning, key_id, &ctx.base_url, message)
+        .payment_required(ctx.lightning, key_id, &base_url(ctx.request), message)
         .await
 }

@@ -47,15 +47,15 @@ pub fn sse_stream(
     relay: Box<Relay>,
     encoder: impl Encoder,
 ) -> impl futures_util::Stream<Item = Result<sse::Event, Infallible>> {
+    // One buffer for the whole stream: an event costs no allocation of its own here.
     let queue = std::collections::VecDeque::<sse::Event>::new();
     futures_util::stream::unfold(
-        (relay, encoder, queue),
-        |(mut relay, mut encoder, mut queue)| async move {
+        (relay, encoder, queue, Vec::new()),
+        |(mut relay, mut encoder, mut queue, mut out)| async move {
             loop {
                 if let Some(ev) = queue.pop_front() {
-                    return Some((Ok(ev), (relay, encoder, queue)));
+                    return Some((Ok(ev), (relay, encoder, queue, out)));
                 }
-                let mut out = Vec::new();
                 match relay.next().await? {
                     Event::Chunk(c) => encoder.chunk(c, &mut out),
                     Event::End(end) => {
@@ -66,7 +66,7 @@ pub fn sse_stream(
                     }
                     Event::Native(ev) => encoder.native(ev, &mut out),
                 }
-                queue.extend(out);
+                queue.extend(out.drain(..));
             }
         },
     )

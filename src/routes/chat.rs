@@ -52,7 +52,7 @@ async fn handle(
         state: &state,
         client: &client,
         lightning: ln.map(|l| &l.0),
-        base_url: crate::routes::wallet::base_url(&req),
+        request: &req,
     };
     let inbound = Inbound {
         hints: protocols::hints(&req),

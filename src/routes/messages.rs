@@ -128,7 +128,7 @@ pub async fn create(
         state: &state,
         client: &client,
         lightning: ln.map(|l| &l.0),
-        base_url: crate::routes::wallet::base_url(&req),
+        request: &req,
     };
     let inbound = Inbound {
         chat,

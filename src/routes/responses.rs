@@ -53,7 +53,7 @@ pub async fn create(
         state: &state,
         client: &client,
         lightning: req.app_data::<web::Data<LightningHttp>>().map(|l| &l.0),
-        base_url: crate::routes::wallet::base_url(&req),
+        request: &req,
     };
     let echo = Echo::new(&parsed);
     let (mut resp, headers) = match pipeline::run(&ctx, &key, inbound).await? {
