@@ -311,6 +311,8 @@ timeout = "60s"                 # the default
 
 [free_tier]
 requests = 1000000000000
+max_request_usd = 1000000.0
+daily_budget_usd = 1000000000000.0
 
 [limits]
 rpm = 1000000000

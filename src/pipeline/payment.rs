@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 
 use super::Ctx;
-use crate::routes::wallet::base_url;
+use crate::wallet::base_url;
 
 pub async fn required(ctx: &Ctx<'_>, key_id: &str, message: String) -> ApiError {
     ctx.state

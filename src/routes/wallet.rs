@@ -17,11 +17,7 @@ pub struct FundBody {
     amount: i64,
 }
 
-/// `scheme://host` of the request, for links back to this gateway.
-pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
-}
+pub use crate::wallet::base_url;
 
 pub async fn fund(
     req: HttpRequest,

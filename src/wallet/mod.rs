@@ -244,3 +244,9 @@ fn not_found(id: &str) -> ApiError {
     }
     .into_not_found()
 }
+
+/// `scheme://host` of the request, for links back to this gateway (invoice pages).
+pub fn base_url(req: &actix_web::HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
