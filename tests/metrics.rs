@@ -441,7 +441,9 @@ async fn budget_denials_by_reason() {
 
 #[actix_web::test]
 async fn key_mint_refusals_are_counted() {
-    let gw = Gateway::start("", &[("PURA__SERVER__KEY_MINT_PER_IP_PER_HOUR", "1")]);
+    // Mints are counted per address in the database: on PostgreSQL the other tests' mints
+    // would count too, so this gateway gets a database of its own.
+    let gw = Gateway::start_isolated("", &[("PURA__SERVER__KEY_MINT_PER_IP_PER_HOUR", "1")]);
     gw.key().await;
     let s = scrape(&gw).await;
     assert_eq!(s.sum("pura_key_mint_refusals_total", &[]), 0.0);
@@ -481,7 +483,9 @@ async fn invoices_created_paid_and_expired() {
         ("PURA__LIGHTNING__POLL_INTERVAL", "100ms"),
         ("PURA__LIGHTNING__INVOICE_EXPIRY", "2s"),
     ];
-    let gw = Gateway::start(&provider_toml("solo", &fake, "mid", "model-a", 0.001), &env);
+    // A database of its own: on a shared PostgreSQL the watcher would also poll the pending
+    // invoices earlier test binaries left behind, on backends that are gone.
+    let gw = Gateway::start_isolated(&provider_toml("solo", &fake, "mid", "model-a", 0.001), &env);
     let (_, key) = gw.key().await;
     let fund = json!({"amount": 1234});
     let (status, inv) = gw
