@@ -1,6 +1,6 @@
 //! Replicas on one PostgreSQL tell each other about changes that live in memory: a key was
-//! disabled, rotated or changed (drop it from the key cache, refresh its BudgetActor), a
-//! balance was credited or spent (tell the key's BudgetActor). Writers announce through
+//! disabled, rotated, changed or minted (drop it from the key cache, refresh its account's
+//! BudgetActor), a balance was credited or spent (tell the account's BudgetActor). Writers announce through
 //! `db::events` (`NOTIFY pura_events`); this module only listens and applies. Each replica
 //! LISTENs on its own diesel-async `AsyncPgConnection`, a natural fit for a connection that
 //! mostly waits. SQLite means one process, so there is nothing to do.
@@ -10,6 +10,7 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 
+use crate::actors::budget::SpentElsewhere;
 use crate::actors::budgets::Budgets;
 use crate::auth::KeyCache;
 use crate::db::events::{Envelope, Event, CHANNEL};
@@ -77,14 +78,26 @@ impl Listener {
     /// Applies another replica's change to this replica's memory.
     async fn apply(&self, event: Event) {
         match event {
-            Event::Credit { id, micros, .. } => self.budgets.credit(&id, micros),
+            Event::Credit {
+                account, micros, ..
+            } => self.budgets.credit(&account, micros),
             Event::Spend {
-                id,
+                account,
+                key,
                 cost,
                 debit,
                 free,
                 xid,
-            } => self.budgets.spent_elsewhere(&id, cost, debit, free, xid),
+            } => {
+                let spent = SpentElsewhere {
+                    key_id: key,
+                    cost_micros: cost,
+                    debit_micros: debit,
+                    free,
+                    xid,
+                };
+                self.budgets.spent_elsewhere(&account, spent)
+            }
             Event::Key { id } => {
                 let lookup = id.clone();
                 match db::run(&self.pool, move |conn| api_key::find(conn, &lookup)).await {

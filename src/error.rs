@@ -51,6 +51,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid key without the right to do this (a `use` key on a management call).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("{0}")]
@@ -132,6 +135,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => ("invalid_request_error", code),
             ApiError::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
+            ApiError::Forbidden(_) => ("permission_error", "insufficient_permissions"),
             ApiError::ModelNotFound(_) => ("invalid_request_error", "model_not_found"),
             ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
             ApiError::NotFoundCode { code, .. } => ("invalid_request_error", code),
@@ -191,6 +195,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) | ApiError::NotFoundCode { .. } => {
                 StatusCode::NOT_FOUND
             }

@@ -128,10 +128,11 @@ async fn kill_9_under_load_loses_nothing_and_charges_nothing_twice() {
     let refs: HashSet<&str> = debits.iter().map(|e| e.reference.as_str()).collect();
     assert_eq!(refs.len(), debits.len(), "no request is debited twice");
     assert_eq!(debits.len(), rows.len(), "one debit per recorded request");
-    let key_row = pura::db::models::api_key::find(&mut conn, &key_id)
+    let key_row = pura::db::models::account::of_key(&mut conn, &key_id)
         .expect("query")
-        .expect("key");
-    let ledger_sum = pura::db::models::ledger::sum_for_key(&mut conn, &key_id).expect("sum");
+        .expect("account");
+    let ledger_sum =
+        pura::db::models::ledger::sum_for_account(&mut conn, &key_row.id).expect("sum");
     let charged: i64 = rows.iter().map(|r| r.cost_micros).sum();
     println!(
         "kill test: {} debits, balance {} µ$, charged {charged} µ$",

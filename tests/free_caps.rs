@@ -36,9 +36,9 @@ fn message(r: &common::Reply) -> String {
 fn balance_micros(gw: &Gateway, key_id: &str) -> i64 {
     let pool = gw.db();
     let mut conn = pool.get().expect("conn");
-    pura::db::models::api_key::find(&mut conn, key_id)
+    pura::db::models::account::of_key(&mut conn, key_id)
         .expect("query")
-        .expect("key")
+        .expect("account")
         .balance_micros
 }
 

@@ -20,15 +20,16 @@ fn gateway(env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
     exact_gateway(env)
 }
 
-/// (balance column, ledger sum) of a key, straight from the database.
+/// (balance column, ledger sum) of a key's account, straight from the database.
 fn balance_and_ledger(gw: &Gateway, key_id: &str) -> (i64, i64) {
     let pool = gw.db();
     let mut conn = pool.get().expect("conn");
-    let key = pura::db::models::api_key::find(&mut conn, key_id)
+    let account = pura::db::models::account::of_key(&mut conn, key_id)
         .expect("query")
-        .expect("key");
-    let sum = pura::db::models::ledger::sum_for_key(&mut conn, key_id).expect("ledger sum");
-    (key.balance_micros, sum)
+        .expect("account");
+    let sum =
+        pura::db::models::ledger::sum_for_account(&mut conn, &account.id).expect("ledger sum");
+    (account.balance_micros, sum)
 }
 
 async fn fire(gw: &Gateway, key: &str, n: usize) -> Vec<common::Reply> {

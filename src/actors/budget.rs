@@ -1,17 +1,20 @@
-//! One `BudgetActor` per key serialises that key's money: [`Reserve`] the worst case before
-//! the upstream call, [`Settle`] the actual cost afterwards (the difference is refunded), or
-//! [`Release`] when nothing was served. Free-tier requests use a free request instead of money.
+//! One `BudgetActor` per account serialises the money of all its keys: [`Reserve`] the worst
+//! case before the upstream call (checking the key's budgets and RPM and the account's balance
+//! or free requests together), [`Settle`] the actual cost afterwards (the difference is
+//! refunded), or [`Release`] when nothing was served. Free-tier requests use one of the
+//! account's free requests instead of money.
 //! The actor loads its state from the database when it starts and hands every settlement to
 //! the group-commit writer, so the database stays the source of truth.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::NaiveDateTime;
 use tokio::sync::oneshot;
 
-use crate::db::models::{api_key, usage};
+use crate::db::models::{account, api_key, usage};
 use crate::db::usage_writer::{Settlement, UsageWriter};
 use crate::db::{self, events, DbConn, DbError, Pool};
 use crate::money::Window;
@@ -39,60 +42,53 @@ pub struct Defaults {
     pub free_daily_budget_micros: i64,
 }
 
-/// A key's money as the actor keeps it.
+/// One key's limits and spend, inside its account's actor.
 #[derive(Debug, Clone)]
-pub struct Account {
+pub struct KeyMoney {
     pub key_id: String,
-    pub balance_micros: i64,
-    pub free_remaining: i64,
     pub daily_budget_micros: i64,
     pub monthly_budget_micros: i64,
     pub rpm: u32,
-    pub day_start: NaiveDateTime,
-    pub month_start: NaiveDateTime,
     pub spent_day_micros: i64,
     pub spent_month_micros: i64,
     pub notify_email: Option<String>,
     pub webhook_url: Option<String>,
-    /// The PostgreSQL snapshot the account was read under (None on SQLite).
-    pub loaded_under: Option<events::Snapshot>,
+    /// Estimates held by this key's open reservations (they count against its budgets).
+    reserved_budget: i64,
+    /// When this key's requests of the last minute were counted (its RPM window).
+    recent: VecDeque<Instant>,
 }
 
-impl Account {
-    /// Reads the key and its spend in the current day and month.
-    /// Reads the account in one repeatable-read transaction, so every figure comes from one
-    /// snapshot, which is kept to tell which announced settlements it already includes.
-    pub fn load(conn: &mut DbConn, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
-        let (mut account, seen) =
-            events::consistent_read(conn, |conn| Self::read(conn, key_id, defaults))?;
-        account.loaded_under = seen;
-        Ok(account)
-    }
-
-    fn read(conn: &mut DbConn, key_id: &str, defaults: Defaults) -> Result<Account, DbError> {
-        let key =
-            api_key::find(conn, key_id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
-        let now = time::now();
-        let (day_start, month_start) = (Window::Day.start(now), Window::Month.start(now));
-        let spent_month = usage::spend_since(conn, key_id, month_start)?;
-        let spent_day = usage::spend_since(conn, key_id, day_start)?;
-        let mut account = Account {
+impl KeyMoney {
+    /// A key's limits (its own, or the defaults) with the spend already on record.
+    pub fn new(key: &api_key::ApiKey, d: Defaults, spent_day: i64, spent_month: i64) -> KeyMoney {
+        let mut k = KeyMoney {
             key_id: key.id.clone(),
-            balance_micros: key.balance_micros,
-            free_remaining: key.free_requests_remaining,
             daily_budget_micros: 0,
             monthly_budget_micros: 0,
             rpm: 0,
-            day_start,
-            month_start,
             spent_day_micros: spent_day,
             spent_month_micros: spent_month,
             notify_email: None,
             webhook_url: None,
-            loaded_under: None,
+            reserved_budget: 0,
+            recent: VecDeque::new(),
         };
-        account.apply_settings(&key, defaults);
-        Ok(account)
+        k.apply_settings(key, d);
+        k
+    }
+
+    /// Reads a key's spend in the current day and month (a key its account's actor did not
+    /// load: minted since, possibly on another replica).
+    pub fn load(
+        conn: &mut DbConn,
+        key: &api_key::ApiKey,
+        d: Defaults,
+    ) -> Result<KeyMoney, DbError> {
+        let now = time::now();
+        let day = usage::spend_since(conn, &key.id, Window::Day.start(now))?;
+        let month = usage::spend_since(conn, &key.id, Window::Month.start(now))?;
+        Ok(KeyMoney::new(key, d, day, month))
     }
 
     fn apply_settings(&mut self, key: &api_key::ApiKey, d: Defaults) {
@@ -101,6 +97,110 @@ impl Account {
         self.rpm = key.rpm_limit.map_or(d.rpm, |r| r.max(0) as u32);
         self.notify_email = key.notify_email.clone();
         self.webhook_url = key.webhook_url.clone();
+    }
+
+    /// What is left of the tighter budget, open reservations subtracted.
+    fn budget_left(&self) -> i64 {
+        let day = self.daily_budget_micros - self.spent_day_micros - self.reserved_budget;
+        let month = self.monthly_budget_micros - self.spent_month_micros - self.reserved_budget;
+        day.min(month)
+    }
+
+    fn rate(&mut self, count: bool) -> Result<RateInfo, Denied> {
+        let (limit, now) = (self.rpm, Instant::now());
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+        {
+            self.recent.pop_front();
+        }
+        let reset = self
+            .recent
+            .front()
+            .map_or(MINUTE, |t| MINUTE.saturating_sub(now.duration_since(*t)));
+        if self.recent.len() >= limit as usize {
+            return Err(Denied::RateLimited {
+                limit,
+                retry_after: reset,
+            });
+        }
+        if count {
+            self.recent.push_back(now);
+        }
+        Ok(RateInfo {
+            limit,
+            remaining: limit.saturating_sub(self.recent.len() as u32),
+            reset,
+        })
+    }
+}
+
+/// An account's money as its actor keeps it: the balance and free requests shared by its
+/// keys, and each key's own budgets, spend and RPM window.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub account_id: String,
+    pub balance_micros: i64,
+    pub free_remaining: i64,
+    pub day_start: NaiveDateTime,
+    pub month_start: NaiveDateTime,
+    pub keys: HashMap<String, KeyMoney>,
+    /// The limits of a key that sets none of its own.
+    pub defaults: Defaults,
+    /// The PostgreSQL snapshot the account was read under (None on SQLite).
+    pub loaded_under: Option<events::Snapshot>,
+}
+
+impl Account {
+    /// Reads the account, its keys and their spend in the current day and month in one
+    /// repeatable-read transaction, so every figure comes from one snapshot, which is kept to
+    /// tell which announced settlements it already includes.
+    pub fn load(
+        conn: &mut DbConn,
+        account_id: &str,
+        defaults: Defaults,
+    ) -> Result<Account, DbError> {
+        let (mut account, seen) =
+            events::consistent_read(conn, |conn| Self::read(conn, account_id, defaults))?;
+        account.loaded_under = seen;
+        Ok(account)
+    }
+
+    fn read(conn: &mut DbConn, account_id: &str, defaults: Defaults) -> Result<Account, DbError> {
+        let row = account::find(conn, account_id)?
+            .ok_or(DbError::Query(diesel::result::Error::NotFound))?;
+        let now = time::now();
+        let (day_start, month_start) = (Window::Day.start(now), Window::Month.start(now));
+        let month: HashMap<String, i64> = usage::spend_by_key_since(conn, account_id, month_start)?
+            .into_iter()
+            .collect();
+        let day: HashMap<String, i64> = usage::spend_by_key_since(conn, account_id, day_start)?
+            .into_iter()
+            .collect();
+        let keys = api_key::in_account(conn, account_id)?
+            .iter()
+            .map(|k| {
+                let (d, m) = (day.get(&k.id).copied(), month.get(&k.id).copied());
+                let money = KeyMoney::new(k, defaults, d.unwrap_or(0), m.unwrap_or(0));
+                (k.id.clone(), money)
+            })
+            .collect();
+        Ok(Account {
+            account_id: row.id,
+            balance_micros: row.balance_micros,
+            free_remaining: row.free_requests_remaining,
+            day_start,
+            month_start,
+            keys,
+            defaults,
+            loaded_under: None,
+        })
+    }
+
+    /// One key's figures, if the account has that key.
+    pub fn key(&self, key_id: &str) -> Option<&KeyMoney> {
+        self.keys.get(key_id)
     }
 }
 
@@ -123,6 +223,9 @@ pub enum Denied {
     },
     /// The key's account could not be loaded (database down).
     Unavailable,
+    /// The account's actor does not know this key yet (minted after it loaded): load the
+    /// key's spend and send [`AddKey`], then ask again.
+    UnknownKey,
 }
 
 /// Why a request that the balance does not cover could not be served free either.
@@ -161,6 +264,7 @@ pub struct Reservation {
 #[derive(Message)]
 #[rtype(result = "Result<Reservation, Denied>")]
 pub struct Reserve {
+    pub key_id: Arc<str>,
     pub estimate_micros: i64,
     /// False when the deployment's free spend of the day is reached: serve from the balance.
     pub allow_free: bool,
@@ -197,10 +301,11 @@ pub struct Credit {
     pub micros: i64,
 }
 
-/// Another replica settled requests of this key (already committed there).
+/// Another replica settled requests of one of this account's keys (already committed there).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SpentElsewhere {
+    pub key_id: String,
     pub cost_micros: i64,
     pub debit_micros: i64,
     pub free: i64,
@@ -208,10 +313,16 @@ pub struct SpentElsewhere {
     pub xid: Option<u64>,
 }
 
-/// The key's settings changed.
+/// A key's settings changed, or the key is new (minted into this account).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Refresh(pub api_key::ApiKey);
+
+/// A key the actor did not know, with its spend read from the database; kept only if the
+/// actor still does not know it (a concurrent load may have won).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddKey(pub KeyMoney);
 
 #[derive(Message)]
 #[rtype(result = "Option<Account>")]
@@ -221,13 +332,16 @@ pub struct GetAccount;
 pub type OnIdle = Box<dyn Fn(&str, &Addr<BudgetActor>)>;
 
 struct Held {
+    key_id: Arc<str>,
     free: bool,
     estimate: i64,
     day: NaiveDateTime,
 }
 
+/// One per account: serialises the money of all its keys, so two keys of one account can
+/// never spend the same balance or free request.
 pub struct BudgetActor {
-    key_id: String,
+    account_id: String,
     defaults: Defaults,
     pool: Pool,
     writer: UsageWriter,
@@ -237,15 +351,13 @@ pub struct BudgetActor {
     held: HashMap<u64, Held>,
     next_id: u64,
     reserved_paid: i64,
-    reserved_budget: i64,
     reserved_free: i64,
-    recent: VecDeque<Instant>,
     last_used: Instant,
 }
 
 impl BudgetActor {
     pub fn new(
-        key_id: &str,
+        account_id: &str,
         defaults: Defaults,
         pool: Pool,
         writer: UsageWriter,
@@ -253,7 +365,7 @@ impl BudgetActor {
         on_idle: OnIdle,
     ) -> Self {
         BudgetActor {
-            key_id: key_id.to_owned(),
+            account_id: account_id.to_owned(),
             defaults,
             pool,
             writer,
@@ -263,9 +375,7 @@ impl BudgetActor {
             held: HashMap::new(),
             next_id: 0,
             reserved_paid: 0,
-            reserved_budget: 0,
             reserved_free: 0,
-            recent: VecDeque::new(),
             last_used: Instant::now(),
         }
     }
@@ -276,65 +386,34 @@ impl BudgetActor {
         let day = Window::Day.start(now);
         if day != account.day_start {
             account.day_start = day;
-            account.spent_day_micros = 0;
+            for k in account.keys.values_mut() {
+                k.spent_day_micros = 0;
+            }
         }
         let month = Window::Month.start(now);
         if month != account.month_start {
             account.month_start = month;
-            account.spent_month_micros = 0;
+            for k in account.keys.values_mut() {
+                k.spent_month_micros = 0;
+            }
         }
     }
 
-    fn budget_left(&self, a: &Account) -> i64 {
-        let day = a.daily_budget_micros - a.spent_day_micros - self.reserved_budget;
-        let month = a.monthly_budget_micros - a.spent_month_micros - self.reserved_budget;
-        day.min(month)
-    }
-
-    fn rate(&mut self, limit: u32, count: bool) -> Result<RateInfo, Denied> {
-        let now = Instant::now();
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
-        {
-            self.recent.pop_front();
-        }
-        let reset = self
-            .recent
-            .front()
-            .map_or(MINUTE, |t| MINUTE.saturating_sub(now.duration_since(*t)));
-        if self.recent.len() >= limit as usize {
-            return Err(Denied::RateLimited {
-                limit,
-                retry_after: reset,
-            });
-        }
-        if count {
-            self.recent.push_back(now);
-        }
-        Ok(RateInfo {
-            limit,
-            remaining: limit.saturating_sub(self.recent.len() as u32),
-            reset,
-        })
-    }
-
-    fn notify_crossings(&self, a: &Account, before_day: i64, before_month: i64) {
+    fn notify_crossings(&self, a: &Account, k: &KeyMoney, before_day: i64, before_month: i64) {
         let windows = [
             (
                 "daily",
                 a.day_start,
-                a.daily_budget_micros,
+                k.daily_budget_micros,
                 before_day,
-                a.spent_day_micros,
+                k.spent_day_micros,
             ),
             (
                 "monthly",
                 a.month_start,
-                a.monthly_budget_micros,
+                k.monthly_budget_micros,
                 before_month,
-                a.spent_month_micros,
+                k.spent_month_micros,
             ),
         ];
         for (window, start, budget, before, after) in windows {
@@ -345,14 +424,14 @@ impl BudgetActor {
                 let line = budget * i64::from(t) / 100;
                 if before < line && after >= line {
                     self.notifier.send(BudgetEvent {
-                        key_id: a.key_id.clone(),
+                        key_id: k.key_id.clone(),
                         window,
                         window_start: start,
                         threshold: t,
                         spent_micros: after,
                         budget_micros: budget,
-                        email: a.notify_email.clone(),
-                        webhook: a.webhook_url.clone(),
+                        email: k.notify_email.clone(),
+                        webhook: k.webhook_url.clone(),
                     });
                 }
             }
@@ -364,22 +443,25 @@ impl Actor for BudgetActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (pool, key, defaults) = (self.pool.clone(), self.key_id.clone(), self.defaults);
+        let (pool, id, defaults) = (self.pool.clone(), self.account_id.clone(), self.defaults);
         // `wait` holds every message until the account is loaded.
         ctx.wait(
-            async move { db::run(&pool, move |conn| Account::load(conn, &key, defaults)).await }
+            async move { db::run(&pool, move |conn| Account::load(conn, &id, defaults)).await }
                 .into_actor(self)
                 .map(|loaded, act, ctx| match loaded {
                     Ok(account) => act.account = Some(account),
                     Err(e) => {
-                        log::error!("budget actor for {}: cannot load account: {e}", act.key_id);
+                        log::error!(
+                            "budget actor for {}: cannot load account: {e}",
+                            act.account_id
+                        );
                         ctx.stop();
                     }
                 }),
         );
         ctx.run_interval(IDLE_CHECK, |act, ctx| {
             if act.held.is_empty() && act.last_used.elapsed() >= IDLE_STOP {
-                (act.on_idle)(&act.key_id, &ctx.address());
+                (act.on_idle)(&act.account_id, &ctx.address());
                 ctx.stop();
             }
         });
@@ -395,27 +477,27 @@ impl Handler<Reserve> for BudgetActor {
             return Err(Denied::Unavailable);
         };
         Self::roll_windows(&mut a);
-        let result = self.reserve(&a, msg.estimate_micros, msg.allow_free);
+        let result = self.reserve(&mut a, msg);
         self.account = Some(a);
         result
     }
 }
 
 impl BudgetActor {
-    fn reserve(
-        &mut self,
-        a: &Account,
-        estimate: i64,
-        allow_free: bool,
-    ) -> Result<Reservation, Denied> {
-        self.rate(a.rpm, false)?;
-        if a.spent_day_micros + self.reserved_budget + estimate > a.daily_budget_micros {
+    /// The key's budgets and RPM and the account's money, checked and taken together.
+    fn reserve(&mut self, a: &mut Account, msg: Reserve) -> Result<Reservation, Denied> {
+        let estimate = msg.estimate_micros;
+        let Some(k) = a.keys.get_mut(&*msg.key_id) else {
+            return Err(Denied::UnknownKey);
+        };
+        k.rate(false)?;
+        if k.spent_day_micros + k.reserved_budget + estimate > k.daily_budget_micros {
             return Err(Denied::Budget {
                 window: "daily",
                 retry_after: time::until(Window::Day.end(a.day_start)),
             });
         }
-        if a.spent_month_micros + self.reserved_budget + estimate > a.monthly_budget_micros {
+        if k.spent_month_micros + k.reserved_budget + estimate > k.monthly_budget_micros {
             return Err(Denied::Budget {
                 window: "monthly",
                 retry_after: time::until(Window::Month.end(a.month_start)),
@@ -425,7 +507,7 @@ impl BudgetActor {
         // balance like any other (or refused), never served free without a limit.
         let has_free = a.free_remaining - self.reserved_free > 0;
         let cap = self.defaults.free_max_request_micros;
-        let free = has_free && allow_free && estimate <= cap;
+        let free = has_free && msg.allow_free && estimate <= cap;
         if !free && a.balance_micros - self.reserved_paid < estimate {
             let reason = if !has_free {
                 NotFree::UsedUp
@@ -440,18 +522,20 @@ impl BudgetActor {
                 reason,
             });
         }
-        let rate = self.rate(a.rpm, true)?;
+        let rate = k.rate(true)?;
         if free {
             self.reserved_free += 1;
         } else {
             self.reserved_paid += estimate;
         }
-        self.reserved_budget += estimate;
+        k.reserved_budget += estimate;
         self.next_id += 1;
         let day = a.day_start;
+        let budget_remaining_micros = k.budget_left();
         self.held.insert(
             self.next_id,
             Held {
+                key_id: msg.key_id,
                 free,
                 estimate,
                 day,
@@ -463,11 +547,12 @@ impl BudgetActor {
             estimate_micros: estimate,
             day,
             free_remaining: a.free_remaining - self.reserved_free,
-            budget_remaining_micros: self.budget_left(a),
+            budget_remaining_micros,
             rate,
         })
     }
 
+    /// Takes a reservation off the books (its key's budget hold and the account's money).
     fn unhold(&mut self, id: u64) -> Option<Held> {
         let held = self.held.remove(&id)?;
         if held.free {
@@ -475,7 +560,13 @@ impl BudgetActor {
         } else {
             self.reserved_paid -= held.estimate;
         }
-        self.reserved_budget -= held.estimate;
+        if let Some(k) = self
+            .account
+            .as_mut()
+            .and_then(|a| a.keys.get_mut(&*held.key_id))
+        {
+            k.reserved_budget -= held.estimate;
+        }
         Some(held)
     }
 }
@@ -496,16 +587,16 @@ impl Handler<Settle> for BudgetActor {
         let mut budget_remaining = 0;
         if let Some(mut a) = self.account.take() {
             Self::roll_windows(&mut a);
-            let (before_day, before_month) = (a.spent_day_micros, a.spent_month_micros);
-            match held {
+            match &held {
                 Some(Held {
                     free: true,
                     estimate,
                     day,
+                    ..
                 }) => {
                     settlement.free = true;
                     // The day's free spend took the estimate; the actual cost replaces it.
-                    settlement.free_spend = Some((day, cost - estimate));
+                    settlement.free_spend = Some((*day, cost - estimate));
                     a.free_remaining -= 1;
                 }
                 _ => {
@@ -514,18 +605,22 @@ impl Handler<Settle> for BudgetActor {
                     let available = (a.balance_micros - self.reserved_paid).max(0);
                     if cost > available {
                         log::warn!(
-                            "key {}: cost {cost} µ$ above available {available} µ$",
-                            a.key_id
+                            "account {}: cost {cost} µ$ above available {available} µ$",
+                            a.account_id
                         );
                     }
                     settlement.debit_micros = cost.min(available);
                     a.balance_micros -= settlement.debit_micros;
                 }
             }
-            a.spent_day_micros += cost;
-            a.spent_month_micros += cost;
-            self.notify_crossings(&a, before_day, before_month);
-            budget_remaining = self.budget_left(&a);
+            if let Some(k) = a.keys.get_mut(settlement.row.key_id.as_str()) {
+                let (before_day, before_month) = (k.spent_day_micros, k.spent_month_micros);
+                k.spent_day_micros += cost;
+                k.spent_month_micros += cost;
+                budget_remaining = k.budget_left();
+                let k = k.clone();
+                self.notify_crossings(&a, &k, before_day, before_month);
+            }
             self.account = Some(a);
         }
         MessageResult(Settled {
@@ -539,9 +634,18 @@ impl Handler<Release> for BudgetActor {
     type Result = ();
 
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        if self.unhold(msg.reservation).is_some() && msg.uncount {
-            // The newest entry may be another request's: the count is what the limit reads.
-            self.recent.pop_back();
+        let Some(held) = self.unhold(msg.reservation) else {
+            return;
+        };
+        if msg.uncount {
+            if let Some(k) = self
+                .account
+                .as_mut()
+                .and_then(|a| a.keys.get_mut(&*held.key_id))
+            {
+                // The newest entry may be another request's: the count is what the limit reads.
+                k.recent.pop_back();
+            }
         }
     }
 }
@@ -570,8 +674,10 @@ impl Handler<SpentElsewhere> for BudgetActor {
             Self::roll_windows(a);
             a.balance_micros -= msg.debit_micros;
             a.free_remaining -= msg.free;
-            a.spent_day_micros += msg.cost_micros;
-            a.spent_month_micros += msg.cost_micros;
+            if let Some(k) = a.keys.get_mut(&msg.key_id) {
+                k.spent_day_micros += msg.cost_micros;
+                k.spent_month_micros += msg.cost_micros;
+            }
         }
     }
 }
@@ -582,7 +688,24 @@ impl Handler<Refresh> for BudgetActor {
     fn handle(&mut self, msg: Refresh, _: &mut Context<Self>) {
         let defaults = self.defaults;
         if let Some(a) = self.account.as_mut() {
-            a.apply_settings(&msg.0, defaults);
+            match a.keys.get_mut(&msg.0.id) {
+                Some(k) => k.apply_settings(&msg.0, defaults),
+                // A key minted after the account was loaded has spent nothing yet.
+                None => {
+                    let k = KeyMoney::new(&msg.0, defaults, 0, 0);
+                    a.keys.insert(msg.0.id.clone(), k);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<AddKey> for BudgetActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddKey, _: &mut Context<Self>) {
+        if let Some(a) = self.account.as_mut() {
+            a.keys.entry(msg.0.key_id.clone()).or_insert(msg.0);
         }
     }
 }

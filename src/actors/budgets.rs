@@ -1,4 +1,4 @@
-//! The registry of BudgetActors: one per key, started on first use, removed when it stops
+//! The registry of BudgetActors: one per account, started on first use, removed when it stops
 //! idle. Also turns a refused reservation into the HTTP error the contract names (a 402 here
 //! carries no invoice: the wallet adds one). Cloning shares the registry, so the cluster
 //! listener and the InvoiceWatcher hold clones.
@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 
 use super::budget::{
-    Account, BudgetActor, Credit, Defaults, Denied, GetAccount, NotFree, Refresh, Release,
-    Reservation, Reserve, SpentElsewhere,
+    Account, AddKey, BudgetActor, Credit, Defaults, Denied, GetAccount, KeyMoney, NotFree, Refresh,
+    Release, Reservation, Reserve, SpentElsewhere,
 };
 use crate::db::models::api_key::ApiKey;
 use crate::db::models::free_spend;
@@ -52,10 +52,10 @@ impl Budgets {
         &self.writer
     }
 
-    /// The key's actor, started on the current arbiter when none runs.
-    pub fn actor(&self, key_id: &str) -> Addr<BudgetActor> {
+    /// The account's actor, started on the current arbiter when none runs.
+    pub fn actor(&self, account_id: &str) -> Addr<BudgetActor> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(addr) = map.get(key_id).filter(|a| a.connected()) {
+        if let Some(addr) = map.get(account_id).filter(|a| a.connected()) {
             return addr.clone();
         }
         let registry = self.map.clone();
@@ -66,7 +66,7 @@ impl Budgets {
             }
         });
         let addr = BudgetActor::new(
-            key_id,
+            account_id,
             self.defaults,
             self.pool.clone(),
             self.writer.clone(),
@@ -74,25 +74,35 @@ impl Budgets {
             on_idle,
         )
         .start();
-        map.insert(key_id.to_owned(), addr.clone());
+        map.insert(account_id.to_owned(), addr.clone());
         addr
     }
 
-    fn forget(&self, key_id: &str) {
+    fn forget(&self, account_id: &str) {
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(key_id);
+            .remove(account_id);
     }
 
-    /// Reserves `estimate_micros` for one request, or the error to answer with.
+    /// The running actor of an account, if any (announcements for others need no action: an
+    /// actor reads everything when it starts).
+    fn running(&self, account_id: &str) -> Option<Addr<BudgetActor>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account_id)
+            .cloned()
+    }
+
+    /// Reserves `estimate_micros` for one request of `key`, or the error to answer with.
     ///
     /// A request the key's actor would serve free must also fit in the deployment's free
     /// spend of the day, which is shared by every key and replica and so lives in the
     /// database (one conditional update, see [`free_spend`]). When it does not fit, the
     /// reservation is made again from the balance, which answers 402 when it is short.
-    pub async fn reserve(&self, key_id: &str, estimate_micros: i64) -> Result<Ticket, ApiError> {
-        let ticket = self.reserve_at(key_id, estimate_micros, true).await?;
+    pub async fn reserve(&self, key: &ApiKey, estimate_micros: i64) -> Result<Ticket, ApiError> {
+        let ticket = self.reserve_at(key, estimate_micros, true).await?;
         if !ticket.reservation.free {
             return Ok(ticket);
         }
@@ -108,7 +118,7 @@ impl Budgets {
             Ok(true) => Ok(ticket),
             Ok(false) => {
                 Self::unhold(&ticket, true);
-                self.reserve_at(key_id, estimate_micros, false).await
+                self.reserve_at(key, estimate_micros, false).await
             }
             Err(e) => {
                 Self::unhold(&ticket, false);
@@ -119,21 +129,25 @@ impl Budgets {
 
     async fn reserve_at(
         &self,
-        key_id: &str,
+        key: &ApiKey,
         estimate_micros: i64,
         allow_free: bool,
     ) -> Result<Ticket, ApiError> {
-        // An actor may stop (idle) between lookup and send; a second try starts a fresh one.
-        for _ in 0..2 {
-            let actor = self.actor(key_id);
+        let key_id: std::sync::Arc<str> = key.id.as_str().into();
+        // An actor may stop (idle) between lookup and send, or not know a key minted after it
+        // loaded: each is mended once and the reservation asked for again.
+        for _ in 0..3 {
+            let actor = self.actor(&key.account_id);
             let msg = Reserve {
+                key_id: key_id.clone(),
                 estimate_micros,
                 allow_free,
             };
             match actor.send(msg).await {
                 Ok(Ok(reservation)) => return Ok(Ticket { actor, reservation }),
+                Ok(Err(Denied::UnknownKey)) => self.add_key(&actor, key).await?,
                 Ok(Err(denied)) => return Err(denial_error(denied)),
-                Err(_) => self.forget(key_id),
+                Err(_) => self.forget(&key.account_id),
             }
         }
         Err(ApiError::Unavailable(
@@ -168,13 +182,25 @@ impl Budgets {
         });
     }
 
-    /// The key's account as its actor sees it (reservations not subtracted).
-    pub async fn account(&self, key_id: &str) -> Result<Account, ApiError> {
-        for _ in 0..2 {
-            match self.actor(key_id).send(GetAccount).await {
-                Ok(Some(a)) => return Ok(a),
+    /// Tells the account's actor about a key it did not load, with the key's spend so far.
+    async fn add_key(&self, actor: &Addr<BudgetActor>, key: &ApiKey) -> Result<(), ApiError> {
+        let (row, defaults) = (key.clone(), self.defaults);
+        let money = db::run(&self.pool, move |conn| KeyMoney::load(conn, &row, defaults)).await?;
+        actor
+            .send(AddKey(money))
+            .await
+            .map_err(|_| ApiError::Unavailable("The key's budget could not be loaded.".into()))
+    }
+
+    /// The key's account as its actor sees it (reservations not subtracted), with `key` in it.
+    pub async fn account(&self, key: &ApiKey) -> Result<Account, ApiError> {
+        for _ in 0..3 {
+            let actor = self.actor(&key.account_id);
+            match actor.send(GetAccount).await {
+                Ok(Some(a)) if a.key(&key.id).is_some() => return Ok(a),
+                Ok(Some(_)) => self.add_key(&actor, key).await?,
                 Ok(None) => break,
-                Err(_) => self.forget(key_id),
+                Err(_) => self.forget(&key.account_id),
             }
         }
         Err(ApiError::Unavailable(
@@ -182,49 +208,38 @@ impl Budgets {
         ))
     }
 
+    /// The account of `key` with every key in `keys` (all of one account) known to its actor.
+    pub async fn account_with(&self, key: &ApiKey, keys: &[ApiKey]) -> Result<Account, ApiError> {
+        let mut account = self.account(key).await?;
+        let actor = self.actor(&key.account_id);
+        let mut added = false;
+        for k in keys.iter().filter(|k| account.key(&k.id).is_none()) {
+            self.add_key(&actor, k).await?;
+            added = true;
+        }
+        if added {
+            account = self.account(key).await?;
+        }
+        Ok(account)
+    }
+
     /// Tells a running actor about committed money; a stopped one reloads it when it starts.
-    pub fn credit(&self, key_id: &str, micros: i64) {
-        if let Some(a) = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key_id)
-        {
+    pub fn credit(&self, account_id: &str, micros: i64) {
+        if let Some(a) = self.running(account_id) {
             a.do_send(Credit { micros });
         }
     }
 
-    /// Another replica settled requests of this key: keep this replica's view in step.
-    pub fn spent_elsewhere(
-        &self,
-        key_id: &str,
-        cost_micros: i64,
-        debit_micros: i64,
-        free: i64,
-        xid: Option<u64>,
-    ) {
-        if let Some(a) = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key_id)
-        {
-            a.do_send(SpentElsewhere {
-                cost_micros,
-                debit_micros,
-                free,
-                xid,
-            });
+    /// Another replica settled requests of this account: keep this replica's view in step.
+    pub fn spent_elsewhere(&self, account_id: &str, spent: SpentElsewhere) {
+        if let Some(a) = self.running(account_id) {
+            a.do_send(spent);
         }
     }
 
+    /// A key's settings changed, or a key was minted into its account.
     pub fn refresh(&self, key: &ApiKey) {
-        if let Some(a) = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key.id)
-        {
+        if let Some(a) = self.running(&key.account_id) {
             a.do_send(Refresh(key.clone()));
         }
     }
@@ -262,7 +277,7 @@ fn denial_error(denied: Denied) -> ApiError {
             reason,
         } => {
             let why = match reason {
-                NotFree::UsedUp => "The free tier of this key is used up".to_owned(),
+                NotFree::UsedUp => "The free tier of this account is used up".to_owned(),
                 NotFree::OverRequestCap { cap_micros } => format!(
                     "This request (up to ${}) is above the free tier's limit of ${} per request \
                      (lower max_tokens or shorten the prompt to stay free)",
@@ -275,7 +290,7 @@ fn denial_error(denied: Denied) -> ApiError {
             };
             ApiError::PaymentRequired {
                 message: format!(
-                    "{why}, and the balance of this key (${}) does not cover this request (up to ${}). \
+                    "{why}, and the balance of this account (${}) does not cover this request (up to ${}). \
                      Fund it with POST /api/wallet/fund {{\"amount\": <sats>}} and pay the Lightning invoice.",
                     Micros(balance_micros),
                     Micros(needed_micros)
@@ -283,7 +298,7 @@ fn denial_error(denied: Denied) -> ApiError {
                 invoice: None,
             }
         }
-        Denied::Unavailable => {
+        Denied::Unavailable | Denied::UnknownKey => {
             ApiError::Unavailable("The key's budget could not be loaded.".into())
         }
     }

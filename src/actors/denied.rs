@@ -11,7 +11,7 @@ impl Denied {
             Denied::RateLimited { .. } => "rpm",
             Denied::Budget { window, .. } => window,
             Denied::Payment { .. } => "payment",
-            Denied::Unavailable => "unavailable",
+            Denied::Unavailable | Denied::UnknownKey => "unavailable",
         }
     }
 }

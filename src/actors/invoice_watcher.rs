@@ -116,11 +116,11 @@ pub async fn poll_once(wallet: Wallet, budgets: Budgets, http: awc::Client) -> b
     true
 }
 
-/// Credits a paid invoice once and tells the key's BudgetActor. False on a database error.
+/// Credits a paid invoice once and tells the account's BudgetActor. False on a database error.
 async fn credit(wallet: &Wallet, budgets: &Budgets, inv: &Invoice) -> bool {
     match wallet.credit_paid(inv).await {
         Ok(Some(m)) => {
-            budgets.credit(&inv.key_id, m.get());
+            budgets.credit(&inv.account_id, m.get());
             true
         }
         Ok(None) => true,

@@ -16,6 +16,9 @@ pub struct CreatedKey {
     pub label: String,
     pub created_at: String,
     pub free_requests_remaining: i64,
+    pub account_id: String,
+    /// `manage` or `use`.
+    pub role: String,
 }
 
 /// `POST /api/keys/me/rotate`: the same id, the new secret.
@@ -30,6 +33,8 @@ pub struct RotatedKey {
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
     pub id: String,
+    pub account_id: String,
+    pub role: String,
     pub label: String,
     pub created_at: String,
     pub disabled: bool,
@@ -91,6 +96,53 @@ pub struct ReportView {
     /// Per provider.
     pub per_model: BTreeMap<String, ProviderReport>,
     pub hourly: Vec<HourReport>,
+    /// The key reported on, or `all` for the whole account.
+    pub key: String,
+    /// For `key=all`: per key of the account (keys with no request in the period included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<BTreeMap<String, KeyReport>>,
+}
+
+/// One key's line in an account report.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyReport {
+    pub label: String,
+    pub requests: i64,
+    pub spend_usd: f64,
+    pub savings_usd: f64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// `GET /api/account`: the account's money and its keys.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub id: String,
+    pub balance_sats: i64,
+    pub balance_usd: f64,
+    pub free_requests_remaining: i64,
+    pub keys: Vec<AccountKeyView>,
+}
+
+/// One key of an account (`GET /api/account`, `PATCH /api/account/keys/{id}`): its effective
+/// limits and its spend in the current UTC day and month.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountKeyView {
+    pub id: String,
+    pub label: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: String,
+    pub daily_budget_usd: f64,
+    pub monthly_budget_usd: f64,
+    pub rpm_limit: u32,
+    pub daily_spend_usd: f64,
+    pub monthly_spend_usd: f64,
+    pub notify_email: Option<String>,
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +194,8 @@ pub struct ModelView {
 #[serde(rename_all = "camelCase")]
 pub struct AdminKeyView {
     pub id: String,
+    pub account_id: String,
+    pub role: String,
     pub label: String,
     pub created_at: String,
     pub disabled: bool,
@@ -157,11 +211,12 @@ pub struct AdminKeyView {
     pub monthly_spend_usd: f64,
 }
 
-/// `POST /api/admin/keys/{id}/credit`.
+/// `POST /api/admin/keys/{id}/credit`: the key's account was credited.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditView {
     pub id: String,
+    pub account_id: String,
     pub credited_sats: i64,
     pub balance_sats: i64,
     pub balance_usd: f64,

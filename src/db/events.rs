@@ -17,19 +17,20 @@ pub const CHANNEL: &str = "pura_events";
 pub enum Event {
     /// The key's row changed (settings, disabled, secret): re-read it.
     Key { id: String },
-    /// Money was committed to the key's ledger.
+    /// Money was committed to the account's ledger.
     Credit {
-        id: String,
+        account: String,
         micros: i64,
         /// The committing transaction (PostgreSQL xid8), so a BudgetActor whose account was
         /// loaded after that commit does not count it twice (see [`Snapshot`]).
         #[serde(default)]
         xid: Option<u64>,
     },
-    /// Requests were settled: `cost` counts toward the budgets, `debit` left the balance,
-    /// `free` free requests were used.
+    /// Requests of key `key` were settled: `cost` counts toward the key's budgets, `debit` left
+    /// the account's balance, `free` of the account's free requests were used.
     Spend {
-        id: String,
+        account: String,
+        key: String,
         cost: i64,
         debit: i64,
         free: i64,

@@ -144,6 +144,30 @@ pub fn migrate(conn: &mut DbConn) -> Result<(), DbError> {
     result.map_err(|e| DbError::Connect(format!("migration failed: {e}")))
 }
 
+/// Runs the pending migrations up to and including `version` (the date-and-number part of a
+/// migration's folder name, e.g. `2026-11-29-000007`): tests build a database as an older
+/// release left it, fill it, then migrate the rest with [`migrate`].
+pub fn migrate_until(conn: &mut DbConn, version: &str) -> Result<(), DbError> {
+    fn upto<DB: diesel::backend::Backend>(
+        c: &mut impl MigrationHarness<DB>,
+        source: EmbeddedMigrations,
+        version: &str,
+    ) -> diesel::migration::Result<()> {
+        for m in c.pending_migrations(source)? {
+            let name = m.name().to_string();
+            if name.split('_').next().unwrap_or("") <= version {
+                c.run_migration(&m)?;
+            }
+        }
+        Ok(())
+    }
+    let result = match conn {
+        DbConn::Sqlite(c) => upto(c, SQLITE_MIGRATIONS, version),
+        DbConn::Pg(c) => upto(c, PG_MIGRATIONS, version),
+    };
+    result.map_err(|e| DbError::Connect(format!("migration failed: {e}")))
+}
+
 /// How often the WAL is folded back into the SQLite database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 

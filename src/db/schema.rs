@@ -8,13 +8,22 @@ diesel::table! {
         label -> Text,
         created_at -> Timestamp,
         disabled -> Bool,
-        free_requests_remaining -> BigInt,
         daily_budget_micros -> Nullable<BigInt>,
         monthly_budget_micros -> Nullable<BigInt>,
         rpm_limit -> Nullable<Integer>,
         notify_email -> Nullable<Text>,
         webhook_url -> Nullable<Text>,
+        account_id -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        created_at -> Timestamp,
         balance_micros -> BigInt,
+        free_requests_remaining -> BigInt,
     }
 }
 
@@ -39,6 +48,7 @@ diesel::table! {
         protocol -> Text,
         cached_tokens -> BigInt,
         reasoning_tokens -> BigInt,
+        account_id -> Text,
     }
 }
 
@@ -54,6 +64,7 @@ diesel::table! {
         amount_micros -> BigInt,
         memo -> Nullable<Text>,
         created_at -> Timestamp,
+        account_id -> Text,
     }
 }
 
@@ -91,6 +102,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         paid_at -> Nullable<Timestamp>,
+        account_id -> Text,
     }
 }
 
@@ -121,3 +133,6 @@ diesel::table! {
         mints -> BigInt,
     }
 }
+
+diesel::joinable!(api_keys -> accounts (account_id));
+diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys);

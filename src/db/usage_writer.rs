@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::events::{self, Event};
 use super::models::usage::UsageRow;
-use super::models::{api_key, free_spend, ledger, usage};
+use super::models::{account, free_spend, ledger, usage};
 use super::{DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
@@ -124,22 +124,24 @@ fn commit(pool: &Pool, jobs: &[Job], replica_id: &str) -> bool {
 fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Result<(), DbError> {
     use diesel::Connection;
     // One statement per kind of change, not per request: the rows in one multi-row insert,
-    // free requests and debits summed per key.
+    // free requests per account, debits summed per account, spend announced per key.
     let rows: Vec<UsageRow> = batch.iter().map(|s| s.row.clone()).collect();
     let mut free: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut spend: BTreeMap<&str, Spend> = BTreeMap::new();
+    let mut spend: BTreeMap<(&str, &str), Spend> = BTreeMap::new();
     let mut debits = Vec::new();
     let mut free_days: BTreeMap<NaiveDateTime, i64> = BTreeMap::new();
     for s in batch {
         if let Some((day, delta)) = s.free_spend {
             *free_days.entry(day).or_default() += delta;
         }
-        let total = spend.entry(s.row.key_id.as_str()).or_default();
+        let total = spend
+            .entry((s.row.account_id.as_str(), s.row.key_id.as_str()))
+            .or_default();
         total.cost_micros += s.row.cost_micros;
         total.debit_micros += s.debit_micros;
         if s.free {
             total.free += 1;
-            *free.entry(s.row.key_id.as_str()).or_default() += 1;
+            *free.entry(s.row.account_id.as_str()).or_default() += 1;
         }
         if s.debit_micros != 0 {
             debits.push(debit_entry(&s.row, s.debit_micros));
@@ -147,8 +149,8 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
     }
     conn.transaction(|conn| {
         usage::insert_many(conn, &rows)?;
-        for (key, n) in &free {
-            api_key::use_free_requests(conn, key, *n)?;
+        for (id, n) in &free {
+            account::use_free_requests(conn, id, *n)?;
         }
         ledger::record_debits(conn, &debits)?;
         for (day, delta) in &free_days {
@@ -156,14 +158,14 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
         }
         // Other replicas' BudgetActors learn of this spend when (and only if) it commits:
         // NOTIFY inside the transaction is delivered at COMMIT.
-        for (key, s) in &spend {
-            events::notify(conn, replica_id, s.event(key))?;
+        for ((account, key), s) in &spend {
+            events::notify(conn, replica_id, s.event(account, key))?;
         }
         Ok::<_, DbError>(())
     })
 }
 
-/// What one batch spent for one key.
+/// What one batch spent through one key.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Spend {
     pub cost_micros: i64,
@@ -172,9 +174,10 @@ pub struct Spend {
 }
 
 impl Spend {
-    fn event(&self, key_id: &str) -> Event {
+    fn event(&self, account_id: &str, key_id: &str) -> Event {
         Event::Spend {
-            id: key_id.to_owned(),
+            account: account_id.to_owned(),
+            key: key_id.to_owned(),
             cost: self.cost_micros,
             debit: self.debit_micros,
             free: self.free,
@@ -192,5 +195,6 @@ fn debit_entry(row: &UsageRow, micros: i64) -> ledger::Entry {
         amount_micros: -micros,
         memo: None,
         created_at: row.created_at,
+        account_id: row.account_id.clone(),
     }
 }

@@ -18,6 +18,7 @@ use crate::providers::ProviderSpec;
 pub struct Meta {
     pub request_id: String,
     pub key_id: String,
+    pub account_id: String,
     pub client_request_id: Option<String>,
     pub upstream_request_id: Option<String>,
     pub provider: Arc<ProviderSpec>,
@@ -69,6 +70,7 @@ impl Meta {
         UsageRow {
             id: self.request_id.clone(),
             key_id: self.key_id.clone(),
+            account_id: self.account_id.clone(),
             provider: self.provider.name.clone(),
             model: self.model.clone(),
             tier: self.provider.tier.as_str().to_owned(),

@@ -108,10 +108,10 @@ async fn serve(
         max_out,
         candidates.iter().map(|c| &c.provider.price),
     );
-    let ticket = match state.budgets.reserve(&key.id, estimate.get()).await {
+    let ticket = match state.budgets.reserve(key, estimate.get()).await {
         Ok(t) => t,
         Err(ApiError::PaymentRequired { message, .. }) => {
-            return Err(payment::required(ctx, &key.id, message).await);
+            return Err(payment::required(ctx, key, message).await);
         }
         Err(e) => return Err(e),
     };
@@ -133,6 +133,7 @@ async fn serve(
     let meta = Meta {
         request_id: crate::ids::ordered_id("req_"),
         key_id: key.id.clone(),
+        account_id: key.account_id.clone(),
         client_request_id: req.hints.client_request_id,
         upstream_request_id: served.upstream_request_id,
         provider: served.candidate.provider.clone(),

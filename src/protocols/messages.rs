@@ -582,6 +582,7 @@ impl AnthropicError {
         match &self.0 {
             ApiError::BadRequest { .. } => "invalid_request_error",
             ApiError::Unauthorized(_) => "authentication_error",
+            ApiError::Forbidden(_) => "permission_error",
             ApiError::PaymentRequired { .. } => "billing_error",
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) | ApiError::NotFoundCode { .. } => {
                 "not_found_error"

@@ -1,48 +1,67 @@
-//! Key self-service with the key's own bearer: `GET|PATCH|DELETE /api/keys/me`,
-//! `POST /api/keys/me/rotate`, and `GET /api/wallet/balance`.
+//! The account's management paths, for its manage key: `GET /api/account` (the money and
+//! every key with its limits and spend), and `PATCH`, `DELETE` and `POST …/rotate` on
+//! `/api/account/keys/{id}`. A `use` key gets 403; another account's key id is a 404.
 
 use actix_web::{web, HttpResponse};
 
-use crate::api::views::RotatedKey;
-use crate::auth::{mint_key, AuthedKey};
+use crate::api::views::AccountView;
+use crate::auth::AuthedKey;
 use crate::db;
-use crate::db::events::{self, Event};
 use crate::db::models::api_key::{self, ApiKey, KeySettings};
 use crate::error::ApiError;
-use crate::routes::views::{balance_view, key_view, SettingsPatch};
+use crate::money::Micros;
+use crate::routes::keys::forbidden;
+use crate::routes::me::{apply, rotate_key};
+use crate::routes::views::{account_key_view, usd, SettingsPatch};
 use crate::state::AppState;
 
-pub async fn me(
-    AuthedKey(key): AuthedKey,
+pub async fn show(
+    AuthedKey(manager): AuthedKey,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = state.budgets.account(&key.id).await?;
-    Ok(HttpResponse::Ok().json(key_view(&key, &account)))
-}
-
-pub async fn balance(
-    AuthedKey(key): AuthedKey,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let account = state.budgets.account(&key.id).await?;
-    Ok(HttpResponse::Ok().json(balance_view(&account, &state.wallet)))
+    if !manager.manages() {
+        return Err(forbidden());
+    }
+    let id = manager.account_id.clone();
+    let keys = db::run(&state.pool, move |conn| api_key::in_account(conn, &id)).await?;
+    let account = state.budgets.account_with(&manager, &keys).await?;
+    Ok(HttpResponse::Ok().json(AccountView {
+        id: manager.account_id.clone(),
+        balance_sats: state.wallet.sats_for(Micros(account.balance_micros)),
+        balance_usd: usd(account.balance_micros),
+        free_requests_remaining: account.free_remaining.max(0),
+        keys: keys.iter().map(|k| account_key_view(k, &account)).collect(),
+    }))
 }
 
 pub async fn update(
-    AuthedKey(key): AuthedKey,
+    AuthedKey(manager): AuthedKey,
     state: web::Data<AppState>,
+    path: web::Path<String>,
     body: web::Json<SettingsPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let settings = body.into_inner().into_settings(false)?;
+    let key = managed(&state, &manager, &path).await?;
+    let settings = body.into_inner().into_settings(true)?;
     let updated = apply(&state, &key.id, settings).await?;
-    let account = state.budgets.account(&key.id).await?;
-    Ok(HttpResponse::Ok().json(key_view(&updated, &account)))
+    let account = state.budgets.account(&updated).await?;
+    Ok(HttpResponse::Ok().json(account_key_view(&updated, &account)))
+}
+
+pub async fn rotate(
+    AuthedKey(manager): AuthedKey,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = managed(&state, &manager, &path).await?;
+    Ok(HttpResponse::Ok().json(rotate_key(&state, &key).await?))
 }
 
 pub async fn disable(
-    AuthedKey(key): AuthedKey,
+    AuthedKey(manager): AuthedKey,
     state: web::Data<AppState>,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = managed(&state, &manager, &path).await?;
     let settings = KeySettings {
         disabled: Some(true),
         ..KeySettings::default()
@@ -51,42 +70,14 @@ pub async fn disable(
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn rotate(
-    AuthedKey(key): AuthedKey,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (secret, hash) = mint_key();
-    let (id, old) = (key.id.clone(), key.key_hash.clone());
-    let rotated = db::run(&state.pool, move |conn| {
-        api_key::rotate(conn, &id, &old, &hash, crate::time::now())?;
-        api_key::find(conn, &id)
-    })
-    .await?
-    .ok_or_else(|| ApiError::Unauthorized("This API key no longer exists.".into()))?;
-    // The old secret stops working at once on this replica.
-    state.keys.forget(&key.key_hash);
-    state.keys.put(rotated);
-    let event = Event::Key { id: key.id.clone() };
-    events::announce(&state.pool, &state.replica_id, event).await;
-    Ok(HttpResponse::Ok().json(RotatedKey {
-        id: key.id.clone(),
-        key: secret,
-    }))
-}
-
-/// Writes settings, then refreshes the key cache and the key's budget actor.
-pub async fn apply(state: &AppState, id: &str, settings: KeySettings) -> Result<ApiKey, ApiError> {
+/// The key `id` of the manager's account: 403 for a `use` key, 404 for an unknown id or one
+/// of another account (the two are not told apart).
+async fn managed(state: &AppState, manager: &ApiKey, id: &str) -> Result<ApiKey, ApiError> {
+    if !manager.manages() {
+        return Err(forbidden());
+    }
     let lookup = id.to_owned();
-    let updated = db::run(&state.pool, move |conn| {
-        api_key::update(conn, &lookup, &settings)
-    })
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("No key with id `{id}`.")))?;
-    state.keys.put(updated.clone());
-    state.budgets.refresh(&updated);
-    let event = Event::Key {
-        id: updated.id.clone(),
-    };
-    events::announce(&state.pool, &state.replica_id, event).await;
-    Ok(updated)
+    let key = db::run(&state.pool, move |conn| api_key::find(conn, &lookup)).await?;
+    key.filter(|k| k.account_id == manager.account_id)
+        .ok_or_else(|| ApiError::NotFound(format!("No key with id `{id}` in this account.")))
 }

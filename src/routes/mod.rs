@@ -9,6 +9,7 @@ pub mod console;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod me;
 pub mod messages;
 pub mod metrics;
 pub mod models;
@@ -47,11 +48,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(messages::count_tokens),
         )
         .route("/api/keys", web::post().to(keys::create))
-        .route("/api/keys/me", web::get().to(account::me))
-        .route("/api/keys/me", web::patch().to(account::update))
-        .route("/api/keys/me", web::delete().to(account::disable))
-        .route("/api/keys/me/rotate", web::post().to(account::rotate))
-        .route("/api/wallet/balance", web::get().to(account::balance))
+        .route("/api/keys/me", web::get().to(me::me))
+        .route("/api/keys/me", web::patch().to(me::update))
+        .route("/api/keys/me", web::delete().to(me::disable))
+        .route("/api/keys/me/rotate", web::post().to(me::rotate))
+        .route("/api/wallet/balance", web::get().to(me::balance))
+        .route("/api/account", web::get().to(account::show))
+        .route("/api/account/keys/{id}", web::patch().to(account::update))
+        .route("/api/account/keys/{id}", web::delete().to(account::disable))
+        .route(
+            "/api/account/keys/{id}/rotate",
+            web::post().to(account::rotate),
+        )
         .route("/api/report", web::get().to(report::report))
         .route("/api/wallet/fund", web::post().to(wallet::fund))
         .route("/api/wallet/status", web::get().to(wallet::status))

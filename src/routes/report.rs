@@ -1,5 +1,7 @@
-//! `GET /api/report?period=1h|24h|7d|30d`: the key's spend over the period, per provider, and
-//! an hourly series for the console's chart. Sums are over the usage rows, in micro-dollars.
+//! `GET /api/report?period=1h|24h|7d|30d&key=<id>|all`: a key's spend over the period (the
+//! caller's by default), per provider, and an hourly series for the console's chart; with
+//! `key=all` the whole account's, with a `perKey` map. Another key or `all` needs the account's
+//! manage key. Sums are over the usage rows, in micro-dollars.
 
 use std::collections::BTreeMap;
 
@@ -7,10 +9,11 @@ use actix_web::{web, HttpResponse};
 use chrono::{Duration, Timelike};
 use serde::Deserialize;
 
-use crate::api::views::{HourReport, ProviderReport, ReportView};
+use crate::api::views::{HourReport, KeyReport, ProviderReport, ReportView};
 use crate::auth::AuthedKey;
 use crate::db;
-use crate::db::models::usage;
+use crate::db::models::usage::Scope;
+use crate::db::models::{api_key, usage};
 use crate::error::ApiError;
 use crate::routes::views::usd;
 use crate::state::AppState;
@@ -20,6 +23,8 @@ use crate::state::AppState;
 pub struct Query {
     #[serde(default)]
     period: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
 }
 
 fn period(p: Option<&str>) -> Result<(&'static str, Duration), ApiError> {
@@ -53,16 +58,53 @@ pub async fn report(
 ) -> Result<HttpResponse, ApiError> {
     let (name, span) = period(query.period.as_deref())?;
     let since = crate::time::now() - span;
-    let key_id = key.id.clone();
-    let rows = db::run(&state.pool, move |conn| {
-        usage::report_rows(conn, &key_id, since)
+    let asked = query.key.as_deref().unwrap_or(&key.id);
+    if asked != key.id && !key.manages() {
+        return Err(crate::routes::keys::forbidden());
+    }
+    let scope = if asked == "all" {
+        Scope::Account(key.account_id.clone())
+    } else {
+        Scope::Key(asked.to_owned())
+    };
+    let (account, asked_id) = (key.account_id.clone(), asked.to_owned());
+    let (keys, rows) = db::run(&state.pool, move |conn| {
+        let keys = api_key::in_account(conn, &account)?;
+        // Another account's key id is as unknown as a made-up one.
+        if asked_id != "all" && !keys.iter().any(|k| k.id == asked_id) {
+            return Ok((keys, None));
+        }
+        Ok((keys, Some(usage::report_rows(conn, &scope, since)?)))
     })
     .await?;
+    let rows = rows
+        .ok_or_else(|| ApiError::NotFound(format!("No key with id `{asked}` in this account.")))?;
+    let mut per_key: Option<BTreeMap<String, KeyReport>> = (asked == "all").then(|| {
+        keys.iter()
+            .map(|k| {
+                let line = KeyReport {
+                    label: k.label.clone(),
+                    requests: 0,
+                    spend_usd: 0.0,
+                    savings_usd: 0.0,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                };
+                (k.id.clone(), line)
+            })
+            .collect()
+    });
+    let mut key_totals: BTreeMap<&str, Totals> = BTreeMap::new();
     let mut total = Totals::default();
     let mut per: BTreeMap<String, Totals> = BTreeMap::new();
     let mut hourly: BTreeMap<chrono::NaiveDateTime, (i64, i64)> = BTreeMap::new();
     for r in &rows {
-        for t in [&mut total, per.entry(r.provider.clone()).or_default()] {
+        let by_key = key_totals.entry(r.key_id.as_str()).or_default();
+        for t in [
+            &mut total,
+            per.entry(r.provider.clone()).or_default(),
+            by_key,
+        ] {
             t.requests += 1;
             t.spend += r.cost_micros;
             t.prompt += r.prompt_tokens;
@@ -105,6 +147,17 @@ pub async fn report(
             spend_usd: usd(spend),
         })
         .collect();
+    if let Some(lines) = per_key.as_mut() {
+        for (id, t) in key_totals {
+            if let Some(line) = lines.get_mut(id) {
+                line.requests = t.requests;
+                line.spend_usd = usd(t.spend);
+                line.savings_usd = usd(t.savings);
+                line.prompt_tokens = t.prompt;
+                line.completion_tokens = t.completion;
+            }
+        }
+    }
     let average = if total.requests > 0 {
         usd(total.spend) / total.requests as f64
     } else {
@@ -118,5 +171,7 @@ pub async fn report(
         total_savings_usd: usd(total.savings),
         per_model,
         hourly,
+        key: asked.to_owned(),
+        per_key,
     }))
 }

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Deserializer};
 
 use crate::actors::budget::Account;
-use crate::api::views::{BalanceView, KeyView};
+use crate::actors::budget::KeyMoney;
+use crate::api::views::{AccountKeyView, BalanceView, KeyView};
 use crate::db::models::api_key::{ApiKey, KeySettings};
 use crate::error::ApiError;
 use crate::money::Micros;
@@ -15,34 +16,66 @@ pub fn usd(micros: i64) -> f64 {
     Micros(micros).usd()
 }
 
+/// The key's figures in its live account (`Budgets::account` makes sure the actor has them;
+/// an empty entry is a key it has not read yet, which has spent nothing here).
+fn money_of<'a>(key: &ApiKey, account: &'a Account) -> std::borrow::Cow<'a, KeyMoney> {
+    match account.key(&key.id) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(KeyMoney::new(key, account.defaults, 0, 0)),
+    }
+}
+
 /// A key's public view: effective limits (its own or the defaults) from its live account.
 pub fn key_view(key: &ApiKey, account: &Account) -> KeyView {
+    let k = money_of(key, account);
     KeyView {
         id: key.id.clone(),
+        account_id: key.account_id.clone(),
+        role: key.role.clone(),
         label: key.label.clone(),
         created_at: crate::time::rfc3339(key.created_at),
         disabled: key.disabled,
         free_requests_remaining: account.free_remaining.max(0),
-        daily_budget_usd: usd(account.daily_budget_micros),
-        monthly_budget_usd: usd(account.monthly_budget_micros),
-        rpm_limit: account.rpm,
+        daily_budget_usd: usd(k.daily_budget_micros),
+        monthly_budget_usd: usd(k.monthly_budget_micros),
+        rpm_limit: k.rpm,
         notify_email: key.notify_email.clone(),
         webhook_url: key.webhook_url.clone(),
     }
 }
 
-/// `GET /api/wallet/balance`.
-pub fn balance_view(account: &Account, wallet: &Wallet) -> BalanceView {
-    let day_left = account.daily_budget_micros - account.spent_day_micros;
-    let month_left = account.monthly_budget_micros - account.spent_month_micros;
+/// One key of an account, with its spend (`GET /api/account` and the account PATCH).
+pub fn account_key_view(key: &ApiKey, account: &Account) -> AccountKeyView {
+    let k = money_of(key, account);
+    AccountKeyView {
+        id: key.id.clone(),
+        label: key.label.clone(),
+        role: key.role.clone(),
+        disabled: key.disabled,
+        created_at: crate::time::rfc3339(key.created_at),
+        daily_budget_usd: usd(k.daily_budget_micros),
+        monthly_budget_usd: usd(k.monthly_budget_micros),
+        rpm_limit: k.rpm,
+        daily_spend_usd: usd(k.spent_day_micros),
+        monthly_spend_usd: usd(k.spent_month_micros),
+        notify_email: key.notify_email.clone(),
+        webhook_url: key.webhook_url.clone(),
+    }
+}
+
+/// `GET /api/wallet/balance`: the account's money, the key's budgets.
+pub fn balance_view(key: &ApiKey, account: &Account, wallet: &Wallet) -> BalanceView {
+    let k = money_of(key, account);
+    let day_left = k.daily_budget_micros - k.spent_day_micros;
+    let month_left = k.monthly_budget_micros - k.spent_month_micros;
     BalanceView {
         balance_sats: wallet.sats_for(Micros(account.balance_micros)),
         balance_usd: usd(account.balance_micros),
         free_requests_remaining: account.free_remaining.max(0),
-        daily_budget_usd: usd(account.daily_budget_micros),
-        daily_spend_usd: usd(account.spent_day_micros),
-        monthly_budget_usd: usd(account.monthly_budget_micros),
-        monthly_spend_usd: usd(account.spent_month_micros),
+        daily_budget_usd: usd(k.daily_budget_micros),
+        daily_spend_usd: usd(k.spent_day_micros),
+        monthly_budget_usd: usd(k.monthly_budget_micros),
+        monthly_spend_usd: usd(k.spent_month_micros),
         budget_remaining_usd: usd(day_left.min(month_left).max(0)),
     }
 }

@@ -26,7 +26,7 @@ pub async fn fund(
     http: web::Data<LightningHttp>,
     body: web::Json<FundBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let inv = state.wallet.fund(&http.0, &key.id, body.amount).await?;
+    let inv = state.wallet.fund(&http.0, &key, body.amount).await?;
     Ok(HttpResponse::Created().json(state.wallet.view(&inv, &base_url(&req))))
 }
 
@@ -41,7 +41,7 @@ pub async fn status(
     state: web::Data<AppState>,
     query: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let inv = state.wallet.invoice_of(&key.id, &query.invoice_id).await?;
+    let inv = state.wallet.invoice_of(&key, &query.invoice_id).await?;
     Ok(HttpResponse::Ok().json(state.wallet.status_view(&inv)))
 }
 

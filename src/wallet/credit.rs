@@ -5,7 +5,7 @@
 
 use super::Wallet;
 use crate::db::events::{self, Event};
-use crate::db::models::api_key::{self, ApiKey};
+use crate::db::models::account::{self, Account};
 use crate::db::models::invoice::{self, Invoice};
 use crate::db::models::ledger;
 use crate::db::{self, DbError};
@@ -24,7 +24,7 @@ impl Wallet {
     }
 
     /// Credits a paid invoice once. `Some(micros)` when this call credited it (the caller
-    /// tells the key's BudgetActor), `None` when it was already credited (here or by another
+    /// tells the account's BudgetActor), `None` when it was already credited (here or by another
     /// replica's watcher).
     pub async fn credit_paid(&self, inv: &Invoice) -> Result<Option<Micros>, DbError> {
         let micros = self.micros_for(inv.amount_sats);
@@ -45,13 +45,14 @@ impl Wallet {
             );
         }
         log::info!(
-            "invoice {} paid: credited {} sats to key {}",
+            "invoice {} paid: credited {} sats to account {} (key {})",
             inv.id,
             inv.amount_sats,
+            inv.account_id,
             inv.key_id
         );
         let event = Event::Credit {
-            id: inv.key_id.clone(),
+            account: inv.account_id.clone(),
             micros: m,
             xid: None,
         };
@@ -59,40 +60,41 @@ impl Wallet {
         Ok(Some(Micros(m)))
     }
 
-    /// A manual credit of `sats` to a key, recorded in the ledger. Returns the key as it is
-    /// afterwards and the micro-dollars credited; 404 for an unknown key.
+    /// A manual credit of `sats` to the account of a key, recorded in the ledger. Returns the
+    /// account as it is afterwards and the micro-dollars credited; 404 for an unknown key.
     pub async fn credit_by_hand(
         &self,
         key_id: &str,
         sats: i64,
         memo: Option<String>,
-    ) -> Result<(ApiKey, Micros), ApiError> {
+    ) -> Result<(Account, Micros), ApiError> {
         let micros = self.micros_for(sats);
-        let entry = ledger::Entry {
-            id: crate::ids::ordered_id("led_"),
-            key_id: key_id.to_owned(),
-            kind: ledger::ADMIN_CREDIT.to_owned(),
-            reference: format!("adm_{}", crate::ids::random_alnum(20)),
-            amount_micros: micros.get(),
-            memo,
-            created_at: crate::time::now(),
-        };
         let lookup = key_id.to_owned();
-        let key = db::run(&self.pool, move |conn| {
-            if api_key::find(conn, &lookup)?.is_none() {
+        let account = db::run(&self.pool, move |conn| {
+            let Some(owner) = account::of_key(conn, &lookup)? else {
                 return Ok(None);
-            }
+            };
+            let entry = ledger::Entry {
+                id: crate::ids::ordered_id("led_"),
+                key_id: lookup,
+                kind: ledger::ADMIN_CREDIT.to_owned(),
+                reference: format!("adm_{}", crate::ids::random_alnum(20)),
+                amount_micros: micros.get(),
+                memo,
+                created_at: crate::time::now(),
+                account_id: owner.id.clone(),
+            };
             ledger::record_one(conn, &entry)?;
-            api_key::find(conn, &lookup)
+            account::find(conn, &owner.id)
         })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No key with id `{key_id}`.")))?;
         let event = Event::Credit {
-            id: key_id.to_owned(),
+            account: account.id.clone(),
             micros: micros.get(),
             xid: None,
         };
         events::announce(&self.pool, &self.replica_id, event).await;
-        Ok((key, micros))
+        Ok((account, micros))
     }
 }

@@ -12,6 +12,7 @@ mod view;
 use std::time::Duration;
 
 use crate::config::LightningConfig;
+use crate::db::models::api_key::ApiKey;
 use crate::db::models::invoice::{self, Invoice};
 use crate::db::{self, Pool};
 use crate::error::ApiError;
@@ -77,7 +78,7 @@ impl Wallet {
     pub async fn fund(
         &self,
         http: &awc::Client,
-        key_id: &str,
+        key: &ApiKey,
         amount_sats: i64,
     ) -> Result<Invoice, ApiError> {
         let c = &self.config;
@@ -91,14 +92,14 @@ impl Wallet {
             ));
         }
         self.backend()?;
-        self.open(http, key_id, amount_sats).await
+        self.open(http, key, amount_sats).await
     }
 
-    /// Creates, checks and stores a new invoice of `amount_sats` for the key.
+    /// Creates, checks and stores a new invoice of `amount_sats` funding the key's account.
     pub async fn open(
         &self,
         http: &awc::Client,
-        key_id: &str,
+        key: &ApiKey,
         amount_sats: i64,
     ) -> Result<Invoice, ApiError> {
         let backend = self.backend()?;
@@ -112,7 +113,7 @@ impl Wallet {
         let now = crate::time::now();
         let row = Invoice {
             id: format!("inv_{}", crate::ids::random_alnum(24)),
-            key_id: key_id.to_owned(),
+            key_id: key.id.clone(),
             backend: backend.name().to_owned(),
             payment_hash: created.payment_hash.to_ascii_lowercase(),
             bolt11: created.bolt11,
@@ -123,33 +124,37 @@ impl Wallet {
             expires_at: now
                 + chrono::Duration::from_std(self.expiry).unwrap_or(chrono::Duration::hours(1)),
             paid_at: None,
+            account_id: key.account_id.clone(),
         };
         let stored = row.clone();
         db::run(&self.pool, move |conn| invoice::insert(conn, &stored)).await?;
         crate::metrics::invoices("created", 1);
         log::info!(
-            "invoice {} opened for key {key_id}: {amount_sats} sats",
-            row.id
+            "invoice {} opened for account {} (key {}): {amount_sats} sats",
+            row.id,
+            key.account_id,
+            key.id
         );
         Ok(row)
     }
 
-    /// The invoice a 402 carries: the key's still-pending one for the default amount, or a new one.
+    /// The invoice a 402 carries: the account's still-pending one for the default amount, or a
+    /// new one.
     pub async fn invoice_for_payment(
         &self,
         http: &awc::Client,
-        key_id: &str,
+        key: &ApiKey,
     ) -> Result<Invoice, ApiError> {
         let amount = self.config.default_fund_sats;
         let good_until = crate::time::now() + REUSE_MARGIN;
-        let key = key_id.to_owned();
+        let account = key.account_id.clone();
         let existing = db::run(&self.pool, move |conn| {
-            invoice::reusable(conn, &key, amount, good_until)
+            invoice::reusable(conn, &account, amount, good_until)
         })
         .await?;
         match existing {
             Some(inv) => Ok(inv),
-            None => self.open(http, key_id, amount).await,
+            None => self.open(http, key, amount).await,
         }
     }
 
@@ -160,7 +165,7 @@ impl Wallet {
     pub async fn payment_required(
         &self,
         http: Option<&awc::Client>,
-        key_id: &str,
+        key: &ApiKey,
         base_url: &str,
         message: String,
     ) -> ApiError {
@@ -170,7 +175,7 @@ impl Wallet {
                 invoice: None,
             };
         };
-        match self.invoice_for_payment(http, key_id).await {
+        match self.invoice_for_payment(http, key).await {
             Ok(inv) => ApiError::PaymentRequired {
                 message: format!(
                     "{message} This response carries an invoice of {} sats.",
@@ -179,7 +184,7 @@ impl Wallet {
                 invoice: Some(Box::new(view::invoice(&inv, base_url))),
             },
             Err(e) => {
-                log::warn!("402 without an invoice for key {key_id}: {e}");
+                log::warn!("402 without an invoice for key {}: {e}", key.id);
                 ApiError::PaymentRequired {
                     message,
                     invoice: None,
@@ -188,11 +193,12 @@ impl Wallet {
         }
     }
 
-    /// The key's own invoice with this id; another key's is as unknown as a made-up one (404).
-    pub async fn invoice_of(&self, key_id: &str, id: &str) -> Result<Invoice, ApiError> {
-        let (lookup, key) = (id.to_owned(), key_id.to_owned());
+    /// The account's own invoice with this id; another account's is as unknown as a made-up
+    /// one (404).
+    pub async fn invoice_of(&self, key: &ApiKey, id: &str) -> Result<Invoice, ApiError> {
+        let (lookup, account) = (id.to_owned(), key.account_id.clone());
         db::run(&self.pool, move |conn| {
-            invoice::find_for_key(conn, &lookup, &key)
+            invoice::find_for_account(conn, &lookup, &account)
         })
         .await?
         .ok_or_else(|| not_found(id))

@@ -58,6 +58,7 @@ mod tests {
             created_at: now,
             expires_at: now + expires_in,
             paid_at: None,
+            account_id: "acct_1".into(),
         }
     }
 

@@ -1,10 +1,16 @@
-//! The `api_keys` table. Only a SHA-256 hash of each key is stored.
+//! The `api_keys` table. Only a SHA-256 hash of each key is stored. Each key belongs to an
+//! account (which holds the money) and has a role: [`MANAGE`] or [`USE`].
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::super::schema::{api_keys, retired_keys};
 use super::super::{DbConn, DbError};
+
+/// May mint, change, rotate and disable the account's keys and read every key's usage.
+pub const MANAGE: &str = "manage";
+/// Spends, funds the account and reads its own usage.
+pub const USE: &str = "use";
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys)]
@@ -14,13 +20,19 @@ pub struct ApiKey {
     pub label: String,
     pub created_at: NaiveDateTime,
     pub disabled: bool,
-    pub free_requests_remaining: i64,
     pub daily_budget_micros: Option<i64>,
     pub monthly_budget_micros: Option<i64>,
     pub rpm_limit: Option<i32>,
     pub notify_email: Option<String>,
     pub webhook_url: Option<String>,
-    pub balance_micros: i64,
+    pub account_id: String,
+    pub role: String,
+}
+
+impl ApiKey {
+    pub fn manages(&self) -> bool {
+        self.role == MANAGE
+    }
 }
 
 /// The settings a key may change about itself (and an admin about any key).
@@ -58,6 +70,15 @@ pub fn find(conn: &mut DbConn, id: &str) -> Result<Option<ApiKey>, DbError> {
         .select(ApiKey::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// The keys of one account, oldest first.
+pub fn in_account(conn: &mut DbConn, account_id: &str) -> Result<Vec<ApiKey>, DbError> {
+    Ok(api_keys::table
+        .filter(api_keys::account_id.eq(account_id))
+        .order(api_keys::created_at.asc())
+        .select(ApiKey::as_select())
+        .load(conn)?)
 }
 
 pub fn all(conn: &mut DbConn) -> Result<Vec<ApiKey>, DbError> {
@@ -109,23 +130,5 @@ pub fn rotate(
             .execute(conn)?;
         Ok::<_, diesel::result::Error>(())
     })?;
-    Ok(())
-}
-
-/// Uses `n` free requests (never going below zero: the BudgetActor already checked, and a
-/// race with another replica at worst serves the last few free).
-pub fn use_free_requests(conn: &mut DbConn, id: &str, n: i64) -> Result<(), diesel::result::Error> {
-    let used = diesel::update(
-        api_keys::table
-            .find(id)
-            .filter(api_keys::free_requests_remaining.ge(n)),
-    )
-    .set(api_keys::free_requests_remaining.eq(api_keys::free_requests_remaining - n))
-    .execute(conn)?;
-    if used == 0 {
-        diesel::update(api_keys::table.find(id))
-            .set(api_keys::free_requests_remaining.eq(0))
-            .execute(conn)?;
-    }
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct Invoice {
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub paid_at: Option<NaiveDateTime>,
+    /// The account the payment funds (any of its keys may ask for an invoice).
+    pub account_id: String,
 }
 
 pub fn insert(conn: &mut DbConn, invoice: &Invoice) -> Result<(), DbError> {
@@ -35,11 +37,15 @@ pub fn insert(conn: &mut DbConn, invoice: &Invoice) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The key's own invoice with this id (another key's id is as good as unknown).
-pub fn find_for_key(conn: &mut DbConn, id: &str, key_id: &str) -> Result<Option<Invoice>, DbError> {
+/// The account's own invoice with this id (another account's is as good as unknown).
+pub fn find_for_account(
+    conn: &mut DbConn,
+    id: &str,
+    account_id: &str,
+) -> Result<Option<Invoice>, DbError> {
     Ok(invoices::table
         .find(id)
-        .filter(invoices::key_id.eq(key_id))
+        .filter(invoices::account_id.eq(account_id))
         .select(Invoice::as_select())
         .first(conn)
         .optional()?)
@@ -53,15 +59,15 @@ pub fn find(conn: &mut DbConn, id: &str) -> Result<Option<Invoice>, DbError> {
         .optional()?)
 }
 
-/// A pending invoice of `amount_sats` for the key that is still good until `good_until`.
+/// A pending invoice of `amount_sats` for the account that is still good until `good_until`.
 pub fn reusable(
     conn: &mut DbConn,
-    key_id: &str,
+    account_id: &str,
     amount_sats: i64,
     good_until: NaiveDateTime,
 ) -> Result<Option<Invoice>, DbError> {
     Ok(invoices::table
-        .filter(invoices::key_id.eq(key_id))
+        .filter(invoices::account_id.eq(account_id))
         .filter(invoices::status.eq(PENDING))
         .filter(invoices::amount_sats.eq(amount_sats))
         .filter(invoices::expires_at.gt(good_until))
@@ -133,6 +139,7 @@ pub fn credit_paid(
                 invoice.amount_sats, invoice.payment_hash
             )),
             created_at: now,
+            account_id: invoice.account_id.clone(),
         };
         if !ledger::record(conn, &entry)? {
             return Err(diesel::result::Error::RollbackTransaction);

@@ -1,14 +1,16 @@
-//! The ledger: every credit and debit of a key's prepaid balance, in integer micro-dollars.
-//! Each entry updates `api_keys.balance_micros` in the same transaction, and `(kind, reference)`
-//! is unique, so a request is debited at most once and an invoice credited at most once.
+//! The ledger: every credit and debit of an account's prepaid balance, in integer
+//! micro-dollars, with the key that caused it. Each entry updates `accounts.balance_micros` in
+//! the same transaction, and `(kind, reference)` is unique, so a request is debited at most once
+//! and an invoice credited at most once.
 
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
-use super::super::schema::{api_keys, ledger};
+use super::super::schema::ledger;
 use super::super::{DbConn, DbError};
+use super::account;
 
 pub const DEBIT: &str = "debit";
 pub const ADMIN_CREDIT: &str = "admin_credit";
@@ -24,6 +26,7 @@ pub struct Entry {
     pub amount_micros: i64,
     pub memo: Option<String>,
     pub created_at: NaiveDateTime,
+    pub account_id: String,
 }
 
 /// Records an entry and moves the cached balance, inside the caller's transaction. Returns
@@ -41,14 +44,12 @@ pub fn record(conn: &mut DbConn, entry: &Entry) -> Result<bool, diesel::result::
     diesel::insert_into(ledger::table)
         .values(entry)
         .execute(conn)?;
-    diesel::update(api_keys::table.find(&entry.key_id))
-        .set(api_keys::balance_micros.eq(api_keys::balance_micros + entry.amount_micros))
-        .execute(conn)?;
+    account::move_balance(conn, &entry.account_id, entry.amount_micros)?;
     Ok(true)
 }
 
 /// Records fresh debits (each for a new request id, so no existing entry to check) with one
-/// insert, and moves each key's cached balance once, inside the caller's transaction.
+/// insert, and moves each account's cached balance once, inside the caller's transaction.
 pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel::result::Error> {
     if entries.is_empty() {
         return Ok(());
@@ -58,14 +59,12 @@ pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel:
         DbConn::Sqlite(c) => insert.execute(c)?,
         DbConn::Pg(c) => insert.execute(c)?,
     };
-    let mut per_key: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut per_account: std::collections::BTreeMap<&str, i64> = Default::default();
     for e in entries {
-        *per_key.entry(e.key_id.as_str()).or_default() += e.amount_micros;
+        *per_account.entry(e.account_id.as_str()).or_default() += e.amount_micros;
     }
-    for (key, amount) in per_key {
-        diesel::update(api_keys::table.find(key))
-            .set(api_keys::balance_micros.eq(api_keys::balance_micros + amount))
-            .execute(conn)?;
+    for (id, amount) in per_account {
+        account::move_balance(conn, id, amount)?;
     }
     Ok(())
 }
@@ -76,15 +75,24 @@ pub fn record_one(conn: &mut DbConn, entry: &Entry) -> Result<bool, DbError> {
 }
 
 /// The balance as the ledger says it is (the cached column must always agree).
-pub fn sum_for_key(conn: &mut DbConn, key: &str) -> Result<i64, DbError> {
+pub fn sum_for_account(conn: &mut DbConn, account_id: &str) -> Result<i64, DbError> {
     Ok(ledger::table
-        .filter(ledger::key_id.eq(key))
+        .filter(ledger::account_id.eq(account_id))
         .select(sql::<BigInt>(
             "CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT)",
         ))
         .first(conn)?)
 }
 
+pub fn for_account(conn: &mut DbConn, account_id: &str) -> Result<Vec<Entry>, DbError> {
+    Ok(ledger::table
+        .filter(ledger::account_id.eq(account_id))
+        .order(ledger::created_at.asc())
+        .select(Entry::as_select())
+        .load(conn)?)
+}
+
+/// The entries a key caused (its debits, the invoices it asked for, credits naming it).
 pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<Entry>, DbError> {
     Ok(ledger::table
         .filter(ledger::key_id.eq(key))

@@ -1,5 +1,6 @@
 //! Queries, one file per table.
 
+pub mod account;
 pub mod api_key;
 pub mod free_spend;
 pub mod invoice;

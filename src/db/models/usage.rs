@@ -32,6 +32,7 @@ pub struct UsageRow {
     pub protocol: String,
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
+    pub account_id: String,
 }
 
 /// Inserts rows with one multi-row statement (inside the group commit's transaction).
@@ -58,6 +59,23 @@ pub fn spend_since(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> Result
         .first(conn)?)
 }
 
+/// Total cost of each of an account's keys since `since` (keys with no rows are absent).
+pub fn spend_by_key_since(
+    conn: &mut DbConn,
+    account_id: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(usage::table
+        .filter(usage::account_id.eq(account_id))
+        .filter(usage::created_at.ge(since))
+        .group_by(usage::key_id)
+        .select((
+            usage::key_id,
+            sql::<BigInt>("CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT)"),
+        ))
+        .load(conn)?)
+}
+
 /// All rows of a key, newest first (tests and reports).
 pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<UsageRow>, DbError> {
     Ok(usage::table
@@ -70,6 +88,7 @@ pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<UsageRow>, DbError> {
 /// The columns a report needs, for one key's rows since `since`.
 #[derive(Debug, Clone, Queryable)]
 pub struct ReportRow {
+    pub key_id: String,
     pub provider: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
@@ -79,15 +98,28 @@ pub struct ReportRow {
     pub premium_cost_micros: i64,
 }
 
+/// Whose rows a report reads.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Key(String),
+    Account(String),
+}
+
 pub fn report_rows(
     conn: &mut DbConn,
-    key: &str,
+    scope: &Scope,
     since: NaiveDateTime,
 ) -> Result<Vec<ReportRow>, DbError> {
-    Ok(usage::table
-        .filter(usage::key_id.eq(key))
+    let query = usage::table
         .filter(usage::created_at.ge(since))
+        .into_boxed();
+    let query = match scope {
+        Scope::Key(id) => query.filter(usage::key_id.eq(id.clone())),
+        Scope::Account(id) => query.filter(usage::account_id.eq(id.clone())),
+    };
+    Ok(query
         .select((
+            usage::key_id,
             usage::provider,
             usage::prompt_tokens,
             usage::completion_tokens,
