@@ -20,6 +20,8 @@
   let key = null; // the key in use
   let account = null; // last GET /api/keys/me
   let report = null; // last GET /api/report
+  let keysLoad = 0; // bumped by every load of the keys panel, so an older answer is dropped
+  let editing = null; // the open limits editor in the keys table: { id, row, button }
   let watch = null; // the invoice being polled: { id, timer }
 
   // ---------------------------------------------------------------- API
@@ -111,16 +113,20 @@
 
   // ---------------------------------------------------------------- formatting
 
+  /**
+   * Money with one rule everywhere: at least cents, up to four decimals (`$0.50`, `$0.7997`,
+   * `$12.3456`; whole cents from $1,000); under a cent, three significant digits (`$0.00123`).
+   * Trailing zeros are kept, so figures in a column line up.
+   */
   function usd(x) {
     const v = Number(x) || 0;
     const a = Math.abs(v);
     if (a === 0) return "$0.00";
-    if (a >= 1) {
-      // Cents, unless that would round what is left of a budget up to a whole figure.
-      return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: a < 1000 ? 4 : 2 });
-    }
     if (a < 0.000001) return "< $0.000001";
-    return "$" + String(parseFloat(v.toPrecision(3)));
+    const small = v.toPrecision(3);
+    if (Math.abs(Number(small)) < 0.01) return "$" + small;
+    // Cents, unless that would round what is left of a budget up to a whole figure.
+    return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: a < 1000 ? 4 : 2 });
   }
 
   const int = (n) => (Number(n) || 0).toLocaleString("en-US");
@@ -175,6 +181,7 @@
     account = null;
     report = null;
     $("invoice").hidden = true;
+    resetKeys();
     if (!value) {
       $("panels").hidden = true;
       return Promise.resolve();
@@ -215,7 +222,7 @@
       return;
     }
     $("panels").hidden = false;
-    const results = await Promise.allSettled([loadBalance(), loadReport()]);
+    const results = await Promise.allSettled([loadBalance(), loadReport(), loadKeys()]);
     const bad = results.find((r) => r.status === "rejected");
     if (bad) fail(bad.reason);
   }
@@ -229,10 +236,15 @@
     setText("info-daily", usd(a.dailyBudgetUsd));
     setText("info-monthly", usd(a.monthlyBudgetUsd));
     setText("info-rpm", int(a.rpmLimit));
+    setText("info-role", a.role || "–");
     $("edit-label").value = a.label || "";
     $("edit-daily").value = a.dailyBudgetUsd;
     $("edit-monthly").value = a.monthlyBudgetUsd;
     $("edit-rpm").value = a.rpmLimit;
+    // A tool key cannot lift its own limits: the account's manage key sets them.
+    const fixed = a.role === "use";
+    for (const id of ["edit-daily", "edit-monthly", "edit-rpm"]) $(id).disabled = fixed;
+    $("edit-limits-note").hidden = !fixed;
     $("edit-email").value = a.notifyEmail || "";
     $("edit-webhook").value = a.webhookUrl || "";
   }
@@ -262,6 +274,7 @@
       ["edit-rpm", "rpmLimit", (s) => parseInt(s, 10)],
     ];
     for (const [id, field, parse] of numbers) {
+      if ($(id).disabled) continue;
       const raw = $(id).value.trim();
       if (raw === "") patch[field] = null;
       else if (parse(raw) !== account[field]) patch[field] = parse(raw);
@@ -271,6 +284,311 @@
       if (raw !== (account[field] || "")) patch[field] = raw === "" ? null : raw;
     }
     return patch;
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  /** A promise's outcome as `Promise.allSettled` gives it, for one promise. */
+  const settle = (p) => p.then((value) => ({ status: "fulfilled", value }), (reason) => ({ status: "rejected", reason }));
+  const keyPath = (id) => "/api/account/keys/" + encodeURIComponent(id);
+  const quoted = (k) => "“" + (k.label || k.id) + "”";
+
+  /** "manage": the keys panel; "use": the note that a tool key manages nothing; "none": neither. */
+  function keysMode(mode) {
+    $("keys-panel").hidden = mode !== "manage";
+    $("keys-note").hidden = mode !== "use";
+  }
+
+  function resetKeys() {
+    keysLoad++;
+    keysMode("none");
+    editing = null;
+    $("keys-body").replaceChildren();
+    setText("keys-status", "");
+    hideSecret();
+  }
+
+  function keysStatus(text) {
+    setText("keys-status", text);
+  }
+
+  /**
+   * The account's keys and their last 24 h of spend, for a manage key. A use key (its role, or a
+   * 403 from the account) gets a note instead; a gateway without accounts (404) gets neither.
+   */
+  async function loadKeys() {
+    const mine = ++keysLoad;
+    if (account && account.role === "use") {
+      keysMode("use");
+      return;
+    }
+    const perKeyCall = () => settle(api("GET", "/api/report?period=24h&key=all"));
+    // A known manage key asks for both at once; otherwise the account's answer (a 403?) comes first.
+    const early = account && account.role === "manage" ? perKeyCall() : null;
+    const acct = await settle(api("GET", "/api/account"));
+    if (mine !== keysLoad) return; // the key changed, or a newer load is on its way
+    if (acct.status === "rejected") {
+      const status = acct.reason && acct.reason.status;
+      keysMode(status === 403 ? "use" : "none");
+      if (status === 403 || status === 404) return;
+      throw acct.reason;
+    }
+    const per = await (early || perKeyCall());
+    if (mine !== keysLoad) return;
+    keysMode("manage");
+    if (per.status === "rejected") {
+      keysStatus("Spend in the last 24 h is unavailable: " + per.reason.message);
+    }
+    renderKeys(acct.value.keys || [], per.status === "fulfilled" ? (per.value && per.value.perKey) || {} : null);
+  }
+
+  function renderKeys(list, perKey) {
+    editing = null;
+    const body = $("keys-body");
+    body.replaceChildren();
+    if (list.length === 0) {
+      const td = body.insertRow().insertCell();
+      td.colSpan = 9;
+      td.className = "empty";
+      td.textContent = "No keys on this account.";
+      return;
+    }
+    for (const k of list) body.appendChild(keyRow(k, perKey));
+  }
+
+  /** "$0.0123 / $5.00": spent so far against a budget. */
+  function spendOf(spent, budget) {
+    return (spent == null ? "–" : usd(spent)) + " / " + (budget == null ? "–" : usd(budget));
+  }
+
+  function button(text, label, kind, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = text;
+    b.setAttribute("aria-label", label);
+    if (kind) b.className = kind;
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function keyRow(k, perKey) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = k.id;
+    if (k.disabled) tr.className = "off";
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = k.label || "(no label)";
+    const own = account && k.id === account.id;
+    if (own) {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "this console";
+      th.append(" ", tag);
+    }
+    tr.appendChild(th);
+    const cell = (text, className) => {
+      const td = tr.insertCell();
+      if (className) td.className = className;
+      td.textContent = text;
+      return td;
+    };
+    cell(k.role || "–");
+    cell(when(k.createdAt, { dateStyle: "medium" }));
+    const badge = document.createElement("span");
+    badge.className = "badge " + (k.disabled ? "disabled" : "active");
+    badge.textContent = k.disabled ? "Disabled" : "Active";
+    tr.insertCell().appendChild(badge);
+    cell(spendOf(k.dailySpendUsd, k.dailyBudgetUsd), "num");
+    cell(spendOf(k.monthlySpendUsd, k.monthlyBudgetUsd), "num");
+    cell(k.rpmLimit == null ? "–" : int(k.rpmLimit), "num");
+    const p = perKey && perKey[k.id];
+    cell(perKey === null ? "–" : usd(p ? p.spendUsd : 0) + " · " + int(p ? p.requests : 0) + " req", "num");
+
+    const actions = document.createElement("div");
+    actions.className = "row-actions";
+    tr.insertCell().appendChild(actions);
+    const name = k.label || k.id;
+    if (k.disabled) {
+      actions.append(button("Enable", "Enable " + name, "secondary", (e) => enableKey(k, e.currentTarget)));
+    } else {
+      const edit = button("Edit budget", "Edit budget of " + name, "secondary", (e) => toggleEditor(k, tr, e.currentTarget));
+      edit.setAttribute("aria-expanded", "false");
+      actions.append(
+        edit,
+        button("Rotate", "Rotate " + name, "secondary", (e) => rotateKey(k, e.currentTarget))
+      );
+      if (!own) actions.append(button("Disable", "Disable " + name, "danger", (e) => disableKey(k, e.currentTarget)));
+    }
+    return tr;
+  }
+
+  /** A row under the key's row with its daily budget (and monthly budget and rate) to edit. */
+  function toggleEditor(k, row, opener) {
+    const wasOpen = editing && editing.id === k.id;
+    closeEditor(false);
+    if (wasOpen) return;
+    const fields = [
+      ["dailyBudgetUsd", "Daily budget (USD)", "any", parseFloat],
+      ["monthlyBudgetUsd", "Monthly budget (USD)", "any", parseFloat],
+      ["rpmLimit", "Requests per minute", "1", (v) => parseInt(v, 10)],
+    ];
+    const form = document.createElement("form");
+    form.className = "key-edit";
+    const inputs = {};
+    for (const [field, text, step] of fields) {
+      const id = "key-edit-" + field;
+      const wrap = document.createElement("div");
+      wrap.className = "field";
+      const label = document.createElement("label");
+      label.htmlFor = id;
+      label.textContent = text;
+      const input = document.createElement("input");
+      input.id = id;
+      input.type = "number";
+      input.min = "0";
+      input.step = step;
+      input.inputMode = step === "1" ? "numeric" : "decimal";
+      input.value = k[field] == null ? "" : String(k[field]);
+      wrap.append(label, input);
+      form.appendChild(wrap);
+      inputs[field] = input;
+    }
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = "Save";
+    const cancel = button("Cancel", "Cancel editing " + (k.label || k.id), "secondary", () => closeEditor(true));
+    form.append(save, cancel);
+    const hint = document.createElement("p");
+    hint.className = "hint";
+    hint.textContent = "Editing " + quoted(k) + ". An emptied field goes back to the gateway's default.";
+    form.appendChild(hint);
+
+    form.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") closeEditor(true);
+    });
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const patch = {};
+      for (const [field, , , parse] of fields) {
+        const raw = inputs[field].value.trim();
+        const value = raw === "" ? null : parse(raw);
+        if (value !== (k[field] == null ? null : k[field])) patch[field] = value;
+      }
+      if (Object.keys(patch).length === 0) {
+        keysStatus("Nothing changed for " + quoted(k) + ".");
+        closeEditor(true);
+        return;
+      }
+      busy(save, async () => {
+        await api("PATCH", keyPath(k.id), patch);
+        keysStatus("Budget of " + quoted(k) + " saved.");
+        await afterChange(k.id);
+      });
+    });
+
+    const editRow = document.createElement("tr");
+    editRow.className = "edit-row";
+    const td = editRow.insertCell();
+    td.colSpan = 9;
+    td.appendChild(form);
+    row.after(editRow);
+    opener.setAttribute("aria-expanded", "true");
+    editing = { id: k.id, row: editRow, button: opener };
+    inputs.dailyBudgetUsd.focus();
+  }
+
+  function closeEditor(refocus) {
+    if (!editing) return;
+    const { row, button: opener } = editing;
+    editing = null;
+    row.remove();
+    opener.setAttribute("aria-expanded", "false");
+    if (refocus) opener.focus();
+  }
+
+  /** Reloads the table after a change; the console's own key also reloads its panels. */
+  async function afterChange(id) {
+    if (account && id === account.id) {
+      renderInfo(await api("GET", "/api/keys/me"));
+      await Promise.all([loadKeys(), loadBalance()]);
+    } else {
+      await loadKeys();
+    }
+    focusRow(id);
+  }
+
+  /** Focus back on a row's first button (or its header) once the table was drawn again. */
+  function focusRow(id) {
+    const row = [...$("keys-body").rows].find((r) => r.dataset.id === id);
+    if (!row) return;
+    const target = row.querySelector("button") || row.cells[0];
+    if (!target.matches("button")) target.tabIndex = -1;
+    target.focus();
+  }
+
+  function rotateKey(k, btn) {
+    const own = account && k.id === account.id;
+    const warning = own
+      ? "Rotate " + quoted(k) + ", the key this console uses? Its current secret stops working at once; update every client that uses it."
+      : "Rotate " + quoted(k) + "? Its current secret stops working at once; update the tool that uses it.";
+    if (!confirm(warning)) return;
+    busy(btn, async () => {
+      const rotated = await api("POST", keyPath(k.id) + "/rotate");
+      if (own) {
+        showNewKey(rotated.key);
+        await useKey(rotated.key);
+        say("Key rotated. The old secret no longer works.", "ok");
+        return;
+      }
+      showSecret("New secret for " + quoted(k), rotated.key);
+      keysStatus("Key " + quoted(k) + " rotated; its old secret no longer works.");
+      await loadKeys();
+    });
+  }
+
+  function disableKey(k, btn) {
+    if (!confirm("Disable " + quoted(k) + "? Requests with this key are refused until it is enabled again.")) return;
+    busy(btn, async () => {
+      await api("DELETE", keyPath(k.id));
+      keysStatus("Key " + quoted(k) + " disabled.");
+      await afterChange(k.id);
+    });
+  }
+
+  function enableKey(k, btn) {
+    busy(btn, async () => {
+      await api("PATCH", keyPath(k.id), { disabled: false });
+      keysStatus("Key " + quoted(k) + " enabled.");
+      await afterChange(k.id);
+    });
+  }
+
+  /** The create form's body: label and role, and only the limits that were filled in. */
+  function createBody() {
+    const body = { label: $("keys-create-label").value.trim(), role: $("keys-create-role").value };
+    const numbers = [
+      ["keys-create-daily", "dailyBudgetUsd", parseFloat],
+      ["keys-create-monthly", "monthlyBudgetUsd", parseFloat],
+      ["keys-create-rpm", "rpmLimit", (s) => parseInt(s, 10)],
+    ];
+    for (const [id, field, parse] of numbers) {
+      const raw = $(id).value.trim();
+      if (raw !== "") body[field] = parse(raw);
+    }
+    return body;
+  }
+
+  function showSecret(title, secret) {
+    setText("keys-secret-title", title + ": copy it now.");
+    $("keys-secret-value").value = secret;
+    $("keys-secret").hidden = false;
+    $("keys-secret-value").focus();
+    $("keys-secret-value").select();
+  }
+
+  function hideSecret() {
+    $("keys-secret-value").value = "";
+    $("keys-secret").hidden = true;
   }
 
   // ---------------------------------------------------------------- top-up
@@ -535,7 +853,7 @@
       busy(submitter(e), async () => {
         renderInfo(await api("PATCH", "/api/keys/me", patch));
         say("Settings saved.", "ok");
-        await loadBalance();
+        await Promise.all([loadBalance(), loadKeys()]);
       });
     });
 
@@ -547,6 +865,33 @@
         await useKey(rotated.key);
         say("Key rotated. The old secret no longer works.", "ok");
       });
+    });
+
+    $("keys-create-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = createBody();
+      if (!body.label) {
+        say("Give the key a label, such as the tool that will use it.", "error");
+        $("keys-create-label").focus();
+        return;
+      }
+      clearMessage();
+      busy(submitter(e), async () => {
+        const created = await api("POST", "/api/keys", body);
+        if (account && account.accountId && created.accountId && created.accountId !== account.accountId) {
+          say("The gateway put the new key in another account (" + created.accountId + ").", "error");
+        }
+        showSecret("New " + (created.role || body.role) + " key " + quoted(created), created.key);
+        e.target.reset();
+        keysStatus("Key " + quoted(created) + " created.");
+        await loadKeys();
+      });
+    });
+
+    $("keys-secret-copy").addEventListener("click", (e) => copy($("keys-secret-value"), e.currentTarget));
+    $("keys-secret-done").addEventListener("click", () => {
+      hideSecret();
+      $("keys-create-label").focus();
     });
 
     $("refresh").addEventListener("click", (e) => {
