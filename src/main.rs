@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
+use pura::actors::arbiter::ReplicaArbiter;
 use pura::actors::budget::Defaults;
 use pura::actors::budgets::Budgets;
 use pura::actors::invoice_watcher::InvoiceWatcher;
@@ -98,6 +99,7 @@ async fn main() -> std::io::Result<()> {
             config.notify.from.clone(),
         ),
         budget_defaults(&config),
+        ReplicaArbiter::start(&pool, &replica_id).map_err(|e| fail(e.to_string()))?,
     );
     let wallet = Wallet::new(
         pool.clone(),

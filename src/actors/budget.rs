@@ -15,7 +15,7 @@ use chrono::NaiveDateTime;
 use tokio::sync::oneshot;
 
 use crate::db::models::{account, api_key, usage};
-use crate::db::usage_writer::{Settlement, UsageWriter};
+use crate::db::usage_writer::{HoldSettled, Settlement, UsageWriter};
 use crate::db::{self, events, DbConn, DbError, Pool};
 use crate::money::Window;
 use crate::notify::{BudgetEvent, Notifier};
@@ -276,6 +276,8 @@ pub struct Reserve {
 pub struct Settle {
     pub reservation: u64,
     pub row: usage::UsageRow,
+    /// The reservation's database hold, if it has one (see `db::models::hold`).
+    pub hold: Option<String>,
 }
 
 pub struct Settled {
@@ -583,7 +585,20 @@ impl Handler<Settle> for BudgetActor {
             debit_micros: 0,
             free: false,
             free_spend: None,
+            hold: None,
         };
+        if let Some(id) = msg.hold {
+            let day = held
+                .as_ref()
+                .map(|h| h.day)
+                .or(self.account.as_ref().map(|a| a.day_start));
+            let day = day.unwrap_or_else(|| Window::Day.start(time::now()));
+            settlement.hold = Some(HoldSettled {
+                id,
+                day_start: day,
+                month_start: Window::Month.start(day),
+            });
+        }
         let mut budget_remaining = 0;
         if let Some(mut a) = self.account.take() {
             Self::roll_windows(&mut a);

@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
+use super::arbiter::{self, ReplicaArbiter};
 use super::budget::{
     Account, AddKey, BudgetActor, Credit, Defaults, Denied, GetAccount, KeyMoney, NotFree, Refresh,
-    Release, Reservation, Reserve, SpentElsewhere,
+    Release, Reservation, Reserve, Settle, SpentElsewhere,
 };
 use crate::db::models::api_key::ApiKey;
 use crate::db::models::free_spend;
+use crate::db::models::hold::Verdict;
+use crate::db::models::usage::UsageRow;
 use crate::db::usage_writer::UsageWriter;
 use crate::db::{self, Pool};
 use crate::error::ApiError;
@@ -29,22 +32,44 @@ pub struct Budgets {
     writer: UsageWriter,
     notifier: Notifier,
     defaults: Defaults,
+    arbiter: Option<ReplicaArbiter>,
 }
 
 /// A held reservation and the actor holding it (settle and release go to the same one).
 pub struct Ticket {
     pub actor: Addr<BudgetActor>,
     pub reservation: Reservation,
+    /// The database hold arbitrating it between replicas (PostgreSQL), if any.
+    pub hold: Option<String>,
+}
+
+impl Ticket {
+    /// The message that settles this reservation with the served request's row.
+    pub fn settle(&self, row: UsageRow) -> Settle {
+        Settle {
+            reservation: self.reservation.id,
+            row,
+            hold: self.hold.clone(),
+        }
+    }
 }
 
 impl Budgets {
-    pub fn new(pool: Pool, writer: UsageWriter, notifier: Notifier, defaults: Defaults) -> Budgets {
+    /// `arbiter` is the database's say between replicas (PostgreSQL), None for one process.
+    pub fn new(
+        pool: Pool,
+        writer: UsageWriter,
+        notifier: Notifier,
+        defaults: Defaults,
+        arbiter: Option<ReplicaArbiter>,
+    ) -> Budgets {
         Budgets {
             map: Map::default(),
             pool,
             writer,
             notifier,
             defaults,
+            arbiter,
         }
     }
 
@@ -97,33 +122,100 @@ impl Budgets {
 
     /// Reserves `estimate_micros` for one request of `key`, or the error to answer with.
     ///
-    /// A request the key's actor would serve free must also fit in the deployment's free
+    /// A request the account's actor would serve free must also fit in the deployment's free
     /// spend of the day, which is shared by every key and replica and so lives in the
     /// database (one conditional update, see [`free_spend`]). When it does not fit, the
-    /// reservation is made again from the balance, which answers 402 when it is short.
+    /// reservation is made again from the balance, which answers 402 when it is short. With
+    /// several replicas (PostgreSQL) the database then arbitrates (see [`ReplicaArbiter`]): a free
+    /// request it cannot grant is likewise tried again from the balance.
     pub async fn reserve(&self, key: &ApiKey, estimate_micros: i64) -> Result<Ticket, ApiError> {
-        let ticket = self.reserve_at(key, estimate_micros, true).await?;
-        if !ticket.reservation.free {
-            return Ok(ticket);
+        let mut allow_free = true;
+        // Why the request is not free when it ends up paid: said in a 402.
+        let mut not_free = NotFree::UsedUp;
+        loop {
+            let mut ticket = self.reserve_at(key, estimate_micros, allow_free).await?;
+            let r = &ticket.reservation;
+            if r.free && !self.take_free_spend(&ticket).await? {
+                Self::unhold(&ticket, true);
+                (allow_free, not_free) = (false, NotFree::DailyBudgetSpent);
+                continue;
+            }
+            let Some(arbiter) = &self.arbiter else {
+                return Ok(ticket);
+            };
+            let verdict = arbiter.hold(key, &ticket, self.defaults).await;
+            let verdict = match verdict {
+                Ok((id, Verdict::Held)) => {
+                    ticket.hold = Some(id);
+                    return Ok(ticket);
+                }
+                Ok((_, v)) => v,
+                Err(e) => {
+                    self.give_back(&ticket).await;
+                    return Err(e.into());
+                }
+            };
+            self.refund_free_spend(&ticket).await;
+            // Refused by the deployment: this replica does not count it toward the RPM either.
+            Self::unhold(&ticket, true);
+            if verdict == Verdict::NoFree && allow_free {
+                (allow_free, not_free) = (false, NotFree::UsedUp);
+                continue;
+            }
+            if estimate_micros > self.defaults.free_max_request_micros {
+                not_free = NotFree::OverRequestCap {
+                    cap_micros: self.defaults.free_max_request_micros,
+                };
+            }
+            let rpm = key.rpm_limit.map_or(self.defaults.rpm, |l| l.max(0) as u32);
+            return Err(denial_error(arbiter::denial(
+                verdict, &ticket, rpm, not_free,
+            )));
         }
-        let (day, cap) = (
-            ticket.reservation.day,
+    }
+
+    /// A free reservation's estimate joins the day's free spend; false when it would pass the
+    /// cap (the reservation is then given back by the caller).
+    async fn take_free_spend(&self, ticket: &Ticket) -> Result<bool, ApiError> {
+        let r = &ticket.reservation;
+        let (day, estimate, cap) = (
+            r.day,
+            r.estimate_micros,
             self.defaults.free_daily_budget_micros,
         );
         let taken = db::run(&self.pool, move |conn| {
-            free_spend::take(conn, day, estimate_micros, cap)
+            free_spend::take(conn, day, estimate, cap)
         })
         .await;
-        match taken {
-            Ok(true) => Ok(ticket),
-            Ok(false) => {
-                Self::unhold(&ticket, true);
-                self.reserve_at(key, estimate_micros, false).await
-            }
-            Err(e) => {
-                Self::unhold(&ticket, false);
-                Err(e.into())
-            }
+        taken.map_err(|e| {
+            Self::unhold(ticket, false);
+            e.into()
+        })
+    }
+
+    /// A free reservation that served nothing gives its estimate back to the day's free spend.
+    async fn refund_free_spend(&self, ticket: &Ticket) {
+        let r = &ticket.reservation;
+        if !r.free {
+            return;
+        }
+        let (day, refund) = (r.day, -r.estimate_micros);
+        let done = db::run(&self.pool, move |conn| {
+            free_spend::adjust(conn, day, refund).map_err(Into::into)
+        })
+        .await;
+        if let Err(e) = done {
+            // The day's free spend stays higher than what was served: the safe side.
+            log::warn!("free spend refund of {} µ$ not recorded: {e}", -refund);
+        }
+    }
+
+    /// Gives a reservation back everywhere it was taken.
+    async fn give_back(&self, ticket: &Ticket) {
+        Self::unhold(ticket, false);
+        self.refund_free_spend(ticket).await;
+        if let (Some(arbiter), Some(id)) = (&self.arbiter, &ticket.hold) {
+            arbiter.release(id).await;
         }
     }
 
@@ -144,7 +236,13 @@ impl Budgets {
                 allow_free,
             };
             match actor.send(msg).await {
-                Ok(Ok(reservation)) => return Ok(Ticket { actor, reservation }),
+                Ok(Ok(reservation)) => {
+                    return Ok(Ticket {
+                        actor,
+                        reservation,
+                        hold: None,
+                    })
+                }
                 Ok(Err(Denied::UnknownKey)) => self.add_key(&actor, key).await?,
                 Ok(Err(denied)) => return Err(denial_error(denied)),
                 Err(_) => self.forget(&key.account_id),
@@ -158,19 +256,7 @@ impl Budgets {
     /// Nothing was served: the reservation goes back, and a free one's estimate goes back
     /// to the day's free spend (awaited, so an error answer leaves the count settled).
     pub async fn release(&self, ticket: &Ticket) {
-        Self::unhold(ticket, false);
-        let r = &ticket.reservation;
-        if r.free {
-            let (day, refund) = (r.day, -r.estimate_micros);
-            let done = db::run(&self.pool, move |conn| {
-                free_spend::adjust(conn, day, refund).map_err(Into::into)
-            })
-            .await;
-            if let Err(e) = done {
-                // The day's free spend stays higher than what was served: the safe side.
-                log::warn!("free spend refund of {} µ$ not recorded: {e}", -refund);
-            }
-        }
+        self.give_back(ticket).await;
     }
 
     /// Gives the reservation back to the key's actor, leaving the free spend as it is;

@@ -1,6 +1,7 @@
 //! Actors hold state, not I/O: the handler performs upstream calls on its own worker (awc's
 //! client is `!Send`) and tells the actors what happened.
 
+pub mod arbiter;
 pub mod budget;
 pub mod budgets;
 mod denied;

@@ -136,3 +136,50 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::allow_tables_to_appear_in_same_query!(accounts, api_keys);
+
+diesel::table! {
+    replicas (id) {
+        id -> Text,
+        seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    holds (id) {
+        id -> Text,
+        replica_id -> Text,
+        account_id -> Text,
+        key_id -> Text,
+        estimate_micros -> BigInt,
+        free -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    key_spend (key_id, budget_window, window_start) {
+        key_id -> Text,
+        budget_window -> Text,
+        window_start -> Timestamp,
+        spent_micros -> BigInt,
+    }
+}
+
+diesel::table! {
+    rpm_log (hold_id) {
+        hold_id -> Text,
+        key_id -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    session_pins (key_id, session) {
+        key_id -> Text,
+        session -> Text,
+        tier -> Integer,
+        seen_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(holds, replicas);

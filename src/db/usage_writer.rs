@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::events::{self, Event};
 use super::models::usage::UsageRow;
-use super::models::{account, free_spend, ledger, usage};
+use super::models::{account, free_spend, hold, ledger, usage};
 use super::{DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
@@ -36,6 +36,16 @@ pub struct Settlement {
     /// For a free request: the UTC day whose free spend holds its estimate, and the actual
     /// cost minus that estimate (usually negative, a refund), applied in the same commit.
     pub free_spend: Option<(NaiveDateTime, i64)>,
+    /// The database hold of the reservation (several replicas on PostgreSQL): deleted in the
+    /// same commit, and the cost added to the key's windows it was checked against.
+    pub hold: Option<HoldSettled>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HoldSettled {
+    pub id: String,
+    pub day_start: NaiveDateTime,
+    pub month_start: NaiveDateTime,
 }
 
 struct Job {
@@ -155,6 +165,12 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
         ledger::record_debits(conn, &debits)?;
         for (day, delta) in &free_days {
             free_spend::adjust(conn, *day, *delta)?;
+        }
+        for s in batch {
+            if let Some(h) = &s.hold {
+                let (key, cost) = (&s.row.key_id, s.row.cost_micros);
+                hold::settled(conn, &h.id, key, h.day_start, h.month_start, cost)?;
+            }
         }
         // Other replicas' BudgetActors learn of this spend when (and only if) it commits:
         // NOTIFY inside the transaction is delivered at COMMIT.

@@ -11,7 +11,6 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::meta::{Meta, XPura};
-use crate::actors::budget::Settle;
 use crate::actors::budgets::Ticket;
 use crate::actors::provider::{Observe, Outcome, ProviderActor};
 use crate::api::Usage;
@@ -253,12 +252,10 @@ impl Drop for Relay {
         let usage = self.final_usage();
         let cost = self.meta.provider.cost(&usage);
         self.meta.observe(&usage, cost, Some(self.upstream.ttft));
-        self.ticket.actor.do_send(Settle {
-            reservation: self.ticket.reservation.id,
-            row: self
-                .meta
-                .row(&usage, "client_closed", Some(self.upstream.ttft)),
-        });
+        let row = self
+            .meta
+            .row(&usage, "client_closed", Some(self.upstream.ttft));
+        self.ticket.actor.do_send(self.ticket.settle(row));
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),
@@ -270,11 +267,7 @@ impl Drop for Relay {
 /// Settles the reservation with the served request's row and waits until it is committed.
 /// Returns false when the commit failed (logged by the writer).
 pub async fn settle(ticket: &Ticket, row: UsageRow) -> bool {
-    let msg = Settle {
-        reservation: ticket.reservation.id,
-        row,
-    };
-    match ticket.actor.send(msg).await {
+    match ticket.actor.send(ticket.settle(row)).await {
         Ok(settled) => settled.committed.await.unwrap_or(false),
         Err(_) => false,
     }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod api_key;
 pub mod free_spend;
+pub mod hold;
 pub mod invoice;
 pub mod key_mint;
 pub mod ledger;
