@@ -19,6 +19,7 @@ use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
 use pura::lightning::{Backend, LightningHttp};
 use pura::notify::Notifier;
+use pura::routing::policy::Pins;
 use pura::routing::Router;
 use pura::secret::Secret;
 use pura::state::{AppState, MintLimiter};
@@ -90,6 +91,9 @@ async fn main() -> std::io::Result<()> {
         Backend::from_config(&config.lightning, |k| std::env::var(k).ok()).map_err(fail)?;
     let replica_id = pura::ids::random_alnum(12);
     let keys = KeyCache::default();
+    // Several replicas share a PostgreSQL database: it arbitrates money and keeps session pins.
+    let arbiter = ReplicaArbiter::start(&pool, &replica_id).map_err(|e| fail(e.to_string()))?;
+    let arbiter_shared = arbiter.is_some();
     let budgets = Budgets::new(
         pool.clone(),
         UsageWriter::start(pool.clone(), replica_id.clone()),
@@ -99,7 +103,7 @@ async fn main() -> std::io::Result<()> {
             config.notify.from.clone(),
         ),
         budget_defaults(&config),
-        ReplicaArbiter::start(&pool, &replica_id).map_err(|e| fail(e.to_string()))?,
+        arbiter,
     );
     let wallet = Wallet::new(
         pool.clone(),
@@ -129,7 +133,11 @@ async fn main() -> std::io::Result<()> {
         admin_token: config.admin_token().map(Secret::new),
         keys,
         mint_limiter: MintLimiter::new(pool.clone()),
-        pins: Default::default(),
+        pins: if arbiter_shared {
+            Pins::shared(pool.clone())
+        } else {
+            Pins::default()
+        },
         replica_id,
         pool,
         config: config.clone(),

@@ -102,3 +102,67 @@ async fn replicas_learn_of_disables_rotations_and_credits() {
         "a key disabled through A is refused by B"
     );
 }
+
+/// Two replicas on one PostgreSQL: an agent whose requests alternate between them (as behind a
+/// round-robin balancer) keeps the tier its conversation already used.
+#[actix_web::test]
+async fn session_pins_are_shared_by_the_replicas() {
+    let Ok(url) = std::env::var("PURA_TEST_DATABASE_URL") else {
+        eprintln!("PostgreSQL only: PURA_TEST_DATABASE_URL is unset");
+        return;
+    };
+    let cheap = FakeUpstream::start(FakeDialect::Groq);
+    let mid = FakeUpstream::start(FakeDialect::OpenAi);
+    let premium = FakeUpstream::start(FakeDialect::Anthropic);
+    let toml = provider_toml("groq", &cheap, "cheap", "llama-3.3-70b-versatile", 0.0003)
+        + &provider_toml("openai", &mid, "mid", "gpt-4o", 0.005)
+        + &provider_toml(
+            "anthropic",
+            &premium,
+            "premium",
+            "claude-sonnet-4-20250514",
+            0.003,
+        );
+    let env = [("PURA__DATABASE__URL", url.as_str())];
+    let a = Gateway::start(&toml, &env);
+    let b = Gateway::start(&toml, &env);
+    let (_, key) = a.key().await;
+    let tier = |r: &common::Reply| r.header("x-pura-tier").unwrap_or("").to_owned();
+    let hard = "Prove that for every integer n >= 1 the sum of the first n odd numbers equals \
+                n^2, then determine all primes p such that p^2 + 2 is also prime, and justify \
+                each step rigorously.";
+    // An explicit session (as agents send): the hard turn on A, an easy one on B.
+    let ask = async |gw: &Gateway, content: &str, session: &str| {
+        let mut resp = gw
+            .client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .insert_header(("X-Pura-Session", session))
+            .send_json(
+                &json!({"model": "auto", "messages": [{"role": "user", "content": content}]}),
+            )
+            .await
+            .expect("request");
+        let _ = resp.body().await;
+        let t = resp
+            .headers()
+            .get("x-pura-tier")
+            .and_then(|v| v.to_str().ok());
+        (resp.status().as_u16(), t.unwrap_or("").to_owned())
+    };
+    assert_eq!(ask(&a, hard, "run-1").await, (200, "premium".to_owned()));
+    assert_eq!(
+        ask(&b, "thanks, all good", "run-1").await,
+        (200, "premium".to_owned()),
+        "replica B keeps the tier the conversation used on A"
+    );
+    assert_eq!(
+        ask(&b, "thanks, all good", "run-2").await,
+        (200, "cheap".to_owned()),
+        "another conversation is scored afresh"
+    );
+    // A new conversation on B is scored afresh.
+    let fresh = json!({"model": "auto", "messages": [{"role": "user", "content": "ok thanks"}]});
+    let r = b.post("/v1/chat/completions", &key, &fresh).await;
+    assert_eq!((r.status, tier(&r)), (200, "cheap".to_owned()));
+}

@@ -10,12 +10,15 @@ use super::budget::{Defaults, Denied, NotFree};
 use super::budgets::Ticket;
 use crate::db::models::api_key::ApiKey;
 use crate::db::models::hold::{self, Ask, Verdict};
+use crate::db::models::pin;
 use crate::db::{self, DbError, Pool};
 use crate::money::Window;
 use crate::time;
 
 /// How often a replica says it is alive (well inside `hold::ALIVE`).
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Every this many heartbeats (a minute), the sweep.
+const SWEEP_EVERY: u64 = 12;
 
 #[derive(Clone)]
 pub struct ReplicaArbiter {
@@ -40,23 +43,35 @@ impl ReplicaArbiter {
         let beat = arbiter.clone();
         let spawned = std::thread::Builder::new()
             .name("replica-heartbeat".into())
-            .spawn(move || loop {
-                std::thread::sleep(HEARTBEAT);
-                let done = beat.pool.get().map_err(DbError::from).and_then(|mut c| {
-                    let now = time::now();
-                    hold::heartbeat(&mut c, &beat.replica_id, now)?;
-                    hold::sweep(&mut c, now)
-                });
-                match done {
-                    Ok(0) => {}
-                    Ok(n) => log::warn!("swept {n} holds of replicas that stopped"),
-                    Err(e) => log::warn!("replica heartbeat failed: {e}"),
+            .spawn(move || {
+                for beats in 1u64.. {
+                    std::thread::sleep(HEARTBEAT);
+                    beat.beat(beats % SWEEP_EVERY == 0);
                 }
             });
         if let Err(e) = spawned {
             log::error!("cannot start the replica heartbeat: {e}");
         }
         Ok(Some(arbiter))
+    }
+
+    /// Says this replica is alive; with `sweep`, also deletes what dead replicas left.
+    fn beat(&self, sweep: bool) {
+        let done = self.pool.get().map_err(DbError::from).and_then(|mut c| {
+            let now = time::now();
+            hold::heartbeat(&mut c, &self.replica_id, now)?;
+            if !sweep {
+                return Ok(0);
+            }
+            // Pins expire on read after hours; rows a day old are only clutter.
+            pin::sweep(&mut c, now - chrono::Duration::days(1))?;
+            hold::sweep(&mut c, now)
+        });
+        match done {
+            Ok(0) => {}
+            Ok(n) => log::warn!("swept {n} holds of replicas that stopped"),
+            Err(e) => log::warn!("replica heartbeat failed: {e}"),
+        }
     }
 
     /// Records the actor's reservation as a hold, or says why the deployment refuses it.

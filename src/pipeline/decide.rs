@@ -19,7 +19,7 @@ pub struct Route {
 
 /// `auto`: the scorer's tier, bounded by `X-Pura-Tier`, never below the conversation's pin.
 /// A tier target (`auto:premium`, an alias to a tier) is that tier; a model ignores both.
-pub fn decide(
+pub async fn decide(
     state: &AppState,
     target: &Target,
     body: &ChatRequest,
@@ -38,7 +38,7 @@ pub fn decide(
         Target::Auto => {
             let score = scorer::score(body);
             let session = policy::session_id(body, hints.session.as_deref());
-            let pin = state.pins.get(key_id, session);
+            let pin = state.pins.lookup(key_id, session).await;
             let tier = bounds.apply(state.router.tier_for(score.value), pin);
             Ok(Route {
                 tier,

@@ -99,7 +99,7 @@ async fn serve(
 ) -> Result<Outcome, ApiError> {
     let state = ctx.state;
     let target = state.router.resolve(req.chat.model.as_deref())?;
-    let route = decide::decide(state, &target, &req.chat, &req.hints, &key.id)?;
+    let route = decide::decide(state, &target, &req.chat, &req.hints, &key.id).await?;
     let candidates = state.router.plan(&target, route.tier)?;
     let prompt_chars = req.chat.prompt_chars();
     let max_out = req.chat.max_output_tokens().map(u64::from);
@@ -147,7 +147,10 @@ async fn serve(
     };
     if let Some(session) = route.session {
         // Pin the conversation to the tier that actually served it.
-        state.pins.record(&key.id, session, meta.provider.tier);
+        state
+            .pins
+            .remember(&key.id, session, meta.provider.tier)
+            .await;
     }
     let reservation = ticket.reservation.clone();
     match served.answer {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::scorer::Score;
 use crate::api::{ChatRequest, Role};
+use crate::db::models::pin;
+use crate::db::{self, Pool};
 use crate::error::ApiError;
 use crate::providers::Tier;
 
@@ -94,13 +96,72 @@ pub fn session_id(req: &ChatRequest, header: Option<&str>) -> u64 {
     h.finish()
 }
 
-/// Highest tier each (key, conversation) has used.
+/// Highest tier each (key, conversation) has used: in memory for one process, and in the
+/// database too when replicas share one PostgreSQL (an agent behind a round-robin balancer
+/// then keeps its tier whichever replica answers).
 #[derive(Default)]
 pub struct Pins {
     map: Mutex<HashMap<(String, u64), (Tier, Instant)>>,
+    shared: Option<Pool>,
+}
+
+fn rank(t: Tier) -> i32 {
+    match t {
+        Tier::Cheap => 0,
+        Tier::Mid => 1,
+        Tier::Premium => 2,
+    }
+}
+
+fn tier_of(rank: i32) -> Option<Tier> {
+    Tier::ALL.get(usize::try_from(rank).ok()?).copied()
 }
 
 impl Pins {
+    /// Pins kept in the database as well (several replicas on PostgreSQL).
+    pub fn shared(pool: Pool) -> Pins {
+        Pins {
+            map: Mutex::default(),
+            shared: Some(pool),
+        }
+    }
+
+    /// The conversation's pin: the database's when shared (this replica's memory if the
+    /// database cannot answer), else memory's.
+    pub async fn lookup(&self, key_id: &str, session: u64) -> Option<Tier> {
+        let Some(pool) = &self.shared else {
+            return self.get(key_id, session);
+        };
+        let (key, id) = (key_id.to_owned(), format!("{session:016x}"));
+        let since = crate::time::now() - chrono::Duration::from_std(PIN_TTL).unwrap_or_default();
+        match db::run(pool, move |conn| pin::get(conn, &key, &id, since)).await {
+            Ok(rank) => rank.and_then(tier_of),
+            Err(e) => {
+                log::warn!("shared session pin unreadable, using this replica's: {e}");
+                self.get(key_id, session)
+            }
+        }
+    }
+
+    /// Records the tier the conversation used, in memory and (shared) in the database before
+    /// the answer leaves, so the next request finds it on any replica.
+    pub async fn remember(&self, key_id: &str, session: u64, tier: Tier) {
+        self.record(key_id, session, tier);
+        let Some(pool) = &self.shared else {
+            return;
+        };
+        let (key, id) = (key_id.to_owned(), format!("{session:016x}"));
+        let now = crate::time::now();
+        let since = now - chrono::Duration::from_std(PIN_TTL).unwrap_or_default();
+        let stored = db::run(pool, move |conn| {
+            pin::record(conn, &key, &id, rank(tier), now, since)
+        })
+        .await;
+        if let Err(e) = stored {
+            log::warn!("shared session pin not stored: {e}");
+        }
+    }
+
     pub fn get(&self, key_id: &str, session: u64) -> Option<Tier> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(key_id.to_owned(), session))

@@ -42,6 +42,7 @@ CREATE TABLE rpm_log (
     at TIMESTAMP NOT NULL
 );
 CREATE INDEX rpm_log_key_at ON rpm_log (key_id, at);
+CREATE INDEX rpm_log_at ON rpm_log (at);
 
 -- Session pins shared by the replicas: a conversation never routes below the tier it used.
 CREATE TABLE session_pins (
@@ -51,3 +52,4 @@ CREATE TABLE session_pins (
     seen_at TIMESTAMP NOT NULL,
     PRIMARY KEY (key_id, session)
 );
+CREATE INDEX session_pins_seen ON session_pins (seen_at);

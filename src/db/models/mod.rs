@@ -8,5 +8,6 @@ pub mod invoice;
 pub mod key_mint;
 pub mod ledger;
 pub mod notification;
+pub mod pin;
 pub mod response;
 pub mod usage;
