@@ -103,6 +103,10 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     pub url: String,
     pub pool_size: u32,
+    /// PostgreSQL: the database arbitrates every reservation so that several replicas never
+    /// spend the same money, and keeps session pins. `false` saves that round trip when
+    /// exactly one replica uses the database. (SQLite: one process, never needed.)
+    pub arbitrate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -92,7 +92,11 @@ async fn main() -> std::io::Result<()> {
     let replica_id = pura::ids::random_alnum(12);
     let keys = KeyCache::default();
     // Several replicas share a PostgreSQL database: it arbitrates money and keeps session pins.
-    let arbiter = ReplicaArbiter::start(&pool, &replica_id).map_err(|e| fail(e.to_string()))?;
+    let arbiter = if config.database.arbitrate {
+        ReplicaArbiter::start(&pool, &replica_id).map_err(|e| fail(e.to_string()))?
+    } else {
+        None
+    };
     let arbiter_shared = arbiter.is_some();
     let budgets = Budgets::new(
         pool.clone(),

@@ -109,7 +109,7 @@ impl ReplicaArbiter {
     /// the error answer leaves).
     pub async fn release(&self, id: &str) {
         let id = id.to_owned();
-        if let Err(e) = db::run(&self.pool, move |conn| hold::release(conn, &id, false)).await {
+        if let Err(e) = db::run(&self.pool, move |conn| hold::release(conn, &id)).await {
             // The hold stops counting when this replica stops; until then it is the safe side.
             log::warn!("hold not released: {e}");
         }

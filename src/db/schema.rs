@@ -166,10 +166,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    rpm_log (hold_id) {
-        hold_id -> Text,
+    rpm_buckets (key_id, second) {
         key_id -> Text,
-        at -> Timestamp,
+        second -> Timestamp,
+        hits -> BigInt,
     }
 }
 

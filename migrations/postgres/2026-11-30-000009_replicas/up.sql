@@ -34,15 +34,16 @@ CREATE TABLE key_spend (
     PRIMARY KEY (key_id, budget_window, window_start)
 );
 
--- Requests let through per key, for an RPM limit that holds across replicas (a sliding 60 s
--- window; rows older than that are swept).
-CREATE TABLE rpm_log (
-    hold_id TEXT PRIMARY KEY NOT NULL,
+-- Requests let through per key and second, for an RPM limit that holds across replicas: the
+-- last 60 one-second buckets are summed (a sliding minute to within a second); older buckets
+-- are swept.
+CREATE TABLE rpm_buckets (
     key_id TEXT NOT NULL,
-    at TIMESTAMP NOT NULL
+    second TIMESTAMP NOT NULL,
+    hits BIGINT NOT NULL,
+    PRIMARY KEY (key_id, second)
 );
-CREATE INDEX rpm_log_key_at ON rpm_log (key_id, at);
-CREATE INDEX rpm_log_at ON rpm_log (at);
+CREATE INDEX rpm_buckets_second ON rpm_buckets (second);
 
 -- Session pins shared by the replicas: a conversation never routes below the tier it used.
 CREATE TABLE session_pins (

@@ -1,5 +1,5 @@
 DROP TABLE session_pins;
-DROP TABLE rpm_log;
+DROP TABLE rpm_buckets;
 DROP TABLE key_spend;
 DROP TABLE holds;
 DROP TABLE replicas;

@@ -7,14 +7,14 @@
 //!
 //! What counts: the account's balance minus the paid holds in flight, its free requests minus
 //! the free holds, the key's spend in the day and month windows (`key_spend`) plus its holds,
-//! and the key's requests of the last 60 s (`rpm_log`). Holds of a replica not seen for
+//! and the key's requests of the last 60 one-second buckets (`rpm_buckets`). Holds of a replica not seen for
 //! [`ALIVE`] are ignored (it died with them), then swept.
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::sql_types::{Text, Timestamp};
 
-use super::super::schema::{accounts, holds, key_spend, replicas, rpm_log};
+use super::super::schema::{holds, key_spend, replicas, rpm_buckets};
 use super::super::{DbConn, DbError};
 use super::usage;
 
@@ -99,27 +99,29 @@ pub fn take(conn: &mut DbConn, ask: &Ask) -> Result<Verdict, DbError> {
                     holds::created_at.eq(ask.now),
                 ))
                 .execute(conn)?;
-            diesel::insert_into(rpm_log::table)
-                .values((
-                    rpm_log::hold_id.eq(&ask.id),
-                    rpm_log::key_id.eq(&ask.key_id),
-                    rpm_log::at.eq(ask.now),
-                ))
-                .execute(conn)?;
+            diesel::sql_query(
+                "INSERT INTO rpm_buckets (key_id, second, hits) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key_id, second) DO UPDATE SET hits = rpm_buckets.hits + 1",
+            )
+            .bind::<Text, _>(&ask.key_id)
+            .bind::<Timestamp, _>(second(ask.now))
+            .execute(conn)?;
         }
         Ok::<_, diesel::result::Error>(verdict)
     })?)
 }
 
 fn check(conn: &mut DbConn, ask: &Ask, account: &Locked) -> Result<Verdict, diesel::result::Error> {
-    let recent: Vec<NaiveDateTime> = rpm_log::table
-        .filter(rpm_log::key_id.eq(&ask.key_id))
-        .filter(rpm_log::at.gt(ask.now - MINUTE))
-        .order(rpm_log::at.asc())
-        .select(rpm_log::at)
+    // The last 60 whole seconds, this one included.
+    let buckets: Vec<(NaiveDateTime, i64)> = rpm_buckets::table
+        .filter(rpm_buckets::key_id.eq(&ask.key_id))
+        .filter(rpm_buckets::second.gt(second(ask.now) - MINUTE))
+        .order(rpm_buckets::second.asc())
+        .select((rpm_buckets::second, rpm_buckets::hits))
         .load(conn)?;
-    if recent.len() >= ask.rpm as usize {
-        let oldest = recent.first().copied().unwrap_or(ask.now);
+    let hits: i64 = buckets.iter().map(|(_, n)| n).sum();
+    if hits >= i64::from(ask.rpm) {
+        let oldest = buckets.first().map_or(ask.now, |(s, _)| *s);
         let wait = (oldest + MINUTE - ask.now).num_seconds().max(1) as u64;
         return Ok(Verdict::RateLimited {
             retry_after_secs: wait,
@@ -195,13 +197,17 @@ fn spend(
     Ok(spent)
 }
 
-/// A request that served nothing: its hold goes, and its RPM entry too when `uncount`.
-pub fn release(conn: &mut DbConn, id: &str, uncount: bool) -> Result<(), DbError> {
+/// A request that served nothing: its hold goes (it still counts toward the RPM, as it does
+/// in a BudgetActor).
+pub fn release(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
     diesel::delete(holds::table.find(id)).execute(conn)?;
-    if uncount {
-        diesel::delete(rpm_log::table.find(id)).execute(conn)?;
-    }
     Ok(())
+}
+
+/// The whole second `t` falls in.
+fn second(t: NaiveDateTime) -> NaiveDateTime {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t)
 }
 
 /// Inside the settlement commit: the hold goes and its cost joins the key's windows.
@@ -242,31 +248,9 @@ pub fn sweep(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, DbError> {
         .filter(replicas::seen_at.lt(now - SWEEP_AFTER))
         .select(replicas::id);
     let gone = diesel::delete(holds::table.filter(holds::replica_id.eq_any(dead))).execute(conn)?;
-    diesel::delete(rpm_log::table.filter(rpm_log::at.lt(now - SWEEP_AFTER))).execute(conn)?;
+    diesel::delete(rpm_buckets::table.filter(rpm_buckets::second.lt(now - SWEEP_AFTER)))
+        .execute(conn)?;
     diesel::delete(replicas::table.filter(replicas::seen_at.lt(now - Duration::days(1))))
         .execute(conn)?;
     Ok(gone)
-}
-
-/// The balance and free requests left for new holds (tests and the console's view).
-pub fn available(
-    conn: &mut DbConn,
-    account_id: &str,
-    now: NaiveDateTime,
-) -> Result<(i64, i64), DbError> {
-    let (balance, free): (i64, i64) = accounts::table
-        .find(account_id)
-        .select((accounts::balance_micros, accounts::free_requests_remaining))
-        .first(conn)?;
-    let alive = replicas::table
-        .filter(replicas::seen_at.gt(now - ALIVE))
-        .select(replicas::id);
-    let held: Vec<(i64, bool)> = holds::table
-        .filter(holds::account_id.eq(account_id))
-        .filter(holds::replica_id.eq_any(alive))
-        .select((holds::estimate_micros, holds::free))
-        .load(conn)?;
-    let paid: i64 = held.iter().filter(|(_, f)| !f).map(|(e, _)| e).sum();
-    let free_held = held.iter().filter(|(_, f)| *f).count() as i64;
-    Ok((balance - paid, free - free_held))
 }
