@@ -159,7 +159,8 @@ pub async fn report(
         }
     }
     let average = if total.requests > 0 {
-        usd(total.spend) / total.requests as f64
+        // Rounded to the micro-dollar, as every other amount (no float division noise).
+        usd((total.spend + total.requests / 2) / total.requests)
     } else {
         0.0
     };
