@@ -38,6 +38,11 @@ echo "== tests on SQLite"
 env -u PURA_TEST_DATABASE_URL cargo test --all-targets --no-fail-fast
 
 if [ -n "${PURA_TEST_DATABASE_URL:-}" ]; then
+  # tests/replicas_money.rs runs 2 and 3 replicas behind a real nginx (installed here when
+  # missing; scripts/replicas.sh runs those tests alone on a database of their own).
+  scripts/replicas.sh --install-only
+  NGINX_BIN="$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)"
+  [ -n "$NGINX_BIN" ] && export PURA_TEST_NGINX="$NGINX_BIN"
   echo "== tests on PostgreSQL ($PURA_TEST_DATABASE_URL)"
   cargo test --tests --no-fail-fast
 fi

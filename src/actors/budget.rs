@@ -616,8 +616,15 @@ impl Handler<Settle> for BudgetActor {
                 }
                 _ => {
                     // Never below zero: a request that cost more than the balance had left is
-                    // charged what was left, and the shortfall is logged.
-                    let available = (a.balance_micros - self.reserved_paid).max(0);
+                    // charged what was left, and the shortfall is logged. A request the database
+                    // held (several replicas) had its estimate set aside there, which this
+                    // actor's view cannot judge (its reservations include requests the database
+                    // has not decided yet, its balance already counts other replicas' debits):
+                    // it is charged up to that estimate.
+                    let available = match (&settlement.hold, &held) {
+                        (Some(_), Some(h)) => h.estimate,
+                        _ => (a.balance_micros - self.reserved_paid).max(0),
+                    };
                     if cost > available {
                         log::warn!(
                             "account {}: cost {cost} µ$ above available {available} µ$",

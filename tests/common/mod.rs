@@ -444,3 +444,102 @@ pub fn exact_gateway(env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
     let gw = Gateway::start(&provider_toml("openai", &fake, "mid", "gpt-4o", 1.0), &all);
     (fake, gw)
 }
+
+/// A new, empty PostgreSQL database on the server of `PURA_TEST_DATABASE_URL` (None when that
+/// is unset or not PostgreSQL): its URL, and what drops it.
+fn fresh_pg_database(prefix: &str) -> Option<(String, OwnDb)> {
+    let shared = std::env::var("PURA_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))?;
+    use diesel::connection::SimpleConnection;
+    let name = format!(
+        "{prefix}_{}",
+        pura::ids::random_alnum(12).to_ascii_lowercase()
+    );
+    let mut conn = pura::db::pool(&shared, 1)
+        .expect("pool")
+        .get()
+        .expect("conn");
+    conn.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create database");
+    let base = shared.rsplit_once('/').map_or(shared.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    Some((
+        url,
+        OwnDb {
+            server_url: shared,
+            name,
+        },
+    ))
+}
+
+/// Several replicas of the gateway (real `pura` processes) on one PostgreSQL database created
+/// for them alone, so deployment-wide counts are exact; the database is dropped after the last
+/// replica stops. PostgreSQL only.
+pub struct Replicas {
+    pub gateways: Vec<Gateway>,
+    pub db_url: String,
+    db: Option<OwnDb>,
+}
+
+impl Replicas {
+    /// Starts `n` replicas with the same config (`extra`, `env`) one after the other (the
+    /// first one migrates the fresh database). None when `PURA_TEST_DATABASE_URL` is not a
+    /// PostgreSQL URL.
+    pub fn start(n: usize, extra: &str, env: &[(&str, &str)]) -> Option<Replicas> {
+        let (db_url, db) = fresh_pg_database("pura_rep")?;
+        let mut replicas = Replicas {
+            gateways: Vec::with_capacity(n),
+            db_url,
+            db: Some(db),
+        };
+        for _ in 0..n {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let gw = Gateway::start_on(dir, replicas.db_url.clone(), None, extra, env);
+            replicas.gateways.push(gw);
+        }
+        Some(replicas)
+    }
+
+    /// The base URLs of the replicas (`http://127.0.0.1:PORT`).
+    pub fn urls(&self) -> Vec<String> {
+        self.gateways.iter().map(|g| g.url.clone()).collect()
+    }
+
+    /// A pool on the replicas' database.
+    pub fn db(&self) -> pura::db::Pool {
+        pura::db::pool(&self.db_url, 2).expect("pool")
+    }
+
+    /// The stderr logs of every replica, for failure messages.
+    pub fn logs(&self) -> String {
+        self.gateways
+            .iter()
+            .enumerate()
+            .map(|(i, g)| format!("---- replica {i} ({})\n{}", g.url, g.log()))
+            .collect()
+    }
+}
+
+impl std::ops::Index<usize> for Replicas {
+    type Output = Gateway;
+    fn index(&self, i: usize) -> &Gateway {
+        &self.gateways[i]
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        // Every replica stops before its database goes.
+        self.gateways.clear();
+        if let Some(own) = self.db.take() {
+            use diesel::connection::SimpleConnection;
+            if let Ok(mut conn) = pura::db::pool(&own.server_url, 1).and_then(|p| Ok(p.get()?)) {
+                let _ = conn.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    own.name
+                ));
+            }
+        }
+    }
+}

@@ -75,6 +75,10 @@ struct Locked {
 /// Checks and records a hold, in one transaction under the account row's lock.
 pub fn take(conn: &mut DbConn, ask: &Ask) -> Result<Verdict, DbError> {
     Ok(conn.transaction(|conn| {
+        // A hold need not survive a crash of the database (the settlement, which is durable,
+        // replaces it), so its commit does not wait for the WAL flush: the account row's lock
+        // is held for the statements only, not for a disk write.
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn)?;
         // FOR UPDATE is PostgreSQL's (this module only runs there): every reservation of the
         // account waits here for the one before it to commit.
         let locked: Option<Locked> = diesel::sql_query(
@@ -200,7 +204,10 @@ fn spend(
 /// A request that served nothing: its hold goes (it still counts toward the RPM, as it does
 /// in a BudgetActor).
 pub fn release(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
-    diesel::delete(holds::table.find(id)).execute(conn)?;
+    conn.transaction(|conn| {
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn)?;
+        diesel::delete(holds::table.find(id)).execute(conn)
+    })?;
     Ok(())
 }
 
