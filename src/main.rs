@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use pura::actors::arbiter::ReplicaArbiter;
@@ -19,6 +19,7 @@ use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
 use pura::lightning::{Backend, LightningHttp};
 use pura::notify::Notifier;
+use pura::routes::limits::{body_deadline, BodyTimeout};
 use pura::routing::policy::Pins;
 use pura::routing::Router;
 use pura::secret::Secret;
@@ -148,6 +149,7 @@ async fn main() -> std::io::Result<()> {
     });
     let metrics_state = state.clone();
     let max_body = config.server.max_body_bytes;
+    let body_timeout = config.server.body_timeout();
     let ln_config = config.lightning.clone();
     let mut server = HttpServer::new(move || {
         // awc::Client is !Send: one per worker, made here, used by that worker's handlers.
@@ -165,6 +167,8 @@ async fn main() -> std::io::Result<()> {
             .app_data(web::Data::new(LightningHttp(Backend::http_client(
                 &ln_config,
             ))))
+            .app_data(web::Data::new(BodyTimeout(body_timeout)))
+            .wrap(from_fn(body_deadline))
             .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(|cfg| pura::configure(cfg, max_body))
@@ -172,6 +176,9 @@ async fn main() -> std::io::Result<()> {
     if let Some(w) = config.server.workers {
         server = server.workers(w);
     }
+    let server = server
+        .client_request_timeout(config.server.header_timeout())
+        .keep_alive(config.server.keep_alive());
     let metrics = match config.server.metrics_bind.as_str() {
         "" => None,
         bind => {

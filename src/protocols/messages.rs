@@ -588,6 +588,7 @@ impl AnthropicError {
                 "not_found_error"
             }
             ApiError::TooLarge(_) => "request_too_large",
+            ApiError::RequestTimeout(_) => "invalid_request_error",
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => "rate_limit_error",
             ApiError::UpstreamTimeout(_) => "timeout_error",
             ApiError::Unavailable(_) => "overloaded_error",
@@ -627,12 +628,7 @@ impl ResponseError for AnthropicError {
 /// Turns an extractor's or handler's `actix_web::Error` into the Anthropic envelope.
 /// `limit` is the body limit, for a 413.
 pub fn from_actix(e: actix_web::Error, limit: usize) -> AnthropicError {
-    let status = e.as_response_error().status_code();
-    let message = e.to_string();
-    AnthropicError(match status.as_u16() {
-        413 => ApiError::TooLarge(limit),
-        _ => ApiError::bad_request(format!("Invalid request body: {message}")),
-    })
+    AnthropicError(ApiError::from_body(&e, limit))
 }
 
 #[cfg(test)]

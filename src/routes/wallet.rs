@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::auth::AuthedKey;
 use crate::error::ApiError;
 use crate::lightning::LightningHttp;
+use crate::routes::limits::SmallJson;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +25,7 @@ pub async fn fund(
     AuthedKey(key): AuthedKey,
     state: web::Data<AppState>,
     http: web::Data<LightningHttp>,
-    body: web::Json<FundBody>,
+    SmallJson(body): SmallJson<FundBody>,
 ) -> Result<HttpResponse, ApiError> {
     let inv = state.wallet.fund(&http.0, &key, body.amount).await?;
     Ok(HttpResponse::Created().json(state.wallet.view(&inv, &base_url(&req))))
