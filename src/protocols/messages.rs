@@ -381,8 +381,9 @@ fn event(data: &Value) -> sse::Event {
 }
 
 /// The `error` event after the first byte (Anthropic's in-stream error).
-fn error_event(message: &str) -> sse::Event {
-    event(&json!({"type": "error", "error": {"type": "api_error", "message": message}}))
+fn error_event(error: ApiError) -> sse::Event {
+    let error = AnthropicError(error);
+    event(&json!({"type": "error", "error": {"type": error.kind(), "message": error.to_string()}}))
 }
 
 /// What kind of content block is open in a translated stream.
@@ -541,10 +542,10 @@ impl Encoder for MessagesEncoder {
             out.push(event(&stop));
             return;
         }
-        if let Some(msg) = &end.error {
+        if let Some(error) = end.error {
             if !self.native_error_sent {
                 self.start(out);
-                out.push(error_event(msg));
+                out.push(error_event(error));
             }
             return;
         }
