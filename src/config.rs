@@ -96,6 +96,35 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
     /// Where `/metrics` is served instead of the main port; empty: on the main port.
     pub metrics_bind: String,
+    /// On SIGTERM/SIGINT, how long requests and streams in flight may go on before the rest
+    /// are ended with their protocol's error event (and billed for what they streamed).
+    pub shutdown_grace: String,
+    /// Time a client has to send its request headers.
+    pub header_timeout: String,
+    /// Time a client has to send its whole body once the headers are in: a body trickled a
+    /// byte at a time must not hold a worker's connection and buffer forever.
+    pub body_timeout: String,
+    /// An idle connection between two requests is closed after this.
+    pub keep_alive: String,
+}
+
+/// The server's durations, parsed (already checked by [`Config::validate`]).
+impl ServerConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        parse_duration(&self.shutdown_grace).unwrap_or_default()
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        parse_duration(&self.header_timeout).unwrap_or_default()
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        parse_duration(&self.body_timeout).unwrap_or_default()
+    }
+
+    pub fn keep_alive(&self) -> Duration {
+        parse_duration(&self.keep_alive).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +303,16 @@ impl Config {
         parse_duration(&self.lightning.invoice_expiry)
             .and(parse_duration(&self.lightning.poll_interval))
             .map_err(|e| ConfigError::Invalid(format!("lightning: {e}")))?;
+        let server = &self.server;
+        for (name, value) in [
+            ("shutdown_grace", &server.shutdown_grace),
+            ("header_timeout", &server.header_timeout),
+            ("body_timeout", &server.body_timeout),
+            ("keep_alive", &server.keep_alive),
+        ] {
+            parse_duration(value)
+                .map_err(|e| ConfigError::Invalid(format!("server.{name}: {e}")))?;
+        }
         parse_duration(&self.responses.retention)
             .map_err(|e| ConfigError::Invalid(format!("responses.retention: {e}")))?;
         Ok(())

@@ -66,6 +66,9 @@ pub enum ApiError {
     },
     #[error("Request body is larger than the limit of {0} bytes.")]
     TooLarge(usize),
+    /// The client did not send its body in time (`server.body_timeout`).
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{message}")]
     /// `limit` adds the `x-ratelimit-*-requests` headers (per-key RPM).
     RateLimited {
@@ -131,6 +134,20 @@ impl ApiError {
         ApiError::Internal(e.to_string())
     }
 
+    /// A body extractor's failure (`web::Bytes`): 413 over `limit`, 408 past the body
+    /// deadline, 400 otherwise.
+    pub fn from_body(e: &actix_web::Error, limit: usize) -> Self {
+        match e.as_error::<PayloadError>() {
+            Some(PayloadError::Io(io)) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::RequestTimeout(io.to_string())
+            }
+            _ if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge(limit)
+            }
+            _ => ApiError::bad_request(format!("Invalid request body: {e}")),
+        }
+    }
+
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest { code, .. } => ("invalid_request_error", code),
@@ -140,6 +157,7 @@ impl ApiError {
             ApiError::NotFound(_) => ("invalid_request_error", "not_found"),
             ApiError::NotFoundCode { code, .. } => ("invalid_request_error", code),
             ApiError::TooLarge(_) => ("invalid_request_error", "request_too_large"),
+            ApiError::RequestTimeout(_) => ("invalid_request_error", "request_timeout"),
             ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             ApiError::QuotaExceeded { .. } => ("insufficient_quota", "insufficient_quota"),
             ApiError::PaymentRequired { .. } => ("payment_required", "payment_required"),
@@ -200,6 +218,7 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -257,12 +276,33 @@ impl ResponseError for ApiError {
     }
 }
 
+/// What the body stream yields when the body deadline passes (see `routes::limits`).
+pub fn body_timed_out(timeout: std::time::Duration) -> PayloadError {
+    PayloadError::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "The request body was not received within {} s.",
+            timeout.as_secs_f64()
+        ),
+    ))
+}
+
 /// `JsonConfig::error_handler`: bad JSON, wrong content type and oversize bodies become our envelope.
 pub fn json_error_handler(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match &err {
+    json_error(&err).into()
+}
+
+/// A JSON body's failure as our error: 413, 408 past the body deadline, or 400.
+pub fn json_error(err: &JsonPayloadError) -> ApiError {
+    match err {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::TooLarge(*limit),
         JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::TooLarge(0),
+        JsonPayloadError::Payload(PayloadError::Io(io))
+            if io.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::RequestTimeout(io.to_string())
+        }
         JsonPayloadError::ContentType => ApiError::BadRequest {
             message: "Content-Type must be application/json.".into(),
             param: None,
@@ -274,8 +314,7 @@ pub fn json_error_handler(err: JsonPayloadError, _req: &HttpRequest) -> actix_we
             code: "invalid_request",
         },
         other => ApiError::bad_request(format!("Invalid request body: {other}")),
-    };
-    api.into()
+    }
 }
 
 /// `QueryConfig::error_handler`: bad query strings become our envelope.
@@ -313,6 +352,11 @@ pub fn rewrite_plain_errors<B: MessageBody + 'static>(
             "invalid_request_error",
             "request_too_large",
             "Request body is too large.".to_owned(),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "invalid_request_error",
+            "request_timeout",
+            "The request was not received in time.".to_owned(),
         ),
         s if s.is_client_error() => (
             "invalid_request_error",

@@ -3,7 +3,8 @@
 //! (Lightning money in), `actors` (budgets, providers, the InvoiceWatcher), `cluster` (what
 //! other replicas announce), `auth`, `lightning` (backends), `notify`, and at the bottom `db`
 //! (all SQL; called, never calling out), `api` (wire types and views), `money`, `config`,
-//! `ids`, `time`, `secret`, and `metrics` (the Prometheus series, a leaf any layer may call).
+//! `ids`, `time`, `secret`, `shutdown` (the signal that ends live streams), and `metrics`
+//! (the Prometheus series, a leaf any layer may call).
 //! No two top-level modules import each other in a cycle (`tests/module_graph.rs`).
 
 pub mod actors;
@@ -24,6 +25,7 @@ pub mod providers;
 pub mod routes;
 pub mod routing;
 pub mod secret;
+pub mod shutdown;
 pub mod state;
 pub mod time;
 pub mod wallet;

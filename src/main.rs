@@ -1,11 +1,12 @@
 //! Boot only: logging, config, migrations; then the components (pool, key cache, router,
 //! budgets, wallet), each handed to what needs it (the cluster listener, the InvoiceWatcher)
-//! and gathered in `AppState` for the handlers; then the HTTP server.
+//! and gathered in `AppState` for the handlers; then the HTTP server, until a signal stops it
+//! (see [`pura::shutdown`]) and every settlement is flushed.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use pura::actors::arbiter::ReplicaArbiter;
@@ -19,9 +20,11 @@ use pura::db::{self, usage_writer::UsageWriter};
 use pura::error::rewrite_plain_errors;
 use pura::lightning::{Backend, LightningHttp};
 use pura::notify::Notifier;
+use pura::routes::limits::{body_deadline, BodyTimeout};
 use pura::routing::policy::Pins;
 use pura::routing::Router;
 use pura::secret::Secret;
+use pura::shutdown::{self, Shutdown};
 use pura::state::{AppState, MintLimiter};
 use pura::wallet::Wallet;
 
@@ -31,6 +34,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream connections one worker may hold open. awc's default of 100 queues every stream
 /// past the hundredth behind the others (a 1,000-stream benchmark showed 19 s to first chunk).
 const UPSTREAM_CONNECTIONS: usize = 4096;
+/// After the shutdown grace, how long the cut streams have to send their last event and
+/// settle (and idle keep-alive connections to close) before actix drops what is left.
+const DRAIN_MARGIN: Duration = Duration::from_secs(10);
 
 fn config_path() -> Option<PathBuf> {
     let mut args = std::env::args().skip(1);
@@ -145,9 +151,13 @@ async fn main() -> std::io::Result<()> {
         replica_id,
         pool,
         config: config.clone(),
+        shutdown: Shutdown::default(),
     });
+    let (shutdown, budgets) = (state.shutdown.clone(), state.budgets.clone());
+    let grace = config.server.shutdown_grace();
     let metrics_state = state.clone();
     let max_body = config.server.max_body_bytes;
+    let body_timeout = config.server.body_timeout();
     let ln_config = config.lightning.clone();
     let mut server = HttpServer::new(move || {
         // awc::Client is !Send: one per worker, made here, used by that worker's handlers.
@@ -165,6 +175,8 @@ async fn main() -> std::io::Result<()> {
             .app_data(web::Data::new(LightningHttp(Backend::http_client(
                 &ln_config,
             ))))
+            .app_data(web::Data::new(BodyTimeout(body_timeout)))
+            .wrap(from_fn(body_deadline))
             .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(|cfg| pura::configure(cfg, max_body))
@@ -172,6 +184,13 @@ async fn main() -> std::io::Result<()> {
     if let Some(w) = config.server.workers {
         server = server.workers(w);
     }
+    // Signals are ours (see `shutdown::on_signals`): actix's own would stop at once and cut
+    // streams at its 30 s default, unbilled and without an ending.
+    let server = server
+        .disable_signals()
+        .shutdown_timeout((grace + DRAIN_MARGIN).as_secs_f64().ceil() as u64)
+        .client_request_timeout(config.server.header_timeout())
+        .keep_alive(config.server.keep_alive());
     let metrics = match config.server.metrics_bind.as_str() {
         "" => None,
         bind => {
@@ -182,6 +201,7 @@ async fn main() -> std::io::Result<()> {
                     .route("/metrics", web::get().to(pura::routes::metrics::dedicated))
             })
             .workers(1)
+            .disable_signals()
             .bind(bind)?;
             for addr in metrics.addrs() {
                 println!("pura metrics on http://{addr}/metrics");
@@ -194,8 +214,19 @@ async fn main() -> std::io::Result<()> {
         // Tests and scripts read this line to learn the port when binding to :0.
         println!("pura listening on http://{addr}");
     }
+    let server = server.run();
+    let mut handles = vec![server.handle()];
+    handles.extend(metrics.as_ref().map(|m| m.handle()));
+    actix_web::rt::spawn(shutdown::on_signals(handles, shutdown, grace));
     match metrics {
-        Some(metrics) => futures_util::try_join!(server.run(), metrics).map(|_| ()),
-        None => server.run().await,
+        Some(metrics) => futures_util::try_join!(server, metrics).map(|_| ())?,
+        None => server.await?,
     }
+    // Every connection is closed: what is left is settlements on their way to the database.
+    if budgets.drain().await {
+        log::info!("stopped; every settlement is committed");
+    } else {
+        log::error!("stopped; some settlements could not be committed (see above)");
+    }
+    Ok(())
 }

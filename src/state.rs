@@ -30,6 +30,8 @@ pub struct AppState {
     pub pins: crate::routing::policy::Pins,
     /// This process's id in cluster announcements (to ignore its own).
     pub replica_id: String,
+    /// Ends live streams when the shutdown grace is over (handed to each relay).
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// Per-address limit on minting keys without the admin token, `limit` per clock hour. The

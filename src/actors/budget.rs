@@ -331,7 +331,7 @@ pub struct AddKey(pub KeyMoney);
 pub struct GetAccount;
 
 /// Called when the actor stops idle, so the registry forgets it.
-pub type OnIdle = Box<dyn Fn(&str, &Addr<BudgetActor>)>;
+pub type OnIdle = Box<dyn Fn(&str, &Addr<BudgetActor>) + Send>;
 
 struct Held {
     key_id: Arc<str>,
@@ -730,6 +730,18 @@ impl Handler<AddKey> for BudgetActor {
             a.keys.entry(msg.0.key_id.clone()).or_insert(msg.0);
         }
     }
+}
+
+/// Answered after every message sent before it (a mailbox is first in, first out): at
+/// shutdown, every settlement the actor was told of has then been handed to the writer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Barrier;
+
+impl Handler<Barrier> for BudgetActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }
 
 impl Handler<GetAccount> for BudgetActor {

@@ -2,6 +2,11 @@
 //! idle. Also turns a refused reservation into the HTTP error the contract names (a 402 here
 //! carries no invoice: the wallet adds one). Cloning shares the registry, so the cluster
 //! listener and the InvoiceWatcher hold clones.
+//!
+//! The actors live on an arbiter (thread) of their own, not on the HTTP worker that first
+//! needed them: a worker stops at shutdown as soon as its last connection ends, and an actor
+//! on it would die with the settlements still in its mailbox (a stream dropped by a client
+//! on another worker, say). [`Budgets::drain`] then flushes them all before the process exits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,8 +15,8 @@ use actix::prelude::*;
 
 use super::arbiter::{self, ReplicaArbiter};
 use super::budget::{
-    Account, AddKey, BudgetActor, Credit, Defaults, Denied, GetAccount, KeyMoney, NotFree, Refresh,
-    Release, Reservation, Reserve, Settle, SpentElsewhere,
+    Account, AddKey, Barrier, BudgetActor, Credit, Defaults, Denied, GetAccount, KeyMoney, NotFree,
+    Refresh, Release, Reservation, Reserve, Settle, SpentElsewhere,
 };
 use crate::db::models::api_key::ApiKey;
 use crate::db::models::free_spend;
@@ -33,6 +38,8 @@ pub struct Budgets {
     notifier: Notifier,
     defaults: Defaults,
     arbiter: Option<ReplicaArbiter>,
+    /// Where every BudgetActor runs.
+    home: ArbiterHandle,
 }
 
 /// A held reservation and the actor holding it (settle and release go to the same one).
@@ -56,6 +63,7 @@ impl Ticket {
 
 impl Budgets {
     /// `arbiter` is the database's say between replicas (PostgreSQL), None for one process.
+    /// Starts the actors' own arbiter, so it is called inside the actix system.
     pub fn new(
         pool: Pool,
         writer: UsageWriter,
@@ -70,6 +78,7 @@ impl Budgets {
             notifier,
             defaults,
             arbiter,
+            home: Arbiter::new().handle(),
         }
     }
 
@@ -77,7 +86,7 @@ impl Budgets {
         &self.writer
     }
 
-    /// The account's actor, started on the current arbiter when none runs.
+    /// The account's actor, started on the actors' arbiter when none runs.
     pub fn actor(&self, account_id: &str) -> Addr<BudgetActor> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(addr) = map.get(account_id).filter(|a| a.connected()) {
@@ -90,17 +99,34 @@ impl Budgets {
                 map.remove(key);
             }
         });
-        let addr = BudgetActor::new(
+        let actor = BudgetActor::new(
             account_id,
             self.defaults,
             self.pool.clone(),
             self.writer.clone(),
             self.notifier.clone(),
             on_idle,
-        )
-        .start();
+        );
+        let addr = BudgetActor::start_in_arbiter(&self.home, move |_| actor);
         map.insert(account_id.to_owned(), addr.clone());
         addr
+    }
+
+    /// At shutdown, once no request is left: waits until every settlement sent to any actor
+    /// is committed. False when the writer could not commit the last of them.
+    pub async fn drain(&self) -> bool {
+        let actors: Vec<Addr<BudgetActor>> = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for actor in actors {
+            // A stopped actor has nothing queued: its mailbox was handled before it stopped.
+            let _ = actor.send(Barrier).await;
+        }
+        self.writer.flush().await
     }
 
     fn forget(&self, account_id: &str) {

@@ -3,7 +3,8 @@
 //! acknowledges each. A request waits for its acknowledgement before its final byte leaves,
 //! so a completed response is always on disk, while many requests share one commit. Each
 //! commit also announces the spend to the other replicas (see [`super::events`]), from inside
-//! the transaction, so they hear of it exactly when it is committed.
+//! the transaction, so they hear of it exactly when it is committed. At shutdown,
+//! [`UsageWriter::flush`] waits until everything queued before it is committed.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -48,8 +49,10 @@ pub struct HoldSettled {
     pub month_start: NaiveDateTime,
 }
 
+/// A settlement to commit, or (`settlement: None`) a flush: answered once every job queued
+/// before it is committed (or given up on).
 struct Job {
-    settlement: Settlement,
+    settlement: Option<Settlement>,
     done: Option<oneshot::Sender<bool>>,
 }
 
@@ -76,7 +79,7 @@ impl UsageWriter {
     pub fn write(&self, settlement: Settlement) -> oneshot::Receiver<bool> {
         let (done, rx) = oneshot::channel();
         let job = Job {
-            settlement,
+            settlement: Some(settlement),
             done: Some(done),
         };
         crate::metrics::settlement_queued();
@@ -84,6 +87,21 @@ impl UsageWriter {
             log::error!("settlement writer is gone; a settlement was not recorded");
         }
         rx
+    }
+
+    /// Resolves to `true` once every settlement queued before this call is committed: the
+    /// queue is first in, first out, so the flush is answered after the batch holding the last
+    /// of them. `false` when the writer is gone or the batch with the flush failed.
+    pub async fn flush(&self) -> bool {
+        let (done, rx) = oneshot::channel();
+        let flush = Job {
+            settlement: None,
+            done: Some(done),
+        };
+        if self.tx.send(flush).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 }
 
@@ -97,9 +115,13 @@ fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let started = Instant::now();
-        let ok = commit(&pool, &jobs, &replica_id);
-        crate::metrics::settlements_done(jobs.len(), ok, started.elapsed());
+        let batch: Vec<&Settlement> = jobs.iter().filter_map(|j| j.settlement.as_ref()).collect();
+        let ok = batch.is_empty() || {
+            let started = Instant::now();
+            let ok = commit(&pool, &batch, &replica_id);
+            crate::metrics::settlements_done(batch.len(), ok, started.elapsed());
+            ok
+        };
         for job in &mut jobs {
             if let Some(done) = job.done.take() {
                 let _ = done.send(ok);
@@ -108,13 +130,12 @@ fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
     }
 }
 
-fn commit(pool: &Pool, jobs: &[Job], replica_id: &str) -> bool {
-    let batch: Vec<&Settlement> = jobs.iter().map(|j| &j.settlement).collect();
+fn commit(pool: &Pool, batch: &[&Settlement], replica_id: &str) -> bool {
     for attempt in 0..=MAX_RETRIES {
         let result = pool
             .get()
             .map_err(Into::into)
-            .and_then(|mut c| write_batch(&mut c, &batch, replica_id));
+            .and_then(|mut c| write_batch(&mut c, batch, replica_id));
         match result {
             Ok(()) => return true,
             Err(e) => {

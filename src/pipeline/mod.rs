@@ -187,7 +187,8 @@ async fn serve(
                 Micros(reservation.budget_remaining_micros),
             );
             let actor = served.candidate.actor.clone();
-            let relay = Box::new(Relay::new(meta, ticket, actor, open));
+            let cut = state.shutdown.signal();
+            let relay = Box::new(Relay::new(meta, ticket, actor, open, cut));
             Ok(Outcome::Stream { relay, headers })
         }
     }

@@ -2,11 +2,14 @@
 //! (OpenAI chunks, then one [`End`]), and settles the request before handing out the `End`,
 //! so the usage row is committed before the final byte leaves whatever the client protocol.
 //! A client that goes away drops the relay, which closes the upstream connection and bills
-//! what was streamed (`Drop`).
+//! what was streamed (`Drop`). When the shutdown grace is over ([`CutSignal`]), a live relay
+//! ends the same way an upstream failure does: settled, then an `End` carrying the error.
 
 use std::collections::VecDeque;
+use std::pin::pin;
 
 use actix::Addr;
+use futures_util::future::{self, Either};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -15,10 +18,12 @@ use crate::actors::budgets::Ticket;
 use crate::actors::provider::{Observe, Outcome, ProviderActor};
 use crate::api::Usage;
 use crate::db::models::usage::UsageRow;
+use crate::error::ApiError;
 use crate::money::{estimate_tokens, Micros};
 use crate::providers::sse::SseEvent;
 use crate::providers::transport::OpenStream;
 use crate::providers::StreamItem;
+use crate::shutdown::CutSignal;
 
 /// One canonical stream event.
 pub enum Event {
@@ -30,12 +35,25 @@ pub enum Event {
     End(End),
 }
 
+/// Why a stream ended before the upstream finished it.
+enum Cut {
+    Upstream(String),
+    Shutdown,
+}
+
+impl Cut {
+    fn upstream(message: impl Into<String>) -> Option<Cut> {
+        Some(Cut::Upstream(message.into()))
+    }
+}
+
 /// How a stream ended, with its final money.
 pub struct End {
     pub usage: Usage,
     pub cost: Micros,
-    /// Set when the upstream failed after the first byte (the stream is cut short).
-    pub error: Option<String>,
+    /// Set when the stream is cut short after the first byte: the upstream failed
+    /// (`UpstreamFailed`) or the gateway is shutting down (`Unavailable`).
+    pub error: Option<ApiError>,
     pub x_pura: XPura,
 }
 
@@ -53,6 +71,8 @@ pub struct Relay {
     saw_finish: bool,
     /// Set once the usage row is written; `Drop` records an abandoned stream otherwise.
     settled: bool,
+    /// Resolves when the shutdown grace is over: the stream ends then.
+    cut: CutSignal,
     /// Keeps the active-streams gauge up while the relay lives.
     _active: crate::metrics::ActiveStream,
 }
@@ -63,6 +83,7 @@ impl Relay {
         ticket: Ticket,
         actor: Addr<ProviderActor>,
         mut upstream: OpenStream,
+        cut: CutSignal,
     ) -> Relay {
         let backlog = std::mem::take(&mut upstream.first).into();
         Relay {
@@ -77,6 +98,7 @@ impl Relay {
             streamed_chars: 0,
             saw_finish: false,
             settled: false,
+            cut,
             _active: crate::metrics::ActiveStream::start(),
         }
     }
@@ -107,19 +129,29 @@ impl Relay {
         }
     }
 
-    /// Reads the next piece of the upstream stream and queues what it produces.
+    /// Reads the next piece of the upstream stream and queues what it produces, unless the
+    /// shutdown grace ends first.
     async fn pump(&mut self) {
         let idle = self.meta.provider.timeout;
-        let next = tokio::time::timeout(idle, self.upstream.body.next()).await;
+        let raced = {
+            let read = pin!(tokio::time::timeout(idle, self.upstream.body.next()));
+            match future::select(read, pin!(self.cut.cut())).await {
+                Either::Left((next, _)) => Some(next),
+                Either::Right(_) => None,
+            }
+        };
+        let Some(next) = raced else {
+            return self.finish(Some(Cut::Shutdown)).await;
+        };
         let events = match next {
             Err(_) => {
                 return self
-                    .finish(Some("upstream stream stalled past its timeout".into()))
+                    .finish(Cut::upstream("upstream stream stalled past its timeout"))
                     .await
             }
             Ok(Some(Err(e))) => {
                 return self
-                    .finish(Some(format!("upstream connection broke: {e}")))
+                    .finish(Cut::upstream(format!("upstream connection broke: {e}")))
                     .await
             }
             Ok(Some(Ok(bytes))) => self.upstream.parser.feed(&bytes),
@@ -130,9 +162,9 @@ impl Relay {
                         return;
                     }
                 }
-                let err = (!self.saw_finish)
-                    .then(|| "upstream stream ended before it finished".to_owned());
-                return self.finish(err).await;
+                let cut = (!self.saw_finish)
+                    .then(|| Cut::Upstream("upstream stream ended before it finished".into()));
+                return self.finish(cut).await;
             }
         };
         for ev in events {
@@ -153,16 +185,16 @@ impl Relay {
                 }
             }
             Err(e) => {
-                self.finish(Some(format!("malformed upstream stream: {e}")))
+                self.finish(Cut::upstream(format!("malformed upstream stream: {e}")))
                     .await
             }
         }
     }
 
-    /// Queues one item. Returns `Some(outcome)` when the item ends the stream.
+    /// Queues one item. Returns `Some(how it ended)` when the item ends the stream.
     /// A native stream's terminal event comes with `Done` in the same batch, so it is queued
     /// here and handed out after the settlement that `Done` triggers.
-    fn take(&mut self, item: StreamItem) -> Option<Option<String>> {
+    fn take(&mut self, item: StreamItem) -> Option<Option<Cut>> {
         match item {
             StreamItem::Chunk(chunk) => {
                 self.saw_finish |= chunk
@@ -185,9 +217,8 @@ impl Relay {
                 let msg = e
                     .get("message")
                     .and_then(Value::as_str)
-                    .unwrap_or("upstream error")
-                    .to_owned();
-                Some(Some(msg))
+                    .unwrap_or("upstream error");
+                Some(Cut::upstream(msg))
             }
             StreamItem::Done => Some(None),
         }
@@ -203,35 +234,45 @@ impl Relay {
     }
 
     /// Ends the stream: commits the usage row, tells the ProviderActor, queues the `End`.
-    async fn finish(&mut self, error: Option<String>) {
+    async fn finish(&mut self, cut: Option<Cut>) {
         if self.settled {
             return;
         }
         let usage = self.final_usage();
         let cost = self.meta.provider.cost(&usage);
         let x_pura = self.meta.x_pura(cost, self.meta.premium_cost(&usage));
-        let status = if error.is_some() {
-            "upstream_error"
-        } else {
-            "ok"
+        let status = match cut {
+            None => "ok",
+            Some(Cut::Upstream(_)) => "upstream_error",
+            Some(Cut::Shutdown) => "shutdown",
         };
+        // The upstream is to blame only for its own failures, not for the gateway stopping.
+        let failed = matches!(cut, Some(Cut::Upstream(_)));
         let row = self.meta.row(&usage, status, Some(self.upstream.ttft));
         self.settled = true;
         if !settle(&self.ticket, row).await {
             log::error!("request {}: usage row not committed", self.meta.request_id);
         }
         self.meta.observe(&usage, cost, Some(self.upstream.ttft));
-        if error.is_some() {
+        if failed {
             crate::metrics::failure(&self.meta.provider.name, "midstream");
         }
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),
-            outcome: if error.is_some() {
+            outcome: if failed {
                 Outcome::Failure
             } else {
                 Outcome::Success
             },
+        });
+        let error = cut.map(|c| match c {
+            Cut::Upstream(message) => ApiError::UpstreamFailed(message),
+            Cut::Shutdown => ApiError::Unavailable(
+                "The gateway is shutting down and ended this stream after its grace period; \
+                 what was streamed is billed. Retry the request."
+                    .into(),
+            ),
         });
         self.end = Some(End {
             usage,

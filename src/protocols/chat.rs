@@ -92,9 +92,8 @@ impl Encoder for ChatEncoder {
             chunk["usage"] = serde_json::to_value::<&Usage>(&end.usage).unwrap_or(Value::Null);
             out.push(data(with_x_pura(chunk, &end.x_pura)));
         }
-        if let Some(msg) = &end.error {
+        if let Some(err) = &end.error {
             // The in-stream error line after the first byte has gone out.
-            let err = ApiError::UpstreamFailed(msg.clone());
             out.push(data(
                 serde_json::to_string(&err.envelope()).unwrap_or_default(),
             ));

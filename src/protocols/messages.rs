@@ -381,8 +381,9 @@ fn event(data: &Value) -> sse::Event {
 }
 
 /// The `error` event after the first byte (Anthropic's in-stream error).
-fn error_event(message: &str) -> sse::Event {
-    event(&json!({"type": "error", "error": {"type": "api_error", "message": message}}))
+fn error_event(error: ApiError) -> sse::Event {
+    let error = AnthropicError(error);
+    event(&json!({"type": "error", "error": {"type": error.kind(), "message": error.to_string()}}))
 }
 
 /// What kind of content block is open in a translated stream.
@@ -541,10 +542,10 @@ impl Encoder for MessagesEncoder {
             out.push(event(&stop));
             return;
         }
-        if let Some(msg) = &end.error {
+        if let Some(error) = end.error {
             if !self.native_error_sent {
                 self.start(out);
-                out.push(error_event(msg));
+                out.push(error_event(error));
             }
             return;
         }
@@ -588,6 +589,7 @@ impl AnthropicError {
                 "not_found_error"
             }
             ApiError::TooLarge(_) => "request_too_large",
+            ApiError::RequestTimeout(_) => "invalid_request_error",
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => "rate_limit_error",
             ApiError::UpstreamTimeout(_) => "timeout_error",
             ApiError::Unavailable(_) => "overloaded_error",
@@ -627,12 +629,7 @@ impl ResponseError for AnthropicError {
 /// Turns an extractor's or handler's `actix_web::Error` into the Anthropic envelope.
 /// `limit` is the body limit, for a 413.
 pub fn from_actix(e: actix_web::Error, limit: usize) -> AnthropicError {
-    let status = e.as_response_error().status_code();
-    let message = e.to_string();
-    AnthropicError(match status.as_u16() {
-        413 => ApiError::TooLarge(limit),
-        _ => ApiError::bad_request(format!("Invalid request body: {message}")),
-    })
+    AnthropicError(ApiError::from_body(&e, limit))
 }
 
 #[cfg(test)]

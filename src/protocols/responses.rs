@@ -742,6 +742,9 @@ impl Encoder for ResponsesEncoder {
     }
 
     fn native(&mut self, event: SseEvent, out: &mut Vec<sse::Event>) {
+        // The upstream announced the response itself: a cut stream's `response.failed` must
+        // not announce it a second time.
+        self.started = true;
         let kind = event.event.as_deref().unwrap_or("");
         let kind = match kind {
             "" => serde_json::from_str::<Value>(&event.data)
@@ -790,11 +793,11 @@ impl Encoder for ResponsesEncoder {
         self.close(out);
         let output = std::mem::take(&mut self.done_items);
         let x_pura = serde_json::to_value(&end.x_pura).ok();
-        if let Some(msg) = &end.error {
+        if let Some(err) = &end.error {
             let mut r = self.echo.object("failed", output, Some(&end.usage));
             r.error = Some(ResponseError {
                 code: "server_error".into(),
-                message: msg.clone(),
+                message: err.to_string(),
             });
             r.x_pura = x_pura;
             let v = serde_json::to_value(r).unwrap_or_default();

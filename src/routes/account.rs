@@ -11,6 +11,7 @@ use crate::db::models::api_key::{self, ApiKey, KeySettings};
 use crate::error::ApiError;
 use crate::money::Micros;
 use crate::routes::keys::forbidden;
+use crate::routes::limits::SmallJson;
 use crate::routes::me::{apply, rotate_key};
 use crate::routes::views::{account_key_view, usd, SettingsPatch};
 use crate::state::AppState;
@@ -38,10 +39,10 @@ pub async fn update(
     AuthedKey(manager): AuthedKey,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SettingsPatch>,
+    SmallJson(body): SmallJson<SettingsPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let key = managed(&state, &manager, &path).await?;
-    let settings = body.into_inner().into_settings(true)?;
+    let settings = body.into_settings(true)?;
     let updated = apply(&state, &key.id, settings).await?;
     let account = state.budgets.account(&updated).await?;
     Ok(HttpResponse::Ok().json(account_key_view(&updated, &account)))

@@ -13,6 +13,7 @@ use crate::db::models::{account, api_key, usage};
 use crate::error::ApiError;
 use crate::money::{Micros, Window};
 use crate::routes::extract::Admin;
+use crate::routes::limits::SmallJson;
 use crate::routes::me::apply;
 use crate::routes::views::{key_view, usd, SettingsPatch};
 use crate::state::AppState;
@@ -73,9 +74,9 @@ pub async fn update(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SettingsPatch>,
+    SmallJson(body): SmallJson<SettingsPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let settings = body.into_inner().into_settings(true)?;
+    let settings = body.into_settings(true)?;
     let key = apply(&state, &path.into_inner(), settings).await?;
     let account = state.budgets.account(&key).await?;
     Ok(HttpResponse::Ok().json(key_view(&key, &account)))
@@ -96,9 +97,9 @@ pub async fn credit(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<CreditBody>,
+    SmallJson(body): SmallJson<CreditBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let CreditBody { sats, memo } = body.into_inner();
+    let CreditBody { sats, memo } = body;
     if !(1..=MAX_CREDIT_SATS).contains(&sats) {
         return Err(ApiError::bad_param(
             "sats",

@@ -12,6 +12,7 @@ use crate::db;
 use crate::db::models::account::{self, Account};
 use crate::db::models::api_key::{self, ApiKey, KeySettings, MANAGE, USE};
 use crate::error::ApiError;
+use crate::routes::limits::SmallJson;
 use crate::routes::views::SettingsPatch;
 use crate::state::AppState;
 
@@ -36,9 +37,15 @@ const MAX_KEYS_PER_ACCOUNT: usize = 200;
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: Option<web::Json<CreateKey>>,
+    body: Result<SmallJson<CreateKey>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    // No body (or one that is not a key's settings) mints with the defaults, as a bare
+    // `curl -XPOST` expects; a body too large or too slow to arrive is refused, unread.
+    let body = match body {
+        Ok(SmallJson(body)) => body,
+        Err(e @ (ApiError::TooLarge(_) | ApiError::RequestTimeout(_))) => return Err(e),
+        Err(_) => CreateKey::default(),
+    };
     let token = bearer(&req);
     if let Some(token) = token.filter(|t| t.starts_with(KEY_PREFIX)) {
         let manager = authenticate(&state.pool, &state.keys, Some(token)).await?;

@@ -10,6 +10,7 @@ use crate::db;
 use crate::db::events::{self, Event};
 use crate::db::models::api_key::{self, ApiKey, KeySettings};
 use crate::error::ApiError;
+use crate::routes::limits::SmallJson;
 use crate::routes::views::{balance_view, key_view, SettingsPatch};
 use crate::state::AppState;
 
@@ -32,9 +33,9 @@ pub async fn balance(
 pub async fn update(
     AuthedKey(key): AuthedKey,
     state: web::Data<AppState>,
-    body: web::Json<SettingsPatch>,
+    SmallJson(body): SmallJson<SettingsPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let settings = body.into_inner().into_settings(false)?;
+    let settings = body.into_settings(false)?;
     // A tool key may not lift its own limits: a leaked one could then drain the account.
     let limits = settings.daily_budget_micros.is_some()
         || settings.monthly_budget_micros.is_some()

@@ -9,6 +9,7 @@ pub mod console;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod me;
 pub mod messages;
 pub mod metrics;

@@ -20,8 +20,9 @@ pub async fn create(
     AuthedKey(key): AuthedKey,
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> actix_web::Result<HttpResponse> {
+    let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
     let bad = |e: serde_json::Error| ApiError::bad_request(format!("Invalid request body: {e}"));
     let map: Map<String, Value> = serde_json::from_slice(&body).map_err(bad)?;
     let parsed: ResponsesRequest =

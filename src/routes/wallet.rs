@@ -2,14 +2,15 @@
 //! `GET /api/wallet/status?invoiceId=`, and the public invoice page `GET /invoice/{id}` (the
 //! BOLT11 and its QR code).
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::auth::AuthedKey;
 use crate::error::ApiError;
 use crate::lightning::LightningHttp;
+use crate::routes::limits::SmallJson;
 use crate::state::AppState;
-use crate::wallet::visible_status;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +25,7 @@ pub async fn fund(
     AuthedKey(key): AuthedKey,
     state: web::Data<AppState>,
     http: web::Data<LightningHttp>,
-    body: web::Json<FundBody>,
+    SmallJson(body): SmallJson<FundBody>,
 ) -> Result<HttpResponse, ApiError> {
     let inv = state.wallet.fund(&http.0, &key, body.amount).await?;
     Ok(HttpResponse::Created().json(state.wallet.view(&inv, &base_url(&req))))
@@ -45,31 +46,17 @@ pub async fn status(
     Ok(HttpResponse::Ok().json(state.wallet.status_view(&inv)))
 }
 
-/// The invoice page: amount, status, the BOLT11 and a QR code of `lightning:<BOLT11>`.
+/// The invoice page (rendered, escaped, with its CSP, in `wallet::page`).
 pub async fn page(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let inv = state.wallet.invoice(&path.into_inner()).await?;
-    // Upper case makes a denser QR code (alphanumeric mode); BOLT11 is case-insensitive.
-    let uri = format!("lightning:{}", inv.bolt11.to_ascii_uppercase());
-    let qr = qrcode::QrCode::new(uri.as_bytes())
-        .map(|c| {
-            c.render::<qrcode::render::svg::Color>()
-                .min_dimensions(280, 280)
-                .build()
-        })
-        .unwrap_or_default();
-    let html = format!(
-        include_str!("../../static/invoice.html"),
-        amount = inv.amount_sats,
-        status = visible_status(&inv),
-        expires = crate::time::rfc3339(inv.expires_at),
-        qr = qr,
-        uri = uri,
-        bolt11 = inv.bolt11,
-    );
+    let page = crate::wallet::page::render(&inv);
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(html))
+        .insert_header((header::CONTENT_SECURITY_POLICY, page.csp))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(page.html))
 }

@@ -7,6 +7,7 @@
 //! InvoiceWatcher, the admin route), so it depends on no actor.
 
 mod credit;
+pub mod page;
 mod view;
 
 use std::time::Duration;

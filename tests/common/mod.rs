@@ -543,3 +543,51 @@ impl Drop for Replicas {
         }
     }
 }
+
+impl Gateway {
+    /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`, …) to the gateway process, as a service
+    /// manager would (`kill -TERM <pid>`: the crate forbids `unsafe`, so no `libc::kill`).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `within` for the gateway process to exit; its exit status, or `None` when
+    /// it is still running (blocks the thread: call it once nothing else is awaited).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The events of an SSE body with `event:` lines (Responses, Anthropic): (event name, data).
+pub fn sse_events(body: &[u8]) -> Vec<(Option<String>, String)> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = Some(n.trim().to_owned());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
