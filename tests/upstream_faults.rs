@@ -1,6 +1,7 @@
-//! Nothing lost at the edges: every fault maps to the answer whose fault it is (an upstream's
-//! 400 is the client's, a 429 on every upstream is a 429 with `Retry-After`, actix's own
-//! errors carry the JSON envelope).
+//! Nothing lost at the edges: only the fields Pura means reach the upstream (an allow-list per
+//! dialect, the key's own end-user id, no priority tier or upstream storage), and every fault
+//! maps to the answer whose fault it is (an upstream's 400 is the client's, a 429 on every
+//! upstream is a 429 with `Retry-After`, actix's own errors carry the JSON envelope).
 
 mod common;
 
@@ -9,11 +10,229 @@ use std::io::{Read, Write};
 use common::{provider_toml, Behavior, FakeDialect, FakeUpstream, Gateway};
 use serde_json::{json, Value};
 
+/// A chat body carrying every kind of field a client may add: known ones, ones that change
+/// what the operator pays or keeps, and ones no upstream should see.
+fn loaded_chat(model: &str) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "hello"}],
+        "temperature": 0.2, "top_p": 0.9, "max_completion_tokens": 50, "seed": 7,
+        "stop": ["END"], "presence_penalty": 0.1, "logprobs": false,
+        "response_format": {"type": "text"}, "reasoning_effort": "low",
+        "user": "client-chosen-user", "safety_identifier": "client-chosen",
+        "metadata": {"team": "x"}, "store": false, "service_tier": "auto",
+        "extra_headers": {"x-evil": "1"}, "extra_body": {"a": 1},
+        "api_key": "sk-client", "base_url": "http://elsewhere", "audio": {"voice": "alloy"},
+        "web_search_options": {}
+    })
+}
+
+fn keys_of(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    k.sort();
+    k
+}
+
 fn one(dialect: FakeDialect, name: &str, model: &str, extra: &str) -> (FakeUpstream, Gateway) {
     let fake = FakeUpstream::start(dialect);
     let toml = provider_toml(name, &fake, "mid", model, 0.001) + extra;
     let gw = Gateway::start(&toml, &[]);
     (fake, gw)
+}
+
+#[actix_web::test]
+async fn an_openai_upstream_gets_only_the_fields_it_knows_and_the_keys_own_user() {
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    let (_, key) = gw.key().await;
+    let (_, other) = gw.key().await;
+    for stream in [false, true] {
+        let mut body = loaded_chat("gpt-4o");
+        body["stream"] = json!(stream);
+        if stream {
+            body["stream_options"] = json!({"include_usage": true, "evil": 1});
+        }
+        let r = gw.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let sent = fake.requests();
+    assert_eq!(sent.len(), 2);
+    let mut expected = [
+        "max_completion_tokens",
+        "messages",
+        "model",
+        "presence_penalty",
+        "reasoning_effort",
+        "response_format",
+        "seed",
+        "stop",
+        "stream",
+        "temperature",
+        "top_p",
+        "user",
+        "logprobs",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    expected.sort();
+    assert_eq!(keys_of(&sent[0]), expected, "{}", sent[0]);
+    expected.push("stream_options".into());
+    expected.sort();
+    assert_eq!(keys_of(&sent[1]), expected, "{}", sent[1]);
+    assert_eq!(sent[1]["stream_options"], json!({"include_usage": true}));
+    // The end user is the key's stable id, never the client's.
+    let user = sent[0]["user"].as_str().expect("user").to_owned();
+    assert_ne!(user, "client-chosen-user");
+    assert_eq!(
+        sent[1]["user"],
+        json!(user),
+        "stable across requests of a key"
+    );
+    let r = gw
+        .post("/v1/chat/completions", &other, &loaded_chat("gpt-4o"))
+        .await;
+    assert_eq!(r.status, 200);
+    let third = fake.last_request().expect("request");
+    assert!(third["user"].as_str().is_some_and(|u| u != user), "{third}");
+}
+
+#[actix_web::test]
+async fn priority_tier_and_upstream_storage_are_refused_before_any_upstream_call() {
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    let (_, key) = gw.key().await;
+    for (field, value, param) in [
+        ("service_tier", json!("priority"), "service_tier"),
+        ("service_tier", json!("flex"), "service_tier"),
+        ("store", json!(true), "store"),
+    ] {
+        let mut body = loaded_chat("gpt-4o");
+        body[field] = value.clone();
+        let r = gw.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status, 400, "{field}={value}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["type"], "invalid_request_error", "{e}");
+        assert_eq!(e["param"], param, "{e}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| m.contains(field)),
+            "{e}"
+        );
+    }
+    // Responses: Pura's own storage (store:true) is fine, a priority tier is not.
+    let r = gw
+        .post(
+            "/v1/responses",
+            &key,
+            &json!({"model": "gpt-4o", "input": "hi", "service_tier": "priority"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["param"], "service_tier");
+    assert_eq!(fake.hits(), 0, "nothing refused reached the upstream");
+    let r = gw
+        .post(
+            "/v1/responses",
+            &key,
+            &json!({"model": "gpt-4o", "input": "hi", "store": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fake.last_request().expect("request")["store"], false);
+}
+
+#[actix_web::test]
+async fn a_provider_may_allow_service_tiers() {
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    drop(gw);
+    let toml = provider_toml("openai", &fake, "mid", "gpt-4o", 0.001)
+        .replace("\n\n", "\nallow_service_tier = true\n\n");
+    let gw = Gateway::start(&toml, &[]);
+    let (_, key) = gw.key().await;
+    let mut body = loaded_chat("gpt-4o");
+    body["service_tier"] = json!("priority");
+    let r = gw.post("/v1/chat/completions", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        fake.last_request().expect("request")["service_tier"],
+        "priority"
+    );
+}
+
+#[actix_web::test]
+async fn native_bodies_keep_their_protocols_fields_only() {
+    // Responses → OpenAI, natively.
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    let (_, key) = gw.key().await;
+    let body = json!({"model": "gpt-4o", "input": "hi", "instructions": "Be terse.",
+        "store": false, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "s1",
+        "reasoning": {"effort": "low"}, "text": {"format": {"type": "text"}},
+        "metadata": {"k": "v"}, "user": "me", "conversation": "conv_1", "extra_body": {}});
+    let r = gw.post("/v1/responses", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = fake.last_request().expect("request");
+    assert_eq!(
+        keys_of(&sent),
+        [
+            "include",
+            "input",
+            "instructions",
+            "model",
+            "prompt_cache_key",
+            "reasoning",
+            "store",
+            "stream",
+            "text",
+            "user"
+        ]
+    );
+    assert_eq!(sent["store"], false);
+    assert_ne!(sent["user"], "me");
+
+    // Messages → Anthropic, natively.
+    let (fake, gw) = one(
+        FakeDialect::Anthropic,
+        "anthropic",
+        "claude-sonnet-4-20250514",
+        "",
+    );
+    let (_, key) = gw.key().await;
+    let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 50,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+            "cache_control": {"type": "ephemeral"}}]}],
+        "thinking": {"type": "enabled", "budget_tokens": 20}, "service_tier": "standard_only",
+        "metadata": {"user_id": "client-chosen"}, "mcp_servers": [{"url": "http://x"}],
+        "inference_geo": "us", "extra_body": {}});
+    let r = gw
+        .client()
+        .post(format!("{}/v1/messages", gw.url))
+        .insert_header(("x-api-key", key.as_str()))
+        .insert_header(("anthropic-version", "2023-06-01"))
+        .send_json(&body)
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(r.as_u16(), 200);
+    let sent = fake.last_request().expect("request");
+    assert_eq!(
+        keys_of(&sent),
+        [
+            "max_tokens",
+            "messages",
+            "metadata",
+            "model",
+            "stream",
+            "thinking"
+        ]
+    );
+    assert_eq!(
+        sent["messages"], body["messages"],
+        "content passes untouched"
+    );
+    let user_id = sent["metadata"]["user_id"].as_str().unwrap_or_default();
+    assert!(!user_id.is_empty() && user_id != "client-chosen", "{sent}");
 }
 
 /// `primary` in the mid tier, `backup` in the premium one: `auto:mid` tries `primary` first
@@ -167,6 +386,11 @@ async fn the_messages_path_answers_these_faults_in_anthropics_shape() {
     assert_eq!(status, 429, "{v}");
     assert_eq!(v["error"]["type"], "rate_limit_error");
     assert_eq!(retry.as_deref(), Some("1"));
+    let mut priority = body;
+    priority["service_tier"] = json!("priority");
+    let (status, v, _) = post(priority).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
 }
 
 /// Sends raw bytes and reads the whole answer (the gateway closes the connection after it).
