@@ -164,6 +164,10 @@ pub struct ProviderConfig {
     /// natively instead of being translated to Chat Completions.
     #[serde(default)]
     pub responses_api: bool,
+    /// Forward a client's non-standard `service_tier` (e.g. `priority`) to this upstream
+    /// instead of refusing it; the request is still charged at the catalogue price.
+    #[serde(default)]
+    pub allow_service_tier: bool,
     /// `false` switches a provider off even when its key is present.
     #[serde(default = "yes")]
     pub enabled: bool,

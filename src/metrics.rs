@@ -118,7 +118,7 @@ impl Metrics {
             )?,
             failures: counter(
                 "pura_upstream_failures_total",
-                "Failed upstream calls by kind: status, timeout, reset, malformed, rejected (a 4xx the client must fix) or midstream (after the first byte).",
+                "Failed upstream calls by kind: status, timeout, reset, malformed, rejected (a 4xx the client must fix), rate_limited (a 429) or midstream (after the first byte).",
                 &["provider", "kind"],
             )?,
             fallbacks: counter(

@@ -194,9 +194,11 @@ async fn native_to_anthropic_keeps_the_body_and_bills_what_the_headers_say() {
     );
     assert_eq!(m["content"][1]["text"], "Hello from fake Anthropic!");
     assert_eq!(m["usage"]["cache_read_input_tokens"], 3);
-    // What reached the upstream is the client's body, only `model` and `stream` set.
+    // What reached the upstream is the client's body, only `model` and `stream` set and the
+    // end user the key's own id, not the client's.
     let mut expected = sent.clone();
     expected["model"] = json!(NATIVE_MODEL);
+    expected["metadata"]["user_id"] = json!(pura::providers::outbound::end_user(&key_id));
     assert_eq!(fake.last_request(), Some(expected));
     let raw = fake.last_raw_request().expect("raw body");
     for exact in [
@@ -245,6 +247,7 @@ async fn native_to_anthropic_keeps_the_body_and_bills_what_the_headers_say() {
     assert!(evs.iter().any(|e| e.0 == "ping"));
     let mut expected = sent.clone();
     expected["model"] = json!(NATIVE_MODEL);
+    expected["metadata"]["user_id"] = json!(pura::providers::outbound::end_user(&key_id));
     assert_eq!(fake.last_request(), Some(expected));
     let stream_cost = cost_usd_micros(&evs.last().expect("message_stop").1);
 

@@ -1,5 +1,5 @@
-//! OpenAI Chat Completions request types. Unknown fields are kept in `extra` so that an
-//! OpenAI-dialect upstream receives everything the client sent.
+//! OpenAI Chat Completions request types. Other fields are kept in `extra`; what of them an
+//! upstream receives is decided by its adapter (see `providers::outbound`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -35,9 +35,16 @@ pub struct ChatRequest {
     pub parallel_tool_calls: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Value>,
+    /// The end user; the pipeline replaces the client's with the key's own id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Every other field, passed through untouched to OpenAI-dialect upstreams.
+    /// Upstream storage of the conversation: only `false` is accepted (see `protocols::chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
+    /// Priority or flex processing, decided per provider by `providers::outbound::service_tier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
+    /// Every other field; an OpenAI-dialect upstream gets those on `outbound::CHAT_EXTRAS`.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -36,6 +36,9 @@ pub struct MessagesRequest {
     /// `{"type":"enabled","budget_tokens":N}`; only an Anthropic upstream acts on it.
     #[serde(default)]
     pub thinking: Option<Value>,
+    /// `auto` or `standard_only`; anything else is refused (see `providers::outbound`).
+    #[serde(default)]
+    pub service_tier: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -41,6 +41,8 @@ pub struct ResponsesRequest {
     pub previous_response_id: Option<String>,
     #[serde(default)]
     pub prompt_cache_key: Option<String>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
 }
 
 /// The `response` object (non-streaming body, and inside `response.*` stream events).

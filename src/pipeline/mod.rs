@@ -94,10 +94,16 @@ pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, A
 async fn serve(
     ctx: &Ctx<'_>,
     key: &ApiKey,
-    req: Inbound,
+    mut req: Inbound,
     started: Instant,
 ) -> Result<Outcome, ApiError> {
     let state = ctx.state;
+    // Upstreams see one stable id per key as the end user, never an id the client chose.
+    let end_user = crate::providers::outbound::end_user(&key.id);
+    if let Some(native) = req.native.as_mut() {
+        native.end_user.clone_from(&end_user);
+    }
+    req.chat.user = Some(end_user);
     let target = state.router.resolve(req.chat.model.as_deref())?;
     let route = decide::decide(state, &target, &req.chat, &req.hints, &key.id).await?;
     let candidates = state.router.plan(&target, route.tier)?;

@@ -25,6 +25,14 @@ pub fn validate(body: &ChatRequest) -> Result<(), ApiError> {
     if body.n == Some(0) {
         return Err(ApiError::bad_param("n", "`n` must be at least 1."));
     }
+    if body.store == Some(true) {
+        // The upstream would keep the conversation on the operator's account.
+        return Err(ApiError::bad_param(
+            "store",
+            "`store: true` is not available through this gateway: conversations are not stored \
+             upstream. Omit `store` or send `false`.",
+        ));
+    }
     if body.stream_options.is_some() && body.stream != Some(true) {
         return Err(ApiError::bad_param(
             "stream_options",

@@ -290,6 +290,8 @@ pub fn decode(req: &MessagesRequest, model: Option<String>) -> Result<ChatReques
         parallel_tool_calls: parallel,
         response_format: None,
         user: req.metadata.as_ref().and_then(|m| m.user_id.clone()),
+        store: None,
+        service_tier: req.service_tier.clone(),
         extra: Map::new(),
     })
 }

@@ -243,6 +243,9 @@ pub fn decode(req: &ResponsesRequest, history: &[Value]) -> Result<ChatRequest, 
         parallel_tool_calls: req.parallel_tool_calls,
         response_format,
         user: None,
+        // Stored responses are Pura's own (see `native`), never the upstream's.
+        store: None,
+        service_tier: req.service_tier.clone(),
         extra: Map::new(),
     })
 }
@@ -265,6 +268,7 @@ pub fn native(mut body: Map<String, Value>, history: Vec<Value>) -> NativeBody {
         dialect: Dialect::Openai,
         body,
         headers: Vec::new(),
+        end_user: String::new(),
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::messages::{self, bad_messages, text_of, Image, Part};
+use super::outbound;
 use super::sse::SseEvent;
 use super::{chunk, error_message};
 use super::{Completion, NativeBody, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
@@ -70,6 +71,8 @@ pub fn build(
     if let Some(user) = &req.user {
         body["metadata"] = json!({ "user_id": user });
     }
+    // Anthropic's tiers are not OpenAI's: an allowed one is served at the standard tier.
+    outbound::service_tier(p, req.service_tier.as_deref(), false)?;
     if let Some(tools) = req.tools.as_deref().filter(|t| !t.is_empty()) {
         body["tools"] = tools.iter().map(tool_def).collect();
         if let Some(choice) = tool_choice(req.tool_choice.as_ref(), req.parallel_tool_calls)? {
@@ -383,7 +386,7 @@ pub fn build_native(
     native: &NativeBody,
     stream: bool,
 ) -> Result<UpstreamCall, ApiError> {
-    let mut body = native.body.clone();
+    let mut body = outbound::messages_body(p, &native.body, &native.end_user)?;
     body.insert("model".into(), json!(model));
     body.insert("stream".into(), json!(stream));
     let mut headers = vec![("x-api-key", p.api_key.expose().to_owned())];
@@ -549,6 +552,7 @@ mod tests {
                 cached_input_per_1k: None,
             },
             responses_api: false,
+            allow_service_tier: false,
             timeout: std::time::Duration::from_secs(60),
         }
     }
@@ -834,6 +838,7 @@ data: {"type":"message_stop"}
                 ("anthropic-version", "2026-10-21".into()),
                 ("anthropic-beta", "interleaved-thinking-2025-05-14".into()),
             ],
+            end_user: "u1".into(),
         };
         let call = build_native(&spec(), "claude-x", &native, true).unwrap();
         assert!(call.native);
@@ -841,6 +846,7 @@ data: {"type":"message_stop"}
         assert_eq!(b["model"], "claude-x");
         assert_eq!(b["stream"], true);
         assert_eq!(b["messages"], msgs);
+        assert_eq!(b["metadata"], json!({"user_id": "u1"}));
         assert_eq!(
             call.headers,
             vec![

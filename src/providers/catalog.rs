@@ -23,6 +23,7 @@ fn spec(name: &str, p: &ProviderConfig, api_key: Secret) -> ProviderSpec {
             cached_input_per_1k: p.cached_input_price_per_1k,
         },
         responses_api: p.responses_api,
+        allow_service_tier: p.allow_service_tier,
         timeout: parse_duration(&p.timeout).unwrap_or(Duration::from_secs(60)),
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::messages::{self, bad_messages, text_of, Image, Part};
+use super::outbound;
 use super::sse::SseEvent;
 use super::{chunk, error_message};
 use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
@@ -30,6 +31,8 @@ pub fn build(
             "n > 1 cannot be streamed from Gemini models.",
         ));
     }
+    // Gemini has no tier field: an allowed one is served at the standard tier.
+    outbound::service_tier(p, req.service_tier.as_deref(), false)?;
     let mut system = Vec::new();
     let mut contents = Vec::new();
     // Gemini names a function response by the function, OpenAI by the call id.
@@ -403,6 +406,7 @@ mod tests {
                 cached_input_per_1k: None,
             },
             responses_api: false,
+            allow_service_tier: false,
             timeout: std::time::Duration::from_secs(60),
         }
     }

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod gemini;
 pub mod messages;
 pub mod openai;
+pub mod outbound;
 pub mod sse;
 pub mod transport;
 
@@ -39,6 +40,8 @@ pub struct ProviderSpec {
     pub price: Price,
     /// Serves OpenAI's `/responses`, so Responses requests go to it natively.
     pub responses_api: bool,
+    /// Forwards a client's non-standard `service_tier` (see [`outbound::service_tier`]).
+    pub allow_service_tier: bool,
     pub timeout: Duration,
 }
 
@@ -70,15 +73,18 @@ pub struct UpstreamCall {
 }
 
 /// The client's body in an upstream dialect's own protocol (Responses for OpenAI, Messages for
-/// Anthropic). When the planned upstream speaks it, the body goes through as it came (model,
-/// `stream` and `store` set by the adapter) so that what the canonical form does not model —
-/// reasoning items, thinking signatures, `cache_control` — survives byte for byte.
+/// Anthropic). When the planned upstream speaks it, the protocol's own fields go through as they
+/// came (model and `stream` set by the adapter, the rest kept to [`outbound`]'s allow-list) so
+/// that what the canonical form does not model — reasoning items, thinking signatures,
+/// `cache_control` — survives byte for byte.
 #[derive(Debug, Clone)]
 pub struct NativeBody {
     pub dialect: Dialect,
     pub body: serde_json::Map<String, Value>,
     /// Client headers the upstream needs (`anthropic-version`, `anthropic-beta`).
     pub headers: Vec<(&'static str, String)>,
+    /// The key's end-user id ([`outbound::end_user`]), set by the pipeline.
+    pub end_user: String,
 }
 
 /// A non-streaming answer translated to OpenAI's `chat.completion`, or a native one.

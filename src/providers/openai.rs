@@ -1,10 +1,12 @@
 //! The OpenAI dialect: OpenAI itself, Groq, and any OpenAI-compatible server (Ollama, vLLM,
-//! llama.cpp). The request passes through with the concrete model set; streams always ask
-//! for usage so that cost is known even when the client did not ask for it.
+//! llama.cpp). The canonical request goes out with the concrete model set and only the fields
+//! on `outbound`'s allow-list; streams always ask for usage so that cost is known even when
+//! the client did not ask for it.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::outbound;
 use super::sse::SseEvent;
 use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
 use crate::api::{ChatRequest, Usage};
@@ -19,9 +21,15 @@ pub fn build(
     let mut req = req.clone();
     req.model = Some(model.to_owned());
     req.stream = Some(stream);
+    req.extra
+        .retain(|k, _| outbound::CHAT_EXTRAS.contains(&k.as_str()));
+    req.store = None;
+    req.service_tier = outbound::service_tier(p, req.service_tier.as_deref(), true)?;
     if stream {
         let opts = req.stream_options.get_or_insert_with(Default::default);
         opts.include_usage = true;
+        opts.extra
+            .retain(|k, _| outbound::STREAM_OPTIONS.contains(&k.as_str()));
     } else {
         req.stream_options = None;
     }
@@ -149,7 +157,8 @@ impl super::Adapter for OpenAi {
         Some("x-request-id")
     }
 
-    /// A Responses body goes to `/responses` as the client sent it, with the concrete model.
+    /// A Responses body goes to `/responses` with its own fields as the client sent them (see
+    /// [`outbound::responses_body`]), with the concrete model.
     fn build_native(
         &self,
         p: &ProviderSpec,
@@ -157,7 +166,7 @@ impl super::Adapter for OpenAi {
         native: &super::NativeBody,
         stream: bool,
     ) -> Result<UpstreamCall, ApiError> {
-        let mut body = native.body.clone();
+        let mut body = outbound::responses_body(p, &native.body, &native.end_user)?;
         body.insert("model".into(), json!(model));
         body.insert("stream".into(), json!(stream));
         Ok(UpstreamCall {

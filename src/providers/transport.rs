@@ -43,19 +43,29 @@ pub enum Failure {
     Timeout(String),
     /// Any other failure of the upstream; try the next one.
     Upstream(String),
-    /// The upstream rejected the request itself (400/404/413/422): the client's to fix.
+    /// The upstream rejected the request itself (400/413/422): the client's to fix. A 404 is
+    /// not here: the model or path the operator configured is wrong, another upstream may do.
+    /// Nor are 401/403: the operator's key is the problem.
     Client(u16, String),
+    /// The upstream said 429; `retry_after` is its `Retry-After` (or Gemini's `RetryInfo`)
+    /// in seconds, when it gave one.
+    RateLimited {
+        retry_after: Option<u64>,
+        message: String,
+    },
 }
 
 impl Failure {
     /// The kind of failure, for the `pura_upstream_failures_total` series: `status`,
     /// `timeout`, `reset` (the connection failed or broke), `malformed` (an answer that could
-    /// not be read, or an error event instead of a first chunk) or `rejected` (a 4xx the
-    /// client must fix). Read from the messages this file builds, so keep the two in step.
+    /// not be read, or an error event instead of a first chunk), `rejected` (a 4xx the
+    /// client must fix) or `rate_limited` (a 429). Read from the messages this file builds,
+    /// so keep the two in step.
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Timeout(_) => "timeout",
             Failure::Client(..) => "rejected",
+            Failure::RateLimited { .. } => "rate_limited",
             Failure::Upstream(m) if m.starts_with("HTTP ") => "status",
             Failure::Upstream(m)
                 if m.starts_with("request failed")
@@ -102,7 +112,14 @@ pub async fn send(
         .map(str::to_owned);
     let status = resp.status();
     if !status.is_success() {
+        let retry_after = retry_after_header(resp.headers());
         let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Failure::RateLimited {
+                retry_after: retry_after.or_else(|| retry_info(&body)),
+                message: format!("HTTP 429: {}", error_message(&body)),
+            });
+        }
         return Err(classify(status, error_message(&body)));
     }
     if !stream {
@@ -138,10 +155,36 @@ pub async fn send(
 
 fn classify(status: StatusCode, msg: String) -> Failure {
     match status.as_u16() {
-        400 | 404 | 413 | 422 => Failure::Client(status.as_u16(), msg),
+        400 | 413 | 422 => Failure::Client(status.as_u16(), msg),
         408 | 504 => Failure::Timeout(format!("HTTP {status}: {msg}")),
         _ => Failure::Upstream(format!("HTTP {}: {msg}", status.as_u16())),
     }
+}
+
+/// `retry-after-ms` or `retry-after` in whole seconds (rounded up). An HTTP-date is not read:
+/// the caller's default applies.
+fn retry_after_header(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
+    let read = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let secs = read("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| read("retry-after"))?;
+    Some(secs.ceil() as u64)
+}
+
+/// Gemini puts the delay in the body: a `RetryInfo` detail with `retryDelay: "43s"`.
+fn retry_info(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let v = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
+    let details = v.pointer("/error/details")?.as_array()?;
+    let delay = details.iter().find_map(|d| d["retryDelay"].as_str())?;
+    let secs: f64 = delay.strip_suffix('s')?.parse().ok()?;
+    Some(secs.max(0.0).ceil() as u64)
 }
 
 /// Reads until the first content chunk (or the end) so a failure can still fall back.
@@ -212,6 +255,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retry_after_is_read_from_headers_or_gemini_retry_info() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after_header(&h), None);
+        let name = HeaderName::from_static("retry-after");
+        h.insert(name.clone(), HeaderValue::from_static("7"));
+        assert_eq!(retry_after_header(&h), Some(7));
+        h.insert(
+            name,
+            HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after_header(&h), None);
+        let ms = HeaderName::from_static("retry-after-ms");
+        h.insert(ms, HeaderValue::from_static("1500"));
+        assert_eq!(retry_after_header(&h), Some(2));
+        let gemini = br#"{"error":{"code":429,"details":[{"@type":"x.QuotaFailure"},
+            {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"43s"}]}}"#;
+        assert_eq!(retry_info(gemini), Some(43));
+        assert_eq!(retry_info(b"{}"), None);
+    }
+
+    #[test]
     fn failure_kinds_follow_the_messages_built_here() {
         let status = classify(StatusCode::INTERNAL_SERVER_ERROR, "boom".into());
         assert_eq!(status.kind(), "status");
@@ -219,6 +284,14 @@ mod tests {
         assert_eq!(gateway_timeout.kind(), "timeout");
         let rejected = classify(StatusCode::BAD_REQUEST, "bad".into());
         assert_eq!(rejected.kind(), "rejected");
+        // A model the operator configured but the upstream lacks, or the operator's key.
+        for theirs in [
+            StatusCode::NOT_FOUND,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+        ] {
+            assert_eq!(classify(theirs, "x".into()).kind(), "status", "{theirs}");
+        }
         for reset in [
             "request failed: connection refused",
             "reading answer: connection reset",

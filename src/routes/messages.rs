@@ -138,6 +138,7 @@ pub async fn create(
             dialect: Dialect::Anthropic,
             body: raw,
             headers: native_headers(&req),
+            end_user: String::new(),
         }),
         protocol: "messages",
     };

@@ -21,51 +21,56 @@ pub mod wallet;
 
 use actix_web::web;
 
-/// Registers all routes (used by `main` and by tests).
+/// Registers all routes (used by `main` and by tests). One resource per path, so a path
+/// asked with a method it does not take is a 405 (enveloped by `error::rewrite_plain_errors`),
+/// not a 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(console::index))
-        .route("/", web::head().to(messages::head))
-        .route("/static/console.js", web::get().to(console::script))
-        .route("/static/console.css", web::get().to(console::style))
-        .route("/health", web::get().to(health::health))
-        .route("/ready", web::get().to(health::ready))
-        .route("/metrics", web::get().to(metrics::scrape))
-        .route(
-            "/v1/models",
-            web::get()
-                .guard(actix_web::guard::fn_guard(messages::is_anthropic))
-                .to(messages::models),
-        )
-        .route("/v1/models", web::get().to(models::list))
-        .route("/api/models", web::get().to(models::list))
-        .route("/v1/chat/completions", web::post().to(chat::openai))
-        .route("/api/chat/completions", web::post().to(chat::openai))
-        .route("/api/chat", web::post().to(chat::native))
-        .route("/v1/responses", web::post().to(responses::create))
-        .route("/api/responses", web::post().to(responses::create))
-        .route("/v1/messages", web::post().to(messages::create))
-        .route(
-            "/v1/messages/count_tokens",
-            web::post().to(messages::count_tokens),
-        )
-        .route("/api/keys", web::post().to(keys::create))
-        .route("/api/keys/me", web::get().to(me::me))
-        .route("/api/keys/me", web::patch().to(me::update))
-        .route("/api/keys/me", web::delete().to(me::disable))
-        .route("/api/keys/me/rotate", web::post().to(me::rotate))
-        .route("/api/wallet/balance", web::get().to(me::balance))
-        .route("/api/account", web::get().to(account::show))
-        .route("/api/account/keys/{id}", web::patch().to(account::update))
-        .route("/api/account/keys/{id}", web::delete().to(account::disable))
-        .route(
-            "/api/account/keys/{id}/rotate",
-            web::post().to(account::rotate),
-        )
-        .route("/api/report", web::get().to(report::report))
-        .route("/api/wallet/fund", web::post().to(wallet::fund))
-        .route("/api/wallet/status", web::get().to(wallet::status))
-        .route("/invoice/{id}", web::get().to(wallet::page))
-        .route("/api/admin/keys", web::get().to(admin::list))
-        .route("/api/admin/keys/{id}", web::patch().to(admin::update))
-        .route("/api/admin/keys/{id}/credit", web::post().to(admin::credit));
+    use web::{delete, get, head, patch, post, resource};
+    let anthropic = actix_web::guard::fn_guard(messages::is_anthropic);
+    cfg.service(
+        resource("/")
+            .route(get().to(console::index))
+            .route(head().to(messages::head)),
+    )
+    .service(resource("/static/console.js").route(get().to(console::script)))
+    .service(resource("/static/console.css").route(get().to(console::style)))
+    .service(resource("/health").route(get().to(health::health)))
+    .service(resource("/ready").route(get().to(health::ready)))
+    .service(resource("/metrics").route(get().to(metrics::scrape)))
+    .service(
+        resource("/v1/models")
+            .route(get().guard(anthropic).to(messages::models))
+            .route(get().to(models::list)),
+    )
+    .service(resource("/api/models").route(get().to(models::list)))
+    .service(resource("/v1/chat/completions").route(post().to(chat::openai)))
+    .service(resource("/api/chat/completions").route(post().to(chat::openai)))
+    .service(resource("/api/chat").route(post().to(chat::native)))
+    .service(resource("/v1/responses").route(post().to(responses::create)))
+    .service(resource("/api/responses").route(post().to(responses::create)))
+    .service(resource("/v1/messages").route(post().to(messages::create)))
+    .service(resource("/v1/messages/count_tokens").route(post().to(messages::count_tokens)))
+    .service(resource("/api/keys").route(post().to(keys::create)))
+    .service(
+        resource("/api/keys/me")
+            .route(get().to(me::me))
+            .route(patch().to(me::update))
+            .route(delete().to(me::disable)),
+    )
+    .service(resource("/api/keys/me/rotate").route(post().to(me::rotate)))
+    .service(resource("/api/wallet/balance").route(get().to(me::balance)))
+    .service(resource("/api/account").route(get().to(account::show)))
+    .service(
+        resource("/api/account/keys/{id}")
+            .route(patch().to(account::update))
+            .route(delete().to(account::disable)),
+    )
+    .service(resource("/api/account/keys/{id}/rotate").route(post().to(account::rotate)))
+    .service(resource("/api/report").route(get().to(report::report)))
+    .service(resource("/api/wallet/fund").route(post().to(wallet::fund)))
+    .service(resource("/api/wallet/status").route(get().to(wallet::status)))
+    .service(resource("/invoice/{id}").route(get().to(wallet::page)))
+    .service(resource("/api/admin/keys").route(get().to(admin::list)))
+    .service(resource("/api/admin/keys/{id}").route(patch().to(admin::update)))
+    .service(resource("/api/admin/keys/{id}/credit").route(post().to(admin::credit)));
 }

@@ -1,0 +1,446 @@
+//! Nothing lost at the edges: only the fields Pura means reach the upstream (an allow-list per
+//! dialect, the key's own end-user id, no priority tier or upstream storage), and every fault
+//! maps to the answer whose fault it is (an upstream's 400 is the client's, a 429 on every
+//! upstream is a 429 with `Retry-After`, actix's own errors carry the JSON envelope).
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::{provider_toml, Behavior, FakeDialect, FakeUpstream, Gateway};
+use serde_json::{json, Value};
+
+/// A chat body carrying every kind of field a client may add: known ones, ones that change
+/// what the operator pays or keeps, and ones no upstream should see.
+fn loaded_chat(model: &str) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "hello"}],
+        "temperature": 0.2, "top_p": 0.9, "max_completion_tokens": 50, "seed": 7,
+        "stop": ["END"], "presence_penalty": 0.1, "logprobs": false,
+        "response_format": {"type": "text"}, "reasoning_effort": "low",
+        "user": "client-chosen-user", "safety_identifier": "client-chosen",
+        "metadata": {"team": "x"}, "store": false, "service_tier": "auto",
+        "extra_headers": {"x-evil": "1"}, "extra_body": {"a": 1},
+        "api_key": "sk-client", "base_url": "http://elsewhere", "audio": {"voice": "alloy"},
+        "web_search_options": {}
+    })
+}
+
+fn keys_of(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    k.sort();
+    k
+}
+
+fn one(dialect: FakeDialect, name: &str, model: &str, extra: &str) -> (FakeUpstream, Gateway) {
+    let fake = FakeUpstream::start(dialect);
+    let toml = provider_toml(name, &fake, "mid", model, 0.001) + extra;
+    let gw = Gateway::start(&toml, &[]);
+    (fake, gw)
+}
+
+#[actix_web::test]
+async fn an_openai_upstream_gets_only_the_fields_it_knows_and_the_keys_own_user() {
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    let (_, key) = gw.key().await;
+    let (_, other) = gw.key().await;
+    for stream in [false, true] {
+        let mut body = loaded_chat("gpt-4o");
+        body["stream"] = json!(stream);
+        if stream {
+            body["stream_options"] = json!({"include_usage": true, "evil": 1});
+        }
+        let r = gw.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let sent = fake.requests();
+    assert_eq!(sent.len(), 2);
+    let mut expected = [
+        "max_completion_tokens",
+        "messages",
+        "model",
+        "presence_penalty",
+        "reasoning_effort",
+        "response_format",
+        "seed",
+        "stop",
+        "stream",
+        "temperature",
+        "top_p",
+        "user",
+        "logprobs",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    expected.sort();
+    assert_eq!(keys_of(&sent[0]), expected, "{}", sent[0]);
+    expected.push("stream_options".into());
+    expected.sort();
+    assert_eq!(keys_of(&sent[1]), expected, "{}", sent[1]);
+    assert_eq!(sent[1]["stream_options"], json!({"include_usage": true}));
+    // The end user is the key's stable id, never the client's.
+    let user = sent[0]["user"].as_str().expect("user").to_owned();
+    assert_ne!(user, "client-chosen-user");
+    assert_eq!(
+        sent[1]["user"],
+        json!(user),
+        "stable across requests of a key"
+    );
+    let r = gw
+        .post("/v1/chat/completions", &other, &loaded_chat("gpt-4o"))
+        .await;
+    assert_eq!(r.status, 200);
+    let third = fake.last_request().expect("request");
+    assert!(third["user"].as_str().is_some_and(|u| u != user), "{third}");
+}
+
+#[actix_web::test]
+async fn priority_tier_and_upstream_storage_are_refused_before_any_upstream_call() {
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    let (_, key) = gw.key().await;
+    for (field, value, param) in [
+        ("service_tier", json!("priority"), "service_tier"),
+        ("service_tier", json!("flex"), "service_tier"),
+        ("store", json!(true), "store"),
+    ] {
+        let mut body = loaded_chat("gpt-4o");
+        body[field] = value.clone();
+        let r = gw.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status, 400, "{field}={value}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["type"], "invalid_request_error", "{e}");
+        assert_eq!(e["param"], param, "{e}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| m.contains(field)),
+            "{e}"
+        );
+    }
+    // Responses: Pura's own storage (store:true) is fine, a priority tier is not.
+    let r = gw
+        .post(
+            "/v1/responses",
+            &key,
+            &json!({"model": "gpt-4o", "input": "hi", "service_tier": "priority"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["param"], "service_tier");
+    assert_eq!(fake.hits(), 0, "nothing refused reached the upstream");
+    let r = gw
+        .post(
+            "/v1/responses",
+            &key,
+            &json!({"model": "gpt-4o", "input": "hi", "store": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fake.last_request().expect("request")["store"], false);
+}
+
+#[actix_web::test]
+async fn a_provider_may_allow_service_tiers() {
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    drop(gw);
+    let toml = provider_toml("openai", &fake, "mid", "gpt-4o", 0.001)
+        .replace("\n\n", "\nallow_service_tier = true\n\n");
+    let gw = Gateway::start(&toml, &[]);
+    let (_, key) = gw.key().await;
+    let mut body = loaded_chat("gpt-4o");
+    body["service_tier"] = json!("priority");
+    let r = gw.post("/v1/chat/completions", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        fake.last_request().expect("request")["service_tier"],
+        "priority"
+    );
+}
+
+#[actix_web::test]
+async fn native_bodies_keep_their_protocols_fields_only() {
+    // Responses → OpenAI, natively.
+    let (fake, gw) = one(FakeDialect::OpenAi, "openai", "gpt-4o", "");
+    let (_, key) = gw.key().await;
+    let body = json!({"model": "gpt-4o", "input": "hi", "instructions": "Be terse.",
+        "store": false, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "s1",
+        "reasoning": {"effort": "low"}, "text": {"format": {"type": "text"}},
+        "metadata": {"k": "v"}, "user": "me", "conversation": "conv_1", "extra_body": {}});
+    let r = gw.post("/v1/responses", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = fake.last_request().expect("request");
+    assert_eq!(
+        keys_of(&sent),
+        [
+            "include",
+            "input",
+            "instructions",
+            "model",
+            "prompt_cache_key",
+            "reasoning",
+            "store",
+            "stream",
+            "text",
+            "user"
+        ]
+    );
+    assert_eq!(sent["store"], false);
+    assert_ne!(sent["user"], "me");
+
+    // Messages → Anthropic, natively.
+    let (fake, gw) = one(
+        FakeDialect::Anthropic,
+        "anthropic",
+        "claude-sonnet-4-20250514",
+        "",
+    );
+    let (_, key) = gw.key().await;
+    let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 50,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+            "cache_control": {"type": "ephemeral"}}]}],
+        "thinking": {"type": "enabled", "budget_tokens": 20}, "service_tier": "standard_only",
+        "metadata": {"user_id": "client-chosen"}, "mcp_servers": [{"url": "http://x"}],
+        "inference_geo": "us", "extra_body": {}});
+    let r = gw
+        .client()
+        .post(format!("{}/v1/messages", gw.url))
+        .insert_header(("x-api-key", key.as_str()))
+        .insert_header(("anthropic-version", "2023-06-01"))
+        .send_json(&body)
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(r.as_u16(), 200);
+    let sent = fake.last_request().expect("request");
+    assert_eq!(
+        keys_of(&sent),
+        [
+            "max_tokens",
+            "messages",
+            "metadata",
+            "model",
+            "stream",
+            "thinking"
+        ]
+    );
+    assert_eq!(
+        sent["messages"], body["messages"],
+        "content passes untouched"
+    );
+    let user_id = sent["metadata"]["user_id"].as_str().unwrap_or_default();
+    assert!(!user_id.is_empty() && user_id != "client-chosen", "{sent}");
+}
+
+/// `primary` in the mid tier, `backup` in the premium one: `auto:mid` tries `primary` first
+/// whatever latencies the router has seen, then steps up to `backup`.
+fn pair(primary: FakeDialect, backup: FakeDialect) -> (FakeUpstream, FakeUpstream, Gateway) {
+    let a = FakeUpstream::start(primary);
+    let b = FakeUpstream::start(backup);
+    let toml = provider_toml("primary", &a, "mid", "model-a", 0.001)
+        + &provider_toml("backup", &b, "premium", "model-b", 0.002);
+    let gw = Gateway::start(&toml, &[]);
+    (a, b, gw)
+}
+
+fn hello(stream: bool) -> Value {
+    json!({"model": "auto:mid", "stream": stream, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+#[actix_web::test]
+async fn an_upstream_400_is_the_clients_without_fallback_or_circuit_penalty() {
+    for dialect in [
+        FakeDialect::OpenAi,
+        FakeDialect::Anthropic,
+        FakeDialect::Gemini,
+    ] {
+        let (a, b, gw) = pair(dialect, FakeDialect::OpenAi);
+        a.set_behavior(Behavior::Status(400));
+        let (_, key) = gw.key().await;
+        // Three: as many consecutive failures as open a circuit, were they counted as such.
+        for stream in [false, true, false] {
+            let r = gw.post("/v1/chat/completions", &key, &hello(stream)).await;
+            assert_eq!(r.status, 400, "{dialect:?}: {}", r.text());
+            let e = &r.json()["error"];
+            assert_eq!(e["type"], "invalid_request_error");
+            assert_eq!(e["code"], "upstream_rejected");
+            assert!(
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Fake upstream error 400")),
+                "the upstream's own message: {e}"
+            );
+        }
+        assert_eq!((a.hits(), b.hits()), (3, 0), "{dialect:?}: no fallback");
+        // The circuit stayed closed: the same upstream serves the next request.
+        a.set_behavior(Behavior::Normal);
+        let r = gw.post("/v1/chat/completions", &key, &hello(false)).await;
+        assert_eq!(r.status, 200, "{dialect:?}: {}", r.text());
+        assert_eq!(r.header("x-pura-provider"), Some("primary"));
+    }
+}
+
+#[actix_web::test]
+async fn a_404_or_403_from_an_upstream_is_the_operators_and_falls_back() {
+    for status in [404, 403] {
+        let (a, b, gw) = pair(FakeDialect::OpenAi, FakeDialect::Anthropic);
+        a.set_behavior(Behavior::Status(status));
+        let (_, key) = gw.key().await;
+        let r = gw.post("/v1/chat/completions", &key, &hello(false)).await;
+        assert_eq!(r.status, 200, "{status}: {}", r.text());
+        assert_eq!(r.header("x-pura-provider"), Some("backup"));
+        assert_eq!((a.hits(), b.hits()), (1, 1));
+    }
+}
+
+#[actix_web::test]
+async fn an_adapter_that_cannot_express_the_request_is_a_400() {
+    let (fake, gw) = one(FakeDialect::Anthropic, "anthropic", "claude-x", "");
+    let (_, key) = gw.key().await;
+    let body = json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"},
+        {"role": "function", "name": "f", "content": "x"}]});
+    let r = gw.post("/v1/chat/completions", &key, &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let e = &r.json()["error"];
+    assert_eq!(e["type"], "invalid_request_error");
+    assert_eq!(e["param"], "messages");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`tool` messages")),
+        "{e}"
+    );
+    assert_eq!(fake.hits(), 0);
+}
+
+#[actix_web::test]
+async fn every_upstream_rate_limited_is_a_429_with_retry_after() {
+    // OpenAI and Anthropic fakes send `retry-after: 1`, Gemini a RetryInfo of 1 s.
+    for (primary, backup) in [
+        (FakeDialect::OpenAi, FakeDialect::Anthropic),
+        (FakeDialect::Gemini, FakeDialect::Groq),
+    ] {
+        let (a, b, gw) = pair(primary, backup);
+        a.set_behavior(Behavior::Status(429));
+        b.set_behavior(Behavior::Status(429));
+        let (key_id, key) = gw.key().await;
+        for stream in [false, true] {
+            let r = gw.post("/v1/chat/completions", &key, &hello(stream)).await;
+            assert_eq!(r.status, 429, "{primary:?}: {}", r.text());
+            let e = &r.json()["error"];
+            assert_eq!(e["type"], "rate_limit_error", "{e}");
+            assert_eq!(e["code"], "rate_limit_exceeded", "{e}");
+            assert_eq!(r.header("retry-after"), Some("1"), "{primary:?}");
+        }
+        assert_eq!((a.hits(), b.hits()), (2, 2), "every candidate was tried");
+        assert!(
+            gw.usage_rows(&key_id).is_empty(),
+            "nothing served, nothing billed"
+        );
+    }
+    // One rate limited, the other failing otherwise: still the 502 of failed upstreams.
+    let (a, b, gw) = pair(FakeDialect::OpenAi, FakeDialect::Anthropic);
+    a.set_behavior(Behavior::Status(429));
+    b.set_behavior(Behavior::Status(500));
+    let (_, key) = gw.key().await;
+    let r = gw.post("/v1/chat/completions", &key, &hello(false)).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+}
+
+#[actix_web::test]
+async fn the_messages_path_answers_these_faults_in_anthropics_shape() {
+    let (a, b, gw) = pair(FakeDialect::Anthropic, FakeDialect::OpenAi);
+    let (_, key) = gw.key().await;
+    let post = |body: Value| {
+        let req = gw
+            .client()
+            .post(format!("{}/v1/messages", gw.url))
+            .insert_header(("x-api-key", key.clone()))
+            .insert_header(("anthropic-version", "2023-06-01"));
+        async move {
+            let mut resp = req.send_json(&body).await.expect("request");
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            (resp.status().as_u16(), v, retry)
+        }
+    };
+    let body = json!({"model": "auto:mid", "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}]});
+    a.set_behavior(Behavior::Status(400));
+    let (status, v, _) = post(body.clone()).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("invalid_request_error"))
+    );
+    a.set_behavior(Behavior::Status(429));
+    b.set_behavior(Behavior::Status(429));
+    let (status, v, retry) = post(body.clone()).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert_eq!(retry.as_deref(), Some("1"));
+    let mut priority = body;
+    priority["service_tier"] = json!("priority");
+    let (status, v, _) = post(priority).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+}
+
+/// Sends raw bytes and reads the whole answer (the gateway closes the connection after it).
+fn raw(url: &str, request: &[u8]) -> String {
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn enveloped(answer: &str, status: u16) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert!(
+        v["error"]["message"].is_string() && v["error"]["type"].is_string(),
+        "{answer}"
+    );
+}
+
+#[actix_web::test]
+async fn actixs_own_errors_carry_the_envelope() {
+    let gw = Gateway::start("", &[]);
+    let method = raw(
+        &gw.url,
+        b"DELETE /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    enveloped(&method, 405);
+    let head = raw(
+        &gw.url,
+        b"HEAD /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let known = raw(
+        &gw.url,
+        b"HEAD /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(known.starts_with("HTTP/1.1 405"), "{known}");
+}
