@@ -1,7 +1,8 @@
 //! Reservations arbitrated by PostgreSQL, so that several replicas never spend the same money.
 //! Each replica's BudgetActor decides first from what it knows; then [`take`] checks the same
-//! limits against the database in one transaction under the account row's lock (which orders
-//! the reservations of all of an account's keys, on every replica) and records a hold. The
+//! limits against the database in one transaction that takes the account's turn (an advisory
+//! lock, which orders the reservations of all of an account's keys, on every replica) and
+//! records a hold. The
 //! settlement writer deletes the hold in the commit that debits the request ([`settled`]), and
 //! a request that served nothing deletes it at once ([`release`]).
 //!
@@ -12,7 +13,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamp};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
 use super::super::schema::{holds, key_spend, replicas, rpm_buckets};
 use super::super::{DbConn, DbError};
@@ -64,33 +65,78 @@ pub enum Verdict {
     },
 }
 
+/// Everything a hold is checked against, read by [`STANDING`] in one statement, so in one
+/// snapshot: a settlement that commits meanwhile (debit, hold deleted, spend added, all in one
+/// transaction) is seen whole or not at all.
 #[derive(Debug, QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
+struct Standing {
+    #[diesel(sql_type = BigInt)]
     balance_micros: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    #[diesel(sql_type = BigInt)]
     free_requests_remaining: i64,
+    #[diesel(sql_type = BigInt)]
+    paid_held: i64,
+    #[diesel(sql_type = BigInt)]
+    free_held: i64,
+    #[diesel(sql_type = BigInt)]
+    key_held: i64,
+    #[diesel(sql_type = BigInt)]
+    day_spent: i64,
+    #[diesel(sql_type = BigInt)]
+    month_spent: i64,
+    #[diesel(sql_type = BigInt)]
+    hits: i64,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    oldest: Option<NaiveDateTime>,
 }
 
-/// Checks and records a hold, in one transaction under the account row's lock.
+/// $1 account, $2 key, $3 day start, $4 month start, $5 alive since, $6 RPM window start.
+const STANDING: &str = "SELECT a.balance_micros, a.free_requests_remaining, \
+    COALESCE(h.paid, 0)::bigint AS paid_held, COALESCE(h.free_n, 0)::bigint AS free_held, \
+    COALESCE(h.key_held, 0)::bigint AS key_held, \
+    COALESCE((SELECT spent_micros FROM key_spend WHERE key_id = $2 AND budget_window = 'day' \
+              AND window_start = $3), 0)::bigint AS day_spent, \
+    COALESCE((SELECT spent_micros FROM key_spend WHERE key_id = $2 AND budget_window = 'month' \
+              AND window_start = $4), 0)::bigint AS month_spent, \
+    COALESCE(r.hits, 0)::bigint AS hits, r.oldest \
+    FROM accounts a \
+    CROSS JOIN (SELECT SUM(estimate_micros) FILTER (WHERE NOT free) AS paid, \
+                       COUNT(*) FILTER (WHERE free) AS free_n, \
+                       SUM(estimate_micros) FILTER (WHERE key_id = $2) AS key_held \
+                FROM holds WHERE account_id = $1 \
+                AND replica_id IN (SELECT id FROM replicas WHERE seen_at > $5)) h \
+    CROSS JOIN (SELECT SUM(hits) AS hits, MIN(second) AS oldest FROM rpm_buckets \
+                WHERE key_id = $2 AND second > $6) r \
+    WHERE a.id = $1";
+
+/// Checks and records a hold, in one transaction that takes the account's turn.
 pub fn take(conn: &mut DbConn, ask: &Ask) -> Result<Verdict, DbError> {
     Ok(conn.transaction(|conn| {
         // A hold need not survive a crash of the database (the settlement, which is durable,
-        // replaces it), so its commit does not wait for the WAL flush: the account row's lock
-        // is held for the statements only, not for a disk write.
+        // replaces it), so its commit does not wait for the WAL flush.
         diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn)?;
-        // FOR UPDATE is PostgreSQL's (this module only runs there): every reservation of the
-        // account waits here for the one before it to commit.
-        let locked: Option<Locked> = diesel::sql_query(
-            "SELECT balance_micros, free_requests_remaining FROM accounts WHERE id = $1 FOR UPDATE",
-        )
-        .bind::<Text, _>(&ask.account_id)
-        .get_result(conn)
-        .optional()?;
-        let Some(account) = locked else {
+        // The account's turn: every hold of the account, on every replica, waits here for the
+        // one before it to commit. An advisory lock rather than the account row's, which each
+        // settlement keeps locked through its (durable) commit.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+            .bind::<Text, _>(&ask.account_id)
+            .execute(conn)?;
+        for (kind, start) in [(DAY, ask.day_start), (MONTH, ask.month_start)] {
+            ensure_spend(conn, &ask.key_id, kind, start)?;
+        }
+        let standing: Option<Standing> = diesel::sql_query(STANDING)
+            .bind::<Text, _>(&ask.account_id)
+            .bind::<Text, _>(&ask.key_id)
+            .bind::<Timestamp, _>(ask.day_start)
+            .bind::<Timestamp, _>(ask.month_start)
+            .bind::<Timestamp, _>(ask.now - ALIVE)
+            .bind::<Timestamp, _>(second(ask.now) - MINUTE)
+            .get_result(conn)
+            .optional()?;
+        let Some(standing) = standing else {
             return Err(diesel::result::Error::NotFound);
         };
-        let verdict = check(conn, ask, &account)?;
+        let verdict = check(ask, &standing);
         if verdict == Verdict::Held {
             diesel::insert_into(holds::table)
                 .values((
@@ -115,64 +161,41 @@ pub fn take(conn: &mut DbConn, ask: &Ask) -> Result<Verdict, DbError> {
     })?)
 }
 
-fn check(conn: &mut DbConn, ask: &Ask, account: &Locked) -> Result<Verdict, diesel::result::Error> {
-    // The last 60 whole seconds, this one included.
-    let buckets: Vec<(NaiveDateTime, i64)> = rpm_buckets::table
-        .filter(rpm_buckets::key_id.eq(&ask.key_id))
-        .filter(rpm_buckets::second.gt(second(ask.now) - MINUTE))
-        .order(rpm_buckets::second.asc())
-        .select((rpm_buckets::second, rpm_buckets::hits))
-        .load(conn)?;
-    let hits: i64 = buckets.iter().map(|(_, n)| n).sum();
-    if hits >= i64::from(ask.rpm) {
-        let oldest = buckets.first().map_or(ask.now, |(s, _)| *s);
+fn check(ask: &Ask, s: &Standing) -> Verdict {
+    if s.hits >= i64::from(ask.rpm) {
+        let oldest = s.oldest.unwrap_or(ask.now);
         let wait = (oldest + MINUTE - ask.now).num_seconds().max(1) as u64;
-        return Ok(Verdict::RateLimited {
+        return Verdict::RateLimited {
             retry_after_secs: wait,
-        });
+        };
     }
-    let alive = replicas::table
-        .filter(replicas::seen_at.gt(ask.now - ALIVE))
-        .select(replicas::id);
-    let held: Vec<(String, i64, bool)> = holds::table
-        .filter(holds::account_id.eq(&ask.account_id))
-        .filter(holds::replica_id.eq_any(alive))
-        .select((holds::key_id, holds::estimate_micros, holds::free))
-        .load(conn)?;
-    let key_held: i64 = held
-        .iter()
-        .filter(|(k, _, _)| *k == ask.key_id)
-        .map(|(_, e, _)| e)
-        .sum();
     let windows = [
-        (DAY, "daily", ask.day_start, ask.daily_budget_micros),
-        (MONTH, "monthly", ask.month_start, ask.monthly_budget_micros),
+        ("daily", s.day_spent, ask.daily_budget_micros),
+        ("monthly", s.month_spent, ask.monthly_budget_micros),
     ];
-    for (kind, window, start, budget) in windows {
-        let spent = spend(conn, &ask.key_id, kind, start)?;
-        if spent + key_held + ask.estimate_micros > budget {
-            return Ok(Verdict::OverBudget { window });
+    for (window, spent, budget) in windows {
+        if spent + s.key_held + ask.estimate_micros > budget {
+            return Verdict::OverBudget { window };
         }
     }
     if ask.free {
-        let free_held = held.iter().filter(|(_, _, f)| *f).count() as i64;
-        if account.free_requests_remaining - free_held <= 0 {
-            return Ok(Verdict::NoFree);
+        if s.free_requests_remaining - s.free_held <= 0 {
+            return Verdict::NoFree;
         }
     } else {
-        let paid_held: i64 = held.iter().filter(|(_, _, f)| !f).map(|(_, e, _)| e).sum();
-        let available = account.balance_micros - paid_held;
+        let available = s.balance_micros - s.paid_held;
         if available < ask.estimate_micros {
-            return Ok(Verdict::NoMoney {
+            return Verdict::NoMoney {
                 available_micros: available.max(0),
-            });
+            };
         }
     }
-    Ok(Verdict::Held)
+    Verdict::Held
 }
 
-/// The key's spend in a window, its row created from the usage rows on first use.
-fn spend(
+/// Makes sure the key's row for a window exists, created from the usage rows on first use (the
+/// settlement writer only adds to existing rows; holds are taken before their settlements).
+fn ensure_spend(
     conn: &mut DbConn,
     key_id: &str,
     kind: &str,
