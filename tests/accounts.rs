@@ -1179,32 +1179,19 @@ fn count(conn: &mut DbConn, table: &str) -> i64 {
 struct FreshDb {
     url: String,
     _dir: tempfile::TempDir,
-    pg: Option<(String, String)>,
+    pg: Option<common::OwnDb>,
 }
 
 impl FreshDb {
     fn new() -> FreshDb {
         let dir = tempfile::tempdir().expect("tempdir");
-        match std::env::var("PURA_TEST_DATABASE_URL") {
-            Ok(shared) if shared.starts_with("postgres") => {
-                let name = format!(
-                    "pura_mig_{}",
-                    pura::ids::random_alnum(12).to_ascii_lowercase()
-                );
-                let mut conn = pura::db::pool(&shared, 1)
-                    .expect("pool")
-                    .get()
-                    .expect("conn");
-                conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create database");
-                let base = shared.rsplit_once('/').map_or(shared.as_str(), |(b, _)| b);
-                FreshDb {
-                    url: format!("{base}/{name}"),
-                    _dir: dir,
-                    pg: Some((shared.clone(), name)),
-                }
-            }
-            _ => FreshDb {
+        match common::fresh_pg_database("pura_mig") {
+            Some((url, own)) => FreshDb {
+                url,
+                _dir: dir,
+                pg: Some(own),
+            },
+            None => FreshDb {
                 url: format!("sqlite://{}", dir.path().join("wave-one.db").display()),
                 _dir: dir,
                 pg: None,
@@ -1215,9 +1202,12 @@ impl FreshDb {
 
 impl Drop for FreshDb {
     fn drop(&mut self) {
-        if let Some((server, name)) = &self.pg {
-            if let Ok(mut conn) = pura::db::pool(server, 1).and_then(|p| Ok(p.get()?)) {
-                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let Some(own) = &self.pg {
+            if let Ok(mut conn) = pura::db::pool(&own.server_url, 1).and_then(|p| Ok(p.get()?)) {
+                let _ = conn.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    own.name
+                ));
             }
         }
     }

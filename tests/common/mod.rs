@@ -33,9 +33,9 @@ pub struct Gateway {
     own_db: Option<OwnDb>,
 }
 
-struct OwnDb {
-    server_url: String,
-    name: String,
+pub struct OwnDb {
+    pub server_url: String,
+    pub name: String,
 }
 
 /// Deployment-wide limits that tests not about them lift: on PostgreSQL every gateway of a
@@ -93,27 +93,10 @@ impl Gateway {
     pub fn start_isolated(extra: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let shared = database_url(dir.path());
-        if !shared.starts_with("postgres") {
-            return Gateway::start_on(dir, shared, None, extra, env);
+        match fresh_pg_database("pura_iso") {
+            Some((db_url, own)) => Gateway::start_on(dir, db_url, Some(own), extra, env),
+            None => Gateway::start_on(dir, shared, None, extra, env),
         }
-        use diesel::connection::SimpleConnection;
-        let name = format!(
-            "pura_iso_{}",
-            pura::ids::random_alnum(12).to_ascii_lowercase()
-        );
-        let mut conn = pura::db::pool(&shared, 1)
-            .expect("pool")
-            .get()
-            .expect("conn");
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let base = shared.rsplit_once('/').map_or(shared.as_str(), |(b, _)| b);
-        let db_url = format!("{base}/{name}");
-        let own = OwnDb {
-            server_url: shared.clone(),
-            name,
-        };
-        Gateway::start_on(dir, db_url, Some(own), extra, env)
     }
 
     fn start_on(
@@ -447,7 +430,7 @@ pub fn exact_gateway(env: &[(&str, &str)]) -> (FakeUpstream, Gateway) {
 
 /// A new, empty PostgreSQL database on the server of `PURA_TEST_DATABASE_URL` (None when that
 /// is unset or not PostgreSQL): its URL, and what drops it.
-fn fresh_pg_database(prefix: &str) -> Option<(String, OwnDb)> {
+pub fn fresh_pg_database(prefix: &str) -> Option<(String, OwnDb)> {
     let shared = std::env::var("PURA_TEST_DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))?;
