@@ -14,6 +14,7 @@ use actix::prelude::*;
 use chrono::NaiveDateTime;
 use tokio::sync::oneshot;
 
+use super::free_spend::LocalFreeSpend;
 use crate::db::models::{account, api_key, usage};
 use crate::db::usage_writer::{HoldSettled, Settlement, UsageWriter};
 use crate::db::{self, events, DbConn, DbError, Pool};
@@ -348,6 +349,8 @@ pub struct BudgetActor {
     pool: Pool,
     writer: UsageWriter,
     notifier: Notifier,
+    /// The day's free spend, when this process keeps it (see `free_spend`).
+    local_free: Option<Arc<LocalFreeSpend>>,
     on_idle: OnIdle,
     account: Option<Account>,
     held: HashMap<u64, Held>,
@@ -364,6 +367,7 @@ impl BudgetActor {
         pool: Pool,
         writer: UsageWriter,
         notifier: Notifier,
+        local_free: Option<Arc<LocalFreeSpend>>,
         on_idle: OnIdle,
     ) -> Self {
         BudgetActor {
@@ -372,6 +376,7 @@ impl BudgetActor {
             pool,
             writer,
             notifier,
+            local_free,
             on_idle,
             account: None,
             held: HashMap::new(),
@@ -610,8 +615,16 @@ impl Handler<Settle> for BudgetActor {
                     ..
                 }) => {
                     settlement.free = true;
-                    // The day's free spend took the estimate; the actual cost replaces it.
-                    settlement.free_spend = Some((*day, cost - estimate));
+                    // The day's free spend took the estimate; the actual cost replaces it. Kept
+                    // in memory, the estimate never reached the database, which gets the cost.
+                    let to_database = match &self.local_free {
+                        Some(local) => {
+                            local.adjust(*day, cost - estimate);
+                            cost
+                        }
+                        None => cost - estimate,
+                    };
+                    settlement.free_spend = Some((*day, to_database));
                     a.free_remaining -= 1;
                 }
                 _ => {
