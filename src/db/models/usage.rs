@@ -39,10 +39,20 @@ pub struct UsageRow {
 pub fn insert_many(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), diesel::result::Error> {
     // Multi-row VALUES is backend-specific in diesel (SQLite has no DEFAULT keyword), so this
     // is one of the few places that matches on the connection.
-    let insert = diesel::insert_into(usage::table).values(rows);
     match conn {
-        DbConn::Sqlite(c) => insert.execute(c)?,
-        DbConn::Pg(c) => insert.execute(c)?,
+        // Diesel never caches a statement whose row count varies, and preparing this one costs
+        // more than running it: on SQLite (no round trips) each row goes through the one cached
+        // single-row statement instead.
+        DbConn::Sqlite(c) => {
+            for row in rows {
+                diesel::insert_into(usage::table)
+                    .values(std::array::from_ref(row))
+                    .execute(c)?;
+            }
+        }
+        DbConn::Pg(c) => {
+            diesel::insert_into(usage::table).values(rows).execute(c)?;
+        }
     };
     Ok(())
 }
