@@ -54,10 +54,20 @@ pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel:
     if entries.is_empty() {
         return Ok(());
     }
-    let insert = diesel::insert_into(ledger::table).values(entries);
     match conn {
-        DbConn::Sqlite(c) => insert.execute(c)?,
-        DbConn::Pg(c) => insert.execute(c)?,
+        // One cached single-row statement per entry on SQLite (see `usage::insert_many`).
+        DbConn::Sqlite(c) => {
+            for entry in entries {
+                diesel::insert_into(ledger::table)
+                    .values(std::array::from_ref(entry))
+                    .execute(c)?;
+            }
+        }
+        DbConn::Pg(c) => {
+            diesel::insert_into(ledger::table)
+                .values(entries)
+                .execute(c)?;
+        }
     };
     let mut per_account: std::collections::BTreeMap<&str, i64> = Default::default();
     for e in entries {
