@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod messages;
+pub mod requests;
 pub mod responses;
 pub mod usage;
 pub mod views;

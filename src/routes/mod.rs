@@ -15,6 +15,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod report;
+pub mod requests;
 pub mod responses;
 pub mod views;
 pub mod wallet;
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/account/keys/{id}/rotate").route(post().to(account::rotate)))
     .service(resource("/api/report").route(get().to(report::report)))
+    .service(resource("/api/requests").route(get().to(requests::list)))
     .service(resource("/api/wallet/fund").route(post().to(wallet::fund)))
     .service(resource("/api/wallet/status").route(get().to(wallet::status)))
     .service(resource("/invoice/{id}").route(get().to(wallet::page)))
