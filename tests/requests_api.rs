@@ -197,3 +197,42 @@ async fn pages_filters_csv_and_scopes() {
     let (status, _) = gw.get("/api/requests", "pura_wrong").await;
     assert_eq!(status, 401);
 }
+
+/// `GET /api/wallet/history`: credits and debits newest first; a use key sees only its own.
+#[actix_web::test]
+async fn money_history_lists_credits_and_debits() {
+    let (_fake, gw) = exact_gateway(&[("PURA__FREE_TIER__REQUESTS", "0")]);
+    let (manage_id, manage) = gw.key().await;
+    gw.admin_credit(&manage_id, 100_000).await;
+    call(&gw, &manage, "paid-1").await;
+    let (status, history) = gw.get("/api/wallet/history", &manage).await;
+    assert_eq!(status, 200, "{history}");
+    let ledger = history["ledger"].as_array().expect("ledger");
+    let kinds: Vec<&str> = ledger.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"admin_credit"), "{history}");
+    let credit = ledger
+        .iter()
+        .find(|e| e["kind"] == "admin_credit")
+        .expect("credit");
+    assert_eq!(credit["memo"], "test credit");
+    assert!(credit["amountUsd"].as_f64().expect("amount") > 0.0);
+    assert_eq!(credit["keyId"], manage_id.as_str());
+    assert!(history["invoices"].as_array().expect("invoices").is_empty());
+
+    let (status, created) = gw
+        .send(
+            "POST",
+            "/api/keys",
+            &manage,
+            Some(json!({"label": "tool", "role": "use"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let tool = created["key"].as_str().expect("key");
+    let (status, theirs) = gw.get("/api/wallet/history", tool).await;
+    assert_eq!(status, 200, "{theirs}");
+    assert!(
+        theirs["ledger"].as_array().expect("ledger").is_empty(),
+        "a use key sees the manage key's credit: {theirs}"
+    );
+}

@@ -1,6 +1,7 @@
 //! OpenAI wire types shared by handlers and provider adapters.
 
 pub mod chat;
+pub mod history;
 pub mod messages;
 pub mod requests;
 pub mod responses;

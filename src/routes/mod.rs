@@ -8,6 +8,7 @@ pub mod chat;
 pub mod console;
 pub mod extract;
 pub mod health;
+pub mod history;
 pub mod keys;
 pub mod limits;
 pub mod me;
@@ -60,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/keys/me/rotate").route(post().to(me::rotate)))
     .service(resource("/api/wallet/balance").route(get().to(me::balance)))
+    .service(resource("/api/wallet/history").route(get().to(history::history)))
     .service(resource("/api/account").route(get().to(account::show)))
     .service(
         resource("/api/account/keys/{id}")
