@@ -95,6 +95,21 @@ async fn pages_filters_csv_and_scopes() {
     assert!(time.ends_with('Z'), "not RFC 3339 UTC: {time}");
     chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339");
 
+    // The report the console's savings panel and chart read: per model, per tier, per hour.
+    let (status, report) = gw.get("/api/report?period=24h", &manage).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["byModel"]["gpt-4o"]["requests"], 6, "{report}");
+    assert_eq!(report["byTier"]["mid"]["requests"], 6, "{report}");
+    assert_eq!(report["byTier"]["mid"]["spendUsd"], 0.09, "{report}");
+    let hours = report["hourly"].as_array().expect("hourly");
+    let tokens: i64 = hours.iter().filter_map(|h| h["tokens"].as_i64()).sum();
+    assert_eq!(tokens, 6 * 15, "{report}");
+    let stacked: i64 = hours
+        .iter()
+        .filter_map(|h| h["byProvider"]["openai"]["requests"].as_i64())
+        .sum();
+    assert_eq!(stacked, 6, "{report}");
+
     // Newest first; pages of 2 walk the same ids in the same order, then stop.
     let every = ids(&all);
     let mut sorted = every.clone();
@@ -218,6 +233,9 @@ async fn money_history_lists_credits_and_debits() {
     assert!(credit["amountUsd"].as_f64().expect("amount") > 0.0);
     assert_eq!(credit["keyId"], manage_id.as_str());
     assert!(history["invoices"].as_array().expect("invoices").is_empty());
+    // This gateway has no Lightning backend: the console hides its top-up form.
+    assert_eq!(history["lightning"], false, "{history}");
+    assert!(history["usdPerSat"].as_f64().expect("rate") > 0.0);
 
     let (status, created) = gw
         .send(

@@ -34,6 +34,12 @@ pub struct InvoiceLineView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryView {
+    /// Whether this gateway takes Lightning top-ups (`lightning.backend` is not `none`).
+    pub lightning: bool,
+    /// The rate a top-up is credited at, so a USD amount can be shown in sats before paying.
+    pub usd_per_sat: f64,
+    pub min_fund_sats: i64,
+    pub max_fund_sats: i64,
     pub ledger: Vec<LedgerEntryView>,
     pub invoices: Vec<InvoiceLineView>,
 }

@@ -1,5 +1,6 @@
 //! OpenAI wire types shared by handlers and provider adapters.
 
+pub mod breakdown;
 pub mod chat;
 pub mod history;
 pub mod messages;

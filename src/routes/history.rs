@@ -1,4 +1,5 @@
-//! `GET /api/wallet/history`: the newest ledger entries and invoices. A manage key sees its
+//! `GET /api/wallet/history`: whether and at what rate Lightning top-ups are taken, and the
+//! newest ledger entries and invoices. A manage key sees its
 //! account's; a use key the ones it caused (its debits, its invoices, credits naming it).
 
 use actix_web::{web, HttpResponse};
@@ -53,5 +54,13 @@ pub async fn history(
             paid_at: inv.paid_at.map(crate::time::rfc3339),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(HistoryView { ledger, invoices }))
+    let ln = &state.config.lightning;
+    Ok(HttpResponse::Ok().json(HistoryView {
+        lightning: state.wallet.backend().is_ok(),
+        usd_per_sat: ln.usd_per_sat,
+        min_fund_sats: ln.min_fund_sats,
+        max_fund_sats: ln.max_fund_sats,
+        ledger,
+        invoices,
+    }))
 }

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod breakdown;
 pub mod chat;
 pub mod console;
 pub mod extract;

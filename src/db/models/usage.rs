@@ -96,6 +96,8 @@ pub struct ReportRow {
     pub latency_ms: i64,
     pub created_at: NaiveDateTime,
     pub premium_cost_micros: i64,
+    pub model: String,
+    pub tier: String,
 }
 
 /// Whose rows a report reads.
@@ -127,6 +129,8 @@ pub fn report_rows(
             usage::latency_ms,
             usage::created_at,
             usage::premium_cost_micros,
+            usage::model,
+            usage::tier,
         ))
         .load(conn)?)
 }
