@@ -3,7 +3,8 @@
 # PURA_TEST_DATABASE_URL is set. Installs what the tests need on first use: a venv with the
 # official openai and anthropic Python SDKs, pytest and aiosmtpd (.venv), Claude Code from npm
 # (.npm-agents, its native binary inside the package), and LNbits with its FakeWallet
-# (.lnbits-venv), which it starts on a free loopback port and stops at the end.
+# (.lnbits-venv), which it starts on a free loopback port and stops at the end; Chromium
+# (apt) and playwright-core + axe-core (.npm-browser) for the console's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,19 @@ export PURA_TEST_CODEX="$PWD/$AGENTS/node_modules/.bin/codex"
 CLAUDE_BIN="$(ls "$PWD/$AGENTS"/node_modules/@anthropic-ai/claude-code-*/claude 2>/dev/null | head -n 1 || true)"
 if [ -n "$CLAUDE_BIN" ]; then
   export PURA_TEST_CLAUDE="$CLAUDE_BIN"
+fi
+
+# The console's browser test (tests/browser.rs): Debian's Chromium, driven by playwright-core,
+# with axe-core for the accessibility pass (npm, in a project folder like the agents).
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
+fi
+BROWSER_MODULES=.npm-browser
+if [ ! -d "$BROWSER_MODULES/node_modules/playwright-core" ] || [ ! -d "$BROWSER_MODULES/node_modules/axe-core" ]; then
+  mkdir -p "$BROWSER_MODULES"
+  npm install --silent --no-audit --no-fund --prefix "$BROWSER_MODULES" "playwright-core@^1" "axe-core@^4" >/dev/null
 fi
 
 export LNBITS_HOME="${TMPDIR:-/tmp}/pura-lnbits-$$"
