@@ -24,7 +24,7 @@
   let editing = null; // the open limits editor in the keys table: { id, row, button }
   let watch = null; // the invoice being polled: { id, timer }
   let money = null; // last GET /api/wallet/history
-  let models = []; // last GET /v1/models ids
+  let models = []; // last GET /v1/models entries
   let paging = { before: null, trail: [] }; // the requests table's cursor and the pages behind it
   let countdown = 0; // the invoice expiry's ticking timer
 
@@ -1170,16 +1170,21 @@
 
   async function loadCatalogue() {
     const list = await api("GET", "/v1/models");
-    models = (list.data || []).map((m) => [m.id, m.owned_by]);
+    models = list.data || [];
     const body = $("catalogue-body");
     body.replaceChildren();
-    for (const [id, owner] of models) {
+    for (const m of models) {
       const tr = body.insertRow();
       const th = document.createElement("th");
       th.scope = "row";
-      th.textContent = id;
+      th.textContent = m.id;
       tr.appendChild(th);
-      tr.insertCell().textContent = owner || "–";
+      tr.insertCell().textContent = m.owned_by || "–";
+      for (const price of [m.pricing && m.pricing.inputPer1kUsd, m.pricing && m.pricing.outputPer1kUsd]) {
+        const td = tr.insertCell();
+        td.className = "num";
+        td.textContent = price == null ? "–" : usd(price);
+      }
     }
   }
 

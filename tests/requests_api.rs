@@ -110,6 +110,19 @@ async fn pages_filters_csv_and_scopes() {
         .sum();
     assert_eq!(stacked, 6, "{report}");
 
+    // The model list carries each concrete model's price (the console's getting-started table).
+    let (status, list) = gw.get("/v1/models", &manage).await;
+    assert_eq!(status, 200, "{list}");
+    let entries = list["data"].as_array().expect("data");
+    let gpt = entries
+        .iter()
+        .find(|m| m["id"] == "gpt-4o")
+        .expect("gpt-4o");
+    assert_eq!(gpt["pricing"]["inputPer1kUsd"], 1.0, "{gpt}");
+    assert_eq!(gpt["pricing"]["outputPer1kUsd"], 1.0, "{gpt}");
+    let auto = entries.iter().find(|m| m["id"] == "auto").expect("auto");
+    assert!(auto.get("pricing").is_none(), "{auto}");
+
     // Newest first; pages of 2 walk the same ids in the same order, then stop.
     let every = ids(&all);
     let mut sorted = every.clone();

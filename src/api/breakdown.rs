@@ -1,5 +1,6 @@
-//! The parts of `GET /api/report` the console's savings panel and stacked chart read: totals
-//! per model and per tier, and each hour's tokens split by provider and by tier.
+//! The parts of `GET /api/report` the console's savings panel and stacked chart read (totals
+//! per model and per tier, each hour's tokens split by provider and by tier), and the price a
+//! `GET /v1/models` entry carries.
 
 use std::collections::BTreeMap;
 
@@ -32,4 +33,14 @@ pub struct HourDetail {
     pub tokens: i64,
     pub by_provider: BTreeMap<String, Slice>,
     pub by_tier: BTreeMap<String, Slice>,
+}
+
+/// USD per 1,000 tokens, as the provider serving the model is priced in the config.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPrice {
+    pub input_per_1k_usd: f64,
+    pub output_per_1k_usd: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_1k_usd: Option<f64>,
 }

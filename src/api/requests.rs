@@ -2,9 +2,6 @@
 
 use serde::Serialize;
 
-use crate::db::models::usage::UsageRow;
-use crate::money::Micros;
-
 /// One request the gateway answered (one usage row).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,30 +34,6 @@ pub struct RequestsPage {
     pub data: Vec<RequestView>,
     pub has_more: bool,
     pub next_before: Option<String>,
-}
-
-impl From<UsageRow> for RequestView {
-    fn from(r: UsageRow) -> Self {
-        RequestView {
-            time: crate::time::rfc3339(r.created_at),
-            cost_usd: Micros(r.cost_micros).usd(),
-            savings_usd: Micros(r.premium_cost_micros - r.cost_micros).usd(),
-            id: r.id,
-            key_id: r.key_id,
-            protocol: r.protocol,
-            model: r.model,
-            provider: r.provider,
-            tier: r.tier,
-            prompt_tokens: r.prompt_tokens,
-            completion_tokens: r.completion_tokens,
-            cached_tokens: r.cached_tokens,
-            latency_ms: r.latency_ms,
-            ttft_ms: r.ttft_ms,
-            status: r.status,
-            stream: r.stream,
-            client_request_id: r.client_request_id,
-        }
-    }
 }
 
 const CSV_HEADER: &str = "id,time,keyId,protocol,model,provider,tier,promptTokens,\

@@ -191,6 +191,9 @@ pub struct ModelView {
     pub object: &'static str,
     pub created: i64,
     pub owned_by: String,
+    /// A concrete model's price on this gateway (absent for `auto` and aliases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::api::breakdown::ModelPrice>,
 }
 
 /// One key in `GET /api/admin/keys`: its settings as stored, its balance and spend.

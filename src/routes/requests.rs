@@ -9,9 +9,10 @@ use serde::Deserialize;
 use crate::api::requests::{csv, RequestView, RequestsPage};
 use crate::auth::AuthedKey;
 use crate::db;
-use crate::db::models::usage::{PageFilter, Scope};
+use crate::db::models::usage::{PageFilter, Scope, UsageRow};
 use crate::db::models::{api_key, usage};
 use crate::error::ApiError;
+use crate::routes::views::usd;
 use crate::state::AppState;
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -91,11 +92,7 @@ pub async fn list(
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("No key with id `{asked}` in this account.")))?;
     let has_more = rows.len() as i64 > limit;
-    let data: Vec<RequestView> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(RequestView::from)
-        .collect();
+    let data: Vec<RequestView> = rows.into_iter().take(limit as usize).map(view).collect();
     if csv_wanted {
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
@@ -115,4 +112,26 @@ pub async fn list(
         has_more,
         next_before,
     }))
+}
+
+fn view(r: UsageRow) -> RequestView {
+    RequestView {
+        time: crate::time::rfc3339(r.created_at),
+        cost_usd: usd(r.cost_micros),
+        savings_usd: usd(r.premium_cost_micros - r.cost_micros),
+        id: r.id,
+        key_id: r.key_id,
+        protocol: r.protocol,
+        model: r.model,
+        provider: r.provider,
+        tier: r.tier,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+        cached_tokens: r.cached_tokens,
+        latency_ms: r.latency_ms,
+        ttft_ms: r.ttft_ms,
+        status: r.status,
+        stream: r.stream,
+        client_request_id: r.client_request_id,
+    }
 }

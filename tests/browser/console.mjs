@@ -267,7 +267,8 @@ try {
     const s = await page.inputValue("#snippet");
     check(`the ${kind} snippet has this gateway's URL and the key`, s.includes(URL_) && s.includes(KEY));
   }
-  check("the model list is shown", (await text("#catalogue-body")).includes("gpt-4o"));
+  const gpt = (await page.locator("#catalogue-body tr", { hasText: "gpt-4o" }).innerText()).split("\t");
+  check("the model list shows gpt-4o with its prices", gpt[0] === "gpt-4o" && gpt[2] === "$1.00" && gpt[3] === "$1.00", JSON.stringify(gpt));
   await page.locator("#start-panel").scrollIntoViewIfNeeded();
   await shot("10-getting-started", false);
 
