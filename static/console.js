@@ -771,7 +771,7 @@
     if (rows.length === 0) {
       const tr = body.insertRow();
       const td = tr.insertCell();
-      td.colSpan = 5;
+      td.colSpan = 6;
       td.className = "empty";
       td.textContent = "No requests in this period.";
       return;
@@ -785,12 +785,13 @@
       const cells = [
         int(p.requests),
         usd(p.spendUsd),
+        usd(p.savingsUsd),
         int(p.promptTokens) + " / " + int(p.completionTokens),
         latency(p.avgLatencyMs),
       ];
       cells.forEach((text, i) => {
         const td = tr.insertCell();
-        td.className = i === 2 ? "num tokens" : "num";
+        td.className = i === 3 ? "num tokens" : "num";
         td.textContent = text;
       });
     }

@@ -129,6 +129,8 @@ try {
   check("balance $0.50 reads \"$0.50\"", (await text("#balance-usd")).includes("$0.50"), await text("#balance-usd"));
   check("the keys panel shows for a manage key", await visible("#keys-panel"));
   check("savings are shown", /\$/.test(await text("#report-savings")) && /\$/.test(await text("#savings-total")));
+  const anthropicRow = (await page.locator("#providers-body tr", { hasText: "anthropic" }).innerText()).split("\t");
+  check("the per-provider table has a savings column", /^\$/.test(anthropicRow[3] || ""), JSON.stringify(anthropicRow));
   check("the per-model table lists gpt-4o", (await text("#models-body")).includes("gpt-4o"), await text("#models-body"));
   check("the tier mix lists the tiers", /mid: \d+%/.test(await text("#tiers")), await text("#tiers"));
   check("the money history lists the operator's credit", (await text("#ledger-body")).includes("Credit by the operator"));
