@@ -51,6 +51,8 @@ export PURA_TEST_LNBITS_KEYS="$LNBITS_HOME/keys.env"
 echo "== tests on SQLite"
 env -u PURA_TEST_DATABASE_URL cargo test --all-targets --no-fail-fast
 
+echo "== console screenshots (tests/browser.rs): $PWD/target/ci-artifacts/console"
+
 if [ -n "${PURA_TEST_DATABASE_URL:-}" ]; then
   # tests/replicas_money.rs runs 2 and 3 replicas behind a real nginx (installed here when
   # missing; scripts/replicas.sh runs those tests alone on a database of their own).

@@ -113,6 +113,10 @@ async fn the_console_in_chromium() {
     let (_, tool) = mint(&gw, Some(&owner), json!({"label": "tool", "role": "use"})).await;
     let (_, other) = mint(&gw, None, json!({"label": "other"})).await;
 
+    // A second gateway with no Lightning backend: its console offers no top-up.
+    let plain = Gateway::start(&provider_toml("openai", &openai, "mid", "gpt-4o", 1.0), &[]);
+    let (_, plain_key) = mint(&plain, None, json!({"label": "plain"})).await;
+
     let artifacts = root.join("target/ci-artifacts/console");
     println!("screenshots: {}", artifacts.display());
     let out = Command::new("node")
@@ -121,6 +125,8 @@ async fn the_console_in_chromium() {
         .env("PURA_KEY", &owner)
         .env("PURA_USE_KEY", &tool)
         .env("PURA_OTHER_KEY", &other)
+        .env("PLAIN_URL", &plain.url)
+        .env("PLAIN_KEY", &plain_key)
         .env("LNBITS_URL", lnbits_url)
         .env("LNBITS_PAYER_KEY", payer)
         .env("NODE_MODULES", &modules)

@@ -3,7 +3,8 @@
 // ("ok N - …" / "not ok N - …"), saves a screenshot of each state, exits non-zero on any failure.
 //
 // Env: PURA_URL, PURA_KEY (a manage key with usage rows), PURA_USE_KEY (a use key of the same
-// account), PURA_OTHER_KEY (a key of another account), LNBITS_URL, LNBITS_PAYER_KEY,
+// account), PURA_OTHER_KEY (a key of another account), PLAIN_URL and PLAIN_KEY (a gateway with
+// no Lightning backend and a key of it), LNBITS_URL, LNBITS_PAYER_KEY,
 // NODE_MODULES (where playwright-core and axe-core are), ARTIFACTS (the screenshot folder).
 
 import { createRequire } from "node:module";
@@ -290,7 +291,14 @@ try {
   await shot("11-disabled");
   await axe("the signed-out page");
 
-  // 13. The invoice page: no script, a CSP, a favicon, a readable expiry.
+  // 13. A gateway without Lightning offers no top-up form.
+  await page.goto(env("PLAIN_URL") + "/#key=" + env("PLAIN_KEY"));
+  await page.waitForSelector("#panels", { state: "visible" });
+  check("no Lightning backend: the top-up form is hidden, a note says so", await waitText("#topup-off", /no Lightning/) && (await visible("#topup-off")) && !(await visible("#topup-form")));
+  await page.locator("#topup-panel").scrollIntoViewIfNeeded();
+  await shot("12-no-lightning", false);
+
+  // 14. The invoice page: no script, a CSP, a favicon, a readable expiry.
   const inv = await page.context().request.get(URL_ + "/invoice/" + (await firstInvoice()));
   const html = await inv.text();
   check("the invoice page has a CSP", /default-src 'none'/.test(inv.headers()["content-security-policy"] || ""));
