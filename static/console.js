@@ -888,13 +888,14 @@
     const plotW = W - pad.l - pad.r;
     const plotH = H - pad.t - pad.b;
     const max = Math.max(0, ...data.map((b) => b[metric]));
-    const top = niceMax(max);
+    // Counts get whole-number gridlines (four steps); money may have fractions of a cent.
+    const top = metric === "spend" ? niceMax(max) : 4 * Math.ceil(niceMax(max) / 4);
     const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": chartSummary(data, metric, max) });
     for (let k = 0; k <= 4; k++) {
       const v = (top * k) / 4;
       const y = H - pad.b - (v / top) * plotH;
       root.appendChild(svg("line", { class: k === 0 ? "axis" : "grid", x1: pad.l, x2: W - pad.r, y1: y.toFixed(1), y2: y.toFixed(1) }));
-      const text = metric === "spend" ? usd(v) : int(Math.round(v * 100) / 100);
+      const text = metric === "spend" ? usd(v) : int(v);
       root.appendChild(svg("text", { x: pad.l - 6, y: (y + 4).toFixed(1), "text-anchor": "end" }, text));
     }
     const step = plotW / data.length;

@@ -146,6 +146,10 @@ try {
   check("30-day chart: the last bar is labelled Today", labels[labels.length - 1] === "Today", JSON.stringify(labels));
   check("the chart says its buckets are UTC", /UTC/.test(await text("#chart-caption")), await text("#chart-caption"));
   check("the chart has an axis with values and gridlines", (await page.locator("#chart line.grid").count()) === 4 && (await page.locator("#chart svg text").count()) > 5);
+  await page.click('label[for="metric-requests"]');
+  const ticks = await page.locator("#chart svg text[text-anchor='end']:not(.xlabel)").allTextContents();
+  check("request counts have whole-number gridlines", ticks.length === 5 && ticks.every((t) => /^\d[\d,]*$/.test(t)), JSON.stringify(ticks));
+  await page.click('label[for="metric-spend"]');
   check("the readout shows today's values", /^Today UTC: \$/.test(await text("#chart-readout")), await text("#chart-readout"));
   await page.focus("#chart-bar");
   await page.keyboard.press("ArrowLeft");
@@ -229,7 +233,10 @@ try {
     check(`${what} keeps the dashboard`, await visible("#panels"));
     check(`${what} keeps the Refresh button`, await visible("#refresh"));
     check(`${what} is reported`, (await message()).length > 0, await message());
-    if (what === "a 503") await shot("08-gateway-down", false);
+    if (what === "a 503") {
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await shot("08-gateway-down", false);
+    }
     await page.unroute("**/api/**");
     provoking = false;
   }
