@@ -1051,6 +1051,7 @@
 
   /** A page of the requests table: `before` null is the newest page. */
   async function loadRequests(before) {
+    setText("requests-status-line", "Loading requests…");
     const page = await api("GET", requestsQuery({ limit: "25", before }));
     paging.before = page.nextBefore || null;
     const body = $("requests-body");

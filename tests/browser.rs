@@ -79,7 +79,9 @@ async fn the_console_in_chromium() {
     let anthropic = FakeUpstream::start(FakeDialect::Anthropic);
     let toml = provider_toml("openai", &openai, "mid", "gpt-4o", 1.0)
         + &provider_toml("anthropic", &anthropic, "premium", "claude-3-5-sonnet", 3.0);
-    let gw = Gateway::start(
+    // A database of its own on PostgreSQL: the invoice watcher asks LNbits about every open
+    // invoice in the database, and other tests' invoices (other wallets) would make it back off.
+    let gw = Gateway::start_isolated(
         &toml,
         &[
             ("PURA__LIMITS__RPM", "100000"),

@@ -179,6 +179,7 @@ try {
   check("older requests are a page away", await page.locator("#requests-older").isEnabled());
   await page.click("#requests-older");
   await waitText("#requests-status-line", /shown\.$/);
+  // Each load says "Loading requests…" first, so a wait for "shown" is a wait for this load.
   const older = await page.locator("#requests-body tr").count();
   check("the older page holds the rest", older > 0 && older < 25, older);
   await page.selectOption("#requests-model", "claude-3-5-sonnet");
