@@ -110,3 +110,24 @@ pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<Entry>, DbError> {
         .select(Entry::as_select())
         .load(conn)?)
 }
+
+/// The newest `limit` entries of an account (or of one of its keys), newest first: the
+/// console's money history.
+pub fn recent(
+    conn: &mut DbConn,
+    account_id: &str,
+    key: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Entry>, DbError> {
+    let mut query = ledger::table
+        .filter(ledger::account_id.eq(account_id))
+        .into_boxed();
+    if let Some(key) = key {
+        query = query.filter(ledger::key_id.eq(key.to_owned()));
+    }
+    Ok(query
+        .order((ledger::created_at.desc(), ledger::id.desc()))
+        .limit(limit)
+        .select(Entry::as_select())
+        .load(conn)?)
+}

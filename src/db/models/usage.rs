@@ -106,6 +106,8 @@ pub struct ReportRow {
     pub latency_ms: i64,
     pub created_at: NaiveDateTime,
     pub premium_cost_micros: i64,
+    pub model: String,
+    pub tier: String,
 }
 
 /// Whose rows a report reads.
@@ -137,6 +139,43 @@ pub fn report_rows(
             usage::latency_ms,
             usage::created_at,
             usage::premium_cost_micros,
+            usage::model,
+            usage::tier,
         ))
+        .load(conn)?)
+}
+
+/// Which rows a page of `GET /api/requests` holds.
+#[derive(Debug, Clone)]
+pub struct PageFilter {
+    pub scope: Scope,
+    /// Only rows whose id sorts before this one: ids are time-ordered (`ids::ordered_id`), so
+    /// the cursor pages stably backwards through time even while new rows arrive.
+    pub before: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+/// A page of rows, newest first.
+pub fn page(conn: &mut DbConn, filter: &PageFilter) -> Result<Vec<UsageRow>, DbError> {
+    let mut query = usage::table.into_boxed();
+    query = match &filter.scope {
+        Scope::Key(id) => query.filter(usage::key_id.eq(id.clone())),
+        Scope::Account(id) => query.filter(usage::account_id.eq(id.clone())),
+    };
+    if let Some(before) = &filter.before {
+        query = query.filter(usage::id.lt(before.clone()));
+    }
+    if let Some(model) = &filter.model {
+        query = query.filter(usage::model.eq(model.clone()));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(usage::status.eq(status.clone()));
+    }
+    Ok(query
+        .order(usage::id.desc())
+        .limit(filter.limit)
+        .select(UsageRow::as_select())
         .load(conn)?)
 }
