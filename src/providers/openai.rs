@@ -184,9 +184,16 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 /// event down the general path, which handles everything else the same way it always has.
 fn fast_chunk(data: &str) -> Option<Vec<StreamItem>> {
     let peek: ChunkPeek = serde_json::from_str(data).ok()?;
-    if peek.usage.is_some() || peek.error.is_some() || peek.choices.is_empty() {
+    if peek.error.is_some() || peek.choices.is_empty() {
         return None;
     }
+    let data = match peek.usage {
+        None => data.to_owned(),
+        // OpenAI writes `"usage":null` into every chunk when usage is asked for, as Pura
+        // always asks; the general path takes it out of content chunks, and so does this.
+        Some(Value::Null) => without_null_usage(data)?,
+        Some(_) => return None,
+    };
     let mut out = Vec::with_capacity(2);
     if let Some(u) = peek
         .x_groq
@@ -216,11 +223,29 @@ fn fast_chunk(data: &str) -> Option<Vec<StreamItem>> {
         })
         .sum();
     out.push(StreamItem::Raw(RawChunk {
-        data: data.to_owned(),
+        data,
         finishing: peek.choices[0].finish_reason.is_some(),
         text_chars,
     }));
     Some(out)
+}
+
+/// The chunk's text without its top-level `"usage":null` member. Only when that text occurs
+/// once: the peek saw it at the top level, so that occurrence is the one (inside a string its
+/// quotes would be escaped). Anything else (spacing, a nested one) goes the general way.
+fn without_null_usage(data: &str) -> Option<String> {
+    const MEMBER: &str = "\"usage\":null";
+    if data.matches(MEMBER).count() != 1 {
+        return None;
+    }
+    let at = data.find(MEMBER)?;
+    let (before, after) = (&data[..at], &data[at + MEMBER.len()..]);
+    if let Some(before) = before.strip_suffix(',') {
+        return Some([before, after].concat());
+    }
+    after
+        .strip_prefix(',')
+        .map(|after| [before, after].concat())
 }
 
 /// Groq sends `x_groq.error` as a string; others send OpenAI's object.
@@ -368,6 +393,42 @@ mod tests {
             &items[..],
             [StreamItem::Chunk(_) | StreamItem::Raw(_)]
         ));
+    }
+
+    #[test]
+    fn a_content_chunk_passes_as_written_less_its_null_usage() {
+        let mut t = Translator;
+        let cases = [
+            (
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            ),
+            (
+                r#"{"usage":null,"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            ),
+            (
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"say \"usage\":null"}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"say \"usage\":null"}}]}"#,
+            ),
+        ];
+        for (sent, relayed) in cases {
+            let items = t.on_event(&ev(sent)).unwrap_or_default();
+            let [StreamItem::Raw(raw)] = &items[..] else {
+                panic!("{sent}: {items:?}");
+            };
+            assert_eq!(raw.data, relayed);
+            assert_eq!(raw.text_chars, if sent.contains("say") { 16 } else { 2 });
+            assert!(!raw.finishing);
+        }
+        // Spaced out, it takes the general path, which removes `usage` the same way.
+        let items = t
+            .on_event(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}], "usage": null}"#))
+            .unwrap_or_default();
+        let [StreamItem::Chunk(v)] = &items[..] else {
+            panic!("{items:?}");
+        };
+        assert!(v.get("usage").is_none());
     }
 
     #[test]
