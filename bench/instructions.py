@@ -6,8 +6,8 @@
 Runs the release `pura` and the fake upstream (examples/bench_upstream) each under
 `valgrind --tool=callgrind`, warms up, zeroes the counters (`callgrind_control --zero`), sends N
 requests over one keep-alive connection, dumps (`callgrind_control --dump`) and divides the
-process's total instructions by N. Measured: non-streaming through Pura and straight at the
-fake upstream; streams of 10 and of 50 chunks through Pura, whose difference gives the cost
+process's total instructions by N. Measured: non-streaming through Pura (a free-tier key, and a
+paid key whose settlement debits a balance) and straight at the fake upstream; streams of 10 and of 50 chunks through Pura, whose difference gives the cost
 per relayed chunk and the fixed cost per streamed request. Everything stays on 127.0.0.1.
 Prints a Markdown table (also written to bench/out/instructions.md)."""
 
@@ -136,6 +136,40 @@ def main():
         finally:
             pura.stop()
             up.stop()
+
+    # The same non-streaming request from a key past its free tier: its settlement debits the
+    # account's balance and writes a ledger entry instead of counting a free request.
+    up = bench.Service("upstream-paid", upstream(50), None, out_dir,
+                       ready=r"listening on (http://\S+)")
+    paid_tmp = tempfile.mkdtemp(prefix="pura-instr-paid-")
+    cfg = bench.pura_config(paid_tmp, up.url, 1)
+    with open(cfg) as f:
+        text = f.read().replace("requests = 1000000000000", "requests = 0")
+    with open(cfg, "w") as f:
+        f.write(text)
+    cg = CALLGRIND + ["--callgrind-out-file=" + os.path.join(out_dir, "callgrind.out.paid")]
+    paid_env = dict(env, PURA_ADMIN_TOKEN="bench-admin")
+    pura = bench.Service("pura-cg-paid", cg + [os.path.join(rel, "pura"), "--config", cfg],
+                         None, out_dir, env=paid_env, ready=r"pura listening on (http://\S+)",
+                         timeout=300)
+    try:
+        status, raw = bench.http("POST", pura.url + "/api/keys", {"label": "paid"}, timeout=300)
+        if status != 201:
+            raise RuntimeError(f"POST /api/keys answered {status}")
+        minted = json.loads(raw)
+        status, _ = bench.http("POST", f"{pura.url}/api/admin/keys/{minted['id']}/credit",
+                               {"sats": 1_000_000, "memo": "instructions"},
+                               {"authorization": "Bearer bench-admin"}, timeout=300)
+        if status != 200:
+            raise RuntimeError(f"admin credit answered {status}")
+        h = {"content-type": "application/json", "authorization": f"Bearer {minted['key']}"}
+        per = measure(pura, out_dir, "pura_json_paid",
+                      lambda n: send(pura.url, "/v1/chat/completions", body, h, n),
+                      args.requests, args.warmup)
+        rows.append(("through Pura, non-streaming, paid key", per))
+    finally:
+        pura.stop()
+        up.stop()
 
     by = dict(rows)
     s10, s50 = by["through Pura, stream of 10 chunks"], by["through Pura, stream of 50 chunks"]

@@ -1,51 +1,204 @@
-//! Statements diesel keeps prepared although it would not by itself.
+//! The settlement's updates, written so that diesel keeps them prepared.
 //!
-//! Diesel prepares every `UPDATE` (and every insert of a variable number of rows) afresh,
-//! since in general their SQL may differ from one call to the next. Parsing the statement
-//! then costs more than running it: on the settlement path that was most of a request's
-//! database work. An update whose `SET` and `WHERE` are fixed by its type (no optional
-//! changeset fields) has the same SQL every time, so [`DbConn::execute_cached`] lets the
-//! statement cache keep it by type, as diesel does for its own static queries.
+//! Diesel prepares every `UPDATE` of its query builder afresh (its SQL may vary with the
+//! changeset in general), and parsing a statement costs more than running it: on the
+//! settlement path that was most of a request's database work. These few updates have the
+//! same SQL every time, so each is a type of its own with a static query id, which diesel's
+//! statement cache keeps by type. The SQL is plain enough for SQLite and PostgreSQL alike.
 
+use chrono::NaiveDateTime;
 use diesel::backend::Backend;
-use diesel::pg::{Pg, PgConnection};
+use diesel::connection::Connection;
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sqlite::{Sqlite, SqliteConnection};
-use diesel::{QueryResult, RunQueryDsl};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Text, Timestamp};
+use diesel::sqlite::Sqlite;
+use diesel::QueryResult;
 
 use super::DbConn;
 
-/// A statement whose SQL its type `Q` fixes; binds are owned, so `Q` is `'static`.
-pub struct Cached<Q>(Q);
-
-impl<Q: 'static> QueryId for Cached<Q> {
-    type QueryId = Q;
-    const HAS_STATIC_QUERY_ID: bool = true;
+/// The bind types these statements use, on either backend.
+pub trait Binds: Backend + HasSqlType<BigInt> + HasSqlType<Text> + HasSqlType<Timestamp>
+where
+    i64: ToSql<BigInt, Self>,
+    String: ToSql<Text, Self>,
+    NaiveDateTime: ToSql<Timestamp, Self>,
+{
 }
 
-impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for Cached<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
+impl Binds for Sqlite {}
+impl Binds for Pg {}
 
-    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
-        Ok(true)
+/// Declares one statement: its fields (the binds) and its `walk_ast` (the SQL with the binds
+/// in place). The type is its cache key, so the SQL must not depend on the values.
+macro_rules! statement {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }
+     |$self:ident, $out:ident| $body:block) => {
+        $(#[$doc])*
+        pub struct $name { $(pub $field: $ty),* }
+
+        impl QueryId for $name {
+            type QueryId = $name;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<DB: Binds> QueryFragment<DB> for $name
+        where
+            i64: ToSql<BigInt, DB>,
+            String: ToSql<Text, DB>,
+            NaiveDateTime: ToSql<Timestamp, DB>,
+        {
+            fn walk_ast<'b>(&'b $self, mut $out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+                $body
+                Ok(())
+            }
+        }
+    };
+}
+
+statement! {
+    /// Moves an account's cached balance.
+    MoveBalance { account: String, delta: i64 }
+    |self, out| {
+        out.push_sql("UPDATE accounts SET balance_micros = balance_micros + ");
+        out.push_bind_param::<BigInt, _>(&self.delta)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(&self.account)?;
     }
 }
 
-impl<Q, Conn> RunQueryDsl<Conn> for Cached<Q> {}
+statement! {
+    /// Uses `n` of an account's free requests, when it has that many.
+    UseFreeRequests { account: String, n: i64 }
+    |self, out| {
+        out.push_sql(
+            "UPDATE accounts SET free_requests_remaining = free_requests_remaining - ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.n)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(&self.account)?;
+        out.push_sql(" AND free_requests_remaining >= ");
+        out.push_bind_param::<BigInt, _>(&self.n)?;
+    }
+}
+
+statement! {
+    /// Moves a day's free spend.
+    AddFreeSpend { day: NaiveDateTime, delta: i64 }
+    |self, out| {
+        out.push_sql("UPDATE free_spend SET spent_micros = spent_micros + ");
+        out.push_bind_param::<BigInt, _>(&self.delta)?;
+        out.push_sql(" WHERE day = ");
+        out.push_bind_param::<Timestamp, _>(&self.day)?;
+    }
+}
+
+statement! {
+    /// Adds to a day's free spend unless that would pass `cap`.
+    AddFreeSpendWithin { day: NaiveDateTime, delta: i64, cap: i64 }
+    |self, out| {
+        out.push_sql("UPDATE free_spend SET spent_micros = spent_micros + ");
+        out.push_bind_param::<BigInt, _>(&self.delta)?;
+        out.push_sql(" WHERE day = ");
+        out.push_bind_param::<Timestamp, _>(&self.day)?;
+        out.push_sql(" AND spent_micros + ");
+        out.push_bind_param::<BigInt, _>(&self.delta)?;
+        out.push_sql(" <= ");
+        out.push_bind_param::<BigInt, _>(&self.cap)?;
+    }
+}
 
 impl DbConn {
-    /// Runs `query` through the connection's statement cache. Only for statements whose SQL
-    /// does not depend on their values (see the module's comment).
+    /// Runs one of the statements above on whichever backend this is; the number of rows.
     pub fn execute_cached<Q>(&mut self, query: Q) -> QueryResult<usize>
     where
-        Q: QueryFragment<Sqlite> + QueryFragment<Pg> + 'static,
+        Q: QueryFragment<Sqlite> + QueryFragment<Pg> + QueryId,
     {
-        let query = Cached(query);
         match self {
-            DbConn::Sqlite(c) => RunQueryDsl::<SqliteConnection>::execute(query, c),
-            DbConn::Pg(c) => RunQueryDsl::<PgConnection>::execute(query, c),
+            DbConn::Sqlite(c) => c.execute_returning_count(&query),
+            DbConn::Pg(c) => c.execute_returning_count(&query),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    use chrono::NaiveDateTime;
+    use diesel::connection::{Connection, InstrumentationEvent};
+
+    use crate::db::models::{account, free_spend, ledger, usage};
+    use crate::db::DbConn;
+
+    #[derive(Default)]
+    struct Seen {
+        run: Vec<String>,
+        cached: BTreeSet<String>,
+    }
+
+    /// Every statement a settlement runs is prepared once per connection: a statement that
+    /// ran but never entered the cache is parsed again each time.
+    #[test]
+    fn the_settlement_statements_stay_prepared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = crate::db::pool(&url, 1).expect("pool");
+        let mut conn = pool.get().expect("conn");
+        crate::db::migrate(&mut conn).expect("migrate");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let log = seen.clone();
+        let DbConn::Sqlite(c) = &mut *conn else {
+            panic!("sqlite");
+        };
+        c.set_instrumentation(move |ev: InstrumentationEvent<'_>| {
+            let mut s = log.lock().unwrap_or_else(|e| e.into_inner());
+            match ev {
+                InstrumentationEvent::StartQuery { query, .. } => {
+                    let sql = query.to_string();
+                    let sql = sql.split(" -- binds").next().unwrap_or_default().to_owned();
+                    s.run.push(sql);
+                }
+                InstrumentationEvent::CacheQuery { sql, .. } => {
+                    s.cached.insert(sql.to_owned());
+                }
+                _ => {}
+            }
+        });
+        let day = NaiveDateTime::default();
+        {
+            use crate::db::schema::accounts::dsl::*;
+            use diesel::{ExpressionMethods, RunQueryDsl};
+            diesel::insert_into(accounts)
+                .values((
+                    id.eq("acct_x"),
+                    created_at.eq(day),
+                    balance_micros.eq(0),
+                    free_requests_remaining.eq(10),
+                ))
+                .execute(&mut *conn)
+                .expect("account");
+        }
+        for _ in 0..2 {
+            conn.transaction::<_, crate::db::DbError, _>(|conn| {
+                account::move_balance(conn, "acct_x", 5)?;
+                account::use_free_requests(conn, "acct_x", 1)?;
+                free_spend::adjust(conn, day, 7)?;
+                usage::insert_many(conn, &[])?;
+                ledger::record_debits(conn, &[])?;
+                Ok(())
+            })
+            .expect("runs");
+        }
+        let s = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let parsed_each_time: Vec<&String> = s
+            .run
+            .iter()
+            .filter(|sql| !s.cached.contains(*sql))
+            .filter(|sql| !matches!(sql.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK"))
+            .collect();
+        assert!(parsed_each_time.is_empty(), "{parsed_each_time:#?}");
     }
 }

@@ -6,7 +6,7 @@
 //! the crate but the leaves `time`, `ids` and `money`. The async side reaches it through
 //! [`run`].
 
-mod cached;
+pub mod cached;
 pub mod events;
 pub mod models;
 pub mod schema;

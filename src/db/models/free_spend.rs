@@ -10,6 +10,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::super::cached::{AddFreeSpend, AddFreeSpendWithin};
 use super::super::schema::free_spend;
 use super::super::{DbConn, DbError};
 
@@ -40,14 +41,11 @@ fn add_within(
     micros: i64,
     cap: i64,
 ) -> Result<bool, DbError> {
-    let n = conn.execute_cached(
-        diesel::update(
-            free_spend::table
-                .find(day)
-                .filter((free_spend::spent_micros + micros).le(cap)),
-        )
-        .set(free_spend::spent_micros.eq(free_spend::spent_micros + micros)),
-    )?;
+    let n = conn.execute_cached(AddFreeSpendWithin {
+        day,
+        delta: micros,
+        cap,
+    })?;
     Ok(n == 1)
 }
 
@@ -61,10 +59,7 @@ pub fn adjust(
     if delta == 0 {
         return Ok(());
     }
-    let add = || {
-        diesel::update(free_spend::table.find(day))
-            .set(free_spend::spent_micros.eq(free_spend::spent_micros + delta))
-    };
+    let add = || AddFreeSpend { day, delta };
     if conn.execute_cached(add())? == 1 {
         return Ok(());
     }
