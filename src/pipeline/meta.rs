@@ -14,9 +14,61 @@ use crate::db::models::usage::UsageRow;
 use crate::money::Micros;
 use crate::providers::ProviderSpec;
 
+/// What identifies a request from the moment its body is read: our request id (the usage
+/// row's id, time-ordered) and the SHA-256 of the exact bytes received, so a client can match
+/// its own logs, Pura's usage record and the upstream's. Both go out as `X-Pura-Request-Id` and
+/// `X-Pura-Body-Sha256` on every answer given after the body was read, errors included.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub request_id: String,
+    pub body_sha256: BodyHash,
+}
+
+/// A body's SHA-256 as lowercase hex, on the stack: hashing costs one pass over the body and
+/// no allocation until the header and the usage row need it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyHash([u8; 64]);
+
+impl BodyHash {
+    pub fn of(body: &[u8]) -> Self {
+        use sha2::Digest;
+        let mut hex = [0u8; 64];
+        // 32 digest bytes always fill 64 hex digits: the error case cannot happen.
+        let _ = hex::encode_to_slice(sha2::Sha256::digest(body), &mut hex);
+        BodyHash(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl Received {
+    pub fn of(body: &[u8]) -> Self {
+        Received {
+            request_id: crate::ids::ordered_id("req_"),
+            body_sha256: BodyHash::of(body),
+        }
+    }
+
+    /// Puts `X-Pura-Request-Id` and `X-Pura-Body-Sha256` on an answer, whatever its status.
+    pub fn apply(&self, resp: &mut HttpResponse) {
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(HeaderName::from_static("x-pura-request-id"), v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&self.body_sha256.0) {
+            headers.insert(HeaderName::from_static("x-pura-body-sha256"), v);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Meta {
+    /// Ours, from [`Received`]: the usage row's id and `X-Pura-Request-Id`.
     pub request_id: String,
+    pub body_sha256: BodyHash,
     pub key_id: String,
     pub account_id: String,
     pub client_request_id: Option<String>,
@@ -88,6 +140,7 @@ impl Meta {
             protocol: self.protocol.to_owned(),
             cached_tokens: usage.cached_tokens() as i64,
             reasoning_tokens: usage.reasoning_tokens() as i64,
+            body_sha256: Some(self.body_sha256.as_str().to_owned()),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Ctx<'a> {
     /// The client's request, for what only some answers need (the base URL of an invoice link,
     /// computed on a 402 only).
     pub request: &'a actix_web::HttpRequest,
+    /// The request's id and body hash (see [`meta::Received`]).
+    pub received: &'a meta::Received,
 }
 
 /// A canonical request, as every front end hands it over.
@@ -137,7 +139,8 @@ async fn serve(
         }
     };
     let meta = Meta {
-        request_id: crate::ids::ordered_id("req_"),
+        request_id: ctx.received.request_id.clone(),
+        body_sha256: ctx.received.body_sha256,
         key_id: key.id.clone(),
         account_id: key.account_id.clone(),
         client_request_id: req.hints.client_request_id,
