@@ -3,7 +3,8 @@
 # PURA_TEST_DATABASE_URL is set. Installs what the tests need on first use: a venv with the
 # official openai and anthropic Python SDKs, pytest and aiosmtpd (.venv), Claude Code from npm
 # (.npm-agents, its native binary inside the package), and LNbits with its FakeWallet
-# (.lnbits-venv), which it starts on a free loopback port and stops at the end.
+# (.lnbits-venv), which it starts on a free loopback port and stops at the end; and
+# schemathesis (.schemathesis-venv, see scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,11 @@ export PURA_TEST_LNBITS_KEYS="$LNBITS_HOME/keys.env"
 
 echo "== tests on SQLite"
 env -u PURA_TEST_DATABASE_URL cargo test --all-targets --no-fail-fast
+
+# schemathesis against the binary the tests just built, checked against its own /openapi.json
+# (installs itself into .schemathesis-venv on first use; bounded to under 2 minutes).
+echo "== schemathesis"
+scripts/schemathesis.sh
 
 if [ -n "${PURA_TEST_DATABASE_URL:-}" ]; then
   # tests/replicas_money.rs runs 2 and 3 replicas behind a real nginx (installed here when
