@@ -7,6 +7,7 @@
 //! (the Prometheus series, a leaf any layer may call).
 //! No two top-level modules import each other in a cycle (`tests/module_graph.rs`).
 
+pub mod access;
 pub mod actors;
 pub mod api;
 pub mod auth;

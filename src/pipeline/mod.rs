@@ -141,6 +141,7 @@ async fn serve(
     let meta = Meta {
         request_id: ctx.received.request_id.clone(),
         body_sha256: ctx.received.body_sha256,
+        route: ctx.received.route,
         key_id: key.id.clone(),
         account_id: key.account_id.clone(),
         client_request_id: req.hints.client_request_id,

@@ -48,10 +48,12 @@ async fn received(
     stream_default: bool,
 ) -> actix_web::Result<HttpResponse> {
     let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
-    let received = Received::of(&body);
+    let received = Received::of(&req, &body);
+    let authed = key.0.clone();
     let answer = handle(&req, key, &state, &client, &received, &body, stream_default).await;
     let mut resp = answer.unwrap_or_else(|e| e.error_response());
     received.apply(&mut resp);
+    received.log_failure("chat", &authed, resp.status().as_u16());
     Ok(resp)
 }
 

@@ -113,10 +113,12 @@ pub async fn create(
 ) -> Result<HttpResponse, AnthropicError> {
     let body = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
     // Once the body is in, every answer (errors included) carries its request id and hash.
-    let received = Received::of(&body);
+    let received = Received::of(&req, &body);
+    let authed = key.0.clone();
     let answer = serve(&req, key, &state, &client, &received, &body).await;
     let mut resp = answer.unwrap_or_else(|e| e.error_response());
     received.apply(&mut resp);
+    received.log_failure("messages", &authed, resp.status().as_u16());
     Ok(resp)
 }
 

@@ -25,10 +25,12 @@ pub async fn create(
 ) -> actix_web::Result<HttpResponse> {
     let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
     // Once the body is in, every answer (errors included) carries its request id and hash.
-    let received = Received::of(&body);
+    let received = Received::of(&req, &body);
+    let authed = key.0.clone();
     let answer = serve(&req, key, &state, &client, &received, &body).await;
     let mut resp = answer.unwrap_or_else(|e| e.error_response());
     received.apply(&mut resp);
+    received.log_failure("responses", &authed, resp.status().as_u16());
     Ok(resp)
 }
 
