@@ -74,6 +74,15 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub responses: ResponsesConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces (see `telemetry`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL (spans go to `<it>/v1/traces`); empty: no traces.
+    pub otlp_endpoint: String,
 }
 
 /// `[log]`: how log lines are written.

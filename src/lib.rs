@@ -28,6 +28,7 @@ pub mod routing;
 pub mod secret;
 pub mod shutdown;
 pub mod state;
+pub mod telemetry;
 pub mod time;
 pub mod wallet;
 

@@ -75,6 +75,7 @@ async fn main() -> std::io::Result<()> {
     let json_logs = config.log.format == pura::config::LogFormat::Json;
     pura::access::init(json_logs);
     pura::metrics::init();
+    pura::telemetry::init(&config.telemetry.otlp_endpoint);
     let pool = db::pool(&config.database.url, config.database.pool_size)
         .map_err(|e| fail(e.to_string()))?;
     {

@@ -26,6 +26,8 @@ pub struct Received {
     /// The path served, for the access line.
     pub route: &'static str,
     pub started: Instant,
+    /// Where this request's spans go; `None` when traces are off.
+    pub trace: Option<crate::telemetry::Trace>,
 }
 
 /// A body's SHA-256 as lowercase hex, on the stack: hashing costs one pass over the body and
@@ -66,6 +68,11 @@ impl Received {
             body_sha256: BodyHash::of(body),
             route: ROUTES.into_iter().find(|r| *r == path).unwrap_or("(other)"),
             started: Instant::now(),
+            trace: crate::telemetry::Trace::begin(
+                req.headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok()),
+            ),
         }
     }
 
@@ -106,6 +113,7 @@ pub struct Meta {
     pub request_id: String,
     pub body_sha256: BodyHash,
     pub route: &'static str,
+    pub trace: Option<crate::telemetry::Trace>,
     pub key_id: String,
     pub account_id: String,
     pub client_request_id: Option<String>,
@@ -272,4 +280,12 @@ impl Meta {
         }
         h
     }
+}
+
+/// Attributes of a span about this provider and model.
+pub fn upstream_attributes(provider: &str, model: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("pura.provider", provider.to_owned()),
+        ("pura.model", model.to_owned()),
+    ]
 }
