@@ -4,7 +4,8 @@
 # official openai and anthropic Python SDKs, pytest and aiosmtpd (.venv), Claude Code from npm
 # (.npm-agents, its native binary inside the package), and LNbits with its FakeWallet
 # (.lnbits-venv), which it starts on a free loopback port and stops at the end; Chromium
-# (apt) and playwright-core + axe-core (.npm-browser) for the console's browser test.
+# (apt) and playwright-core + axe-core (.npm-browser) for the console's browser test; and
+# schemathesis (.schemathesis-venv, see scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,11 @@ echo "== tests on SQLite"
 env -u PURA_TEST_DATABASE_URL cargo test --all-targets --no-fail-fast
 
 echo "== console screenshots (tests/browser.rs): $PWD/target/ci-artifacts/console"
+
+# schemathesis against the binary the tests just built, checked against its own /openapi.json
+# (installs itself into .schemathesis-venv on first use; bounded to under 2 minutes).
+echo "== schemathesis"
+scripts/schemathesis.sh
 
 if [ -n "${PURA_TEST_DATABASE_URL:-}" ]; then
   # tests/replicas_money.rs runs 2 and 3 replicas behind a real nginx (installed here when

@@ -73,6 +73,32 @@ pub struct Config {
     pub lightning: LightningConfig,
     pub notify: NotifyConfig,
     pub responses: ResponsesConfig,
+    pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces (see `telemetry`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL (spans go to `<it>/v1/traces`); empty: no traces.
+    pub otlp_endpoint: String,
+}
+
+/// `[log]`: how log lines are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// `text`: env_logger's lines and actix's access line; `json`: one JSON object per line, one
+/// access line per request (see `access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The Responses API's stored responses (`store: true`, `previous_response_id`).

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::api::views::InvoiceView;
 
 /// The OpenAI error object (the value under `"error"`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub message: String,
     #[serde(rename = "type")]
@@ -25,7 +25,7 @@ pub struct ErrorBody {
 }
 
 /// Every error body the gateway writes: `{"error": …}`, and for a 402 the invoice to pay.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope<'a> {
     pub error: ErrorBody,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@
 //! (the Prometheus series, a leaf any layer may call).
 //! No two top-level modules import each other in a cycle (`tests/module_graph.rs`).
 
+pub mod access;
 pub mod actors;
 pub mod api;
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod routing;
 pub mod secret;
 pub mod shutdown;
 pub mod state;
+pub mod telemetry;
 pub mod time;
 pub mod wallet;
 

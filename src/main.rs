@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, Condition, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use pura::actors::arbiter::ReplicaArbiter;
@@ -69,10 +69,13 @@ fn budget_defaults(config: &Config) -> Defaults {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    pura::metrics::init();
     let fail = |e: String| std::io::Error::other(e);
+    // The config first: it says how to log.
     let config = Config::load(config_path().as_deref()).map_err(|e| fail(e.to_string()))?;
+    let json_logs = config.log.format == pura::config::LogFormat::Json;
+    pura::access::init(json_logs);
+    pura::metrics::init();
+    pura::telemetry::init(&config.telemetry.otlp_endpoint);
     let pool = db::pool(&config.database.url, config.database.pool_size)
         .map_err(|e| fail(e.to_string()))?;
     {
@@ -178,7 +181,13 @@ async fn main() -> std::io::Result<()> {
             .app_data(web::Data::new(BodyTimeout(body_timeout)))
             .wrap(from_fn(body_deadline))
             .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            // JSON logs: one access line per request, from `access` (the pipeline's own at
+            // settlement); text: actix's line.
+            .wrap(Condition::new(json_logs, from_fn(pura::access::middleware)))
+            .wrap(Condition::new(
+                !json_logs,
+                Logger::new("%a \"%r\" %s %b %Dms"),
+            ))
             .configure(|cfg| pura::configure(cfg, max_body))
     });
     if let Some(w) = config.server.workers {

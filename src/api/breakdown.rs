@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Requests, money and tokens of one slice of a report.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Slice {
     pub requests: i64,
@@ -18,7 +18,7 @@ pub struct Slice {
 }
 
 /// Flattened into the report: per concrete model and per tier (`auto`'s tier mix).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Breakdown {
     pub by_model: BTreeMap<String, Slice>,
@@ -26,7 +26,7 @@ pub struct Breakdown {
 }
 
 /// Flattened into each hour of the report: its tokens and its stacks.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HourDetail {
     /// Prompt plus completion tokens.
@@ -36,7 +36,7 @@ pub struct HourDetail {
 }
 
 /// USD per 1,000 tokens, as the provider serving the model is priced in the config.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelPrice {
     pub input_per_1k_usd: f64,

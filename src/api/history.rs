@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// One ledger entry: a credit (a paid invoice, an admin credit) or a request's debit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntryView {
     pub id: String,
@@ -18,7 +18,7 @@ pub struct LedgerEntryView {
 }
 
 /// One Lightning invoice and its state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvoiceLineView {
     pub invoice_id: String,
@@ -31,7 +31,7 @@ pub struct InvoiceLineView {
     pub paid_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryView {
     /// Whether this gateway takes Lightning top-ups (`lightning.backend` is not `none`).

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 /// A Messages request. `max_tokens` is optional here because `count_tokens` takes the same
 /// body without it; `/v1/messages` checks it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct MessagesRequest {
     #[serde(default)]
     pub model: String,
@@ -16,6 +16,7 @@ pub struct MessagesRequest {
     pub max_tokens: Option<u32>,
     pub messages: Vec<InputMessage>,
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     pub system: Option<System>,
     #[serde(default)]
     pub stream: Option<bool>,
@@ -28,10 +29,13 @@ pub struct MessagesRequest {
     #[serde(default)]
     pub top_k: Option<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<ToolDef>>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tool_choice: Option<ToolChoice>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
     /// `{"type":"enabled","budget_tokens":N}`; only an Anthropic upstream acts on it.
     #[serde(default)]
@@ -51,16 +55,18 @@ pub enum System {
     Blocks(Vec<Block>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputRole {
     User,
     Assistant,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct InputMessage {
     pub role: InputRole,
+    /// A string or an array of content blocks.
+    #[schema(value_type = Value)]
     pub content: Content,
 }
 
@@ -201,7 +207,7 @@ pub struct Metadata {
 }
 
 /// Token usage of a Messages answer. `input_tokens` excludes cache reads and writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MessagesUsage {
     pub input_tokens: u64,
     pub cache_creation_input_tokens: u64,
@@ -223,7 +229,7 @@ impl MessagesUsage {
 }
 
 /// A non-streaming Messages answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageResponse {
     pub id: String,
     #[serde(rename = "type")]
@@ -237,14 +243,16 @@ pub struct MessageResponse {
 }
 
 /// `{"type":"error","error":{"type","message"}}`, Anthropic's error envelope.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnthropicErrorEnvelope)]
 pub struct ErrorEnvelope<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub error: ErrorBody<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnthropicErrorBody)]
 pub struct ErrorBody<'a> {
     #[serde(rename = "type")]
     pub kind: &'a str,
@@ -252,7 +260,7 @@ pub struct ErrorBody<'a> {
 }
 
 /// One entry of Anthropic's `GET /v1/models` list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -261,7 +269,7 @@ pub struct ModelInfo {
     pub created_at: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelList {
     pub data: Vec<ModelInfo>,
     pub has_more: bool,
@@ -270,7 +278,7 @@ pub struct ModelList {
 }
 
 /// `POST /v1/messages/count_tokens` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenCount {
     pub input_tokens: u64,
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// One request the gateway answered (one usage row).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestView {
     pub id: String,
@@ -28,7 +28,7 @@ pub struct RequestView {
 }
 
 /// A page, newest first; `nextBefore` is the `before=` of the next (older) page, when there is one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestsPage {
     pub data: Vec<RequestView>,

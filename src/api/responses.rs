@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 /// `POST /v1/responses`. Items stay JSON values: the decoder reads each by its `type`, and the
 /// whole body may also go to an OpenAI upstream as it came.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ResponsesRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -46,7 +46,7 @@ pub struct ResponsesRequest {
 }
 
 /// The `response` object (non-streaming body, and inside `response.*` stream events).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResponseObject {
     pub id: String,
     pub object: &'static str,
@@ -77,18 +77,18 @@ pub struct ResponseObject {
     pub x_pura: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResponseError {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IncompleteDetails {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ResponsesUsage {
     pub input_tokens: u64,
     pub input_tokens_details: CachedTokens,
@@ -97,12 +97,12 @@ pub struct ResponsesUsage {
     pub total_tokens: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CachedTokens {
     pub cached_tokens: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReasoningTokens {
     pub reasoning_tokens: u64,
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// `POST /api/keys` → 201: the only time the key itself is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKey {
     pub id: String,
@@ -22,14 +22,14 @@ pub struct CreatedKey {
 }
 
 /// `POST /api/keys/me/rotate`: the same id, the new secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RotatedKey {
     pub id: String,
     pub key: String,
 }
 
 /// A key with its effective limits (`GET|PATCH /api/keys/me`, the admin PATCH).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
     pub id: String,
@@ -47,7 +47,7 @@ pub struct KeyView {
 }
 
 /// `GET /api/wallet/balance`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BalanceView {
     pub balance_sats: i64,
@@ -61,7 +61,7 @@ pub struct BalanceView {
 }
 
 /// An invoice to pay: the answer of `POST /api/wallet/fund`, and the `invoice` of a 402.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvoiceView {
     pub invoice_id: String,
@@ -75,7 +75,7 @@ pub struct InvoiceView {
 }
 
 /// `GET /api/wallet/status?invoiceId=…`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvoiceStatusView {
     pub invoice_id: String,
@@ -85,7 +85,7 @@ pub struct InvoiceStatusView {
 }
 
 /// `GET /api/report`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportView {
     pub period: &'static str,
@@ -106,7 +106,7 @@ pub struct ReportView {
 }
 
 /// One key's line in an account report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyReport {
     pub label: String,
@@ -118,7 +118,7 @@ pub struct KeyReport {
 }
 
 /// `GET /api/account`: the account's money and its keys.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountView {
     pub id: String,
@@ -130,7 +130,7 @@ pub struct AccountView {
 
 /// One key of an account (`GET /api/account`, `PATCH /api/account/keys/{id}`): its effective
 /// limits and its spend in the current UTC day and month.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountKeyView {
     pub id: String,
@@ -147,7 +147,7 @@ pub struct AccountKeyView {
     pub webhook_url: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderReport {
     pub requests: i64,
@@ -158,7 +158,7 @@ pub struct ProviderReport {
     pub avg_latency_ms: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HourReport {
     pub hour: String,
@@ -169,7 +169,7 @@ pub struct HourReport {
 }
 
 /// `{"object":"list","data":[…]}`, as OpenAI lists things.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct List<T> {
     pub object: &'static str,
     pub data: Vec<T>,
@@ -185,7 +185,7 @@ impl<T> List<T> {
 }
 
 /// One entry of `GET /v1/models`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelView {
     pub id: String,
     pub object: &'static str,
@@ -197,7 +197,7 @@ pub struct ModelView {
 }
 
 /// One key in `GET /api/admin/keys`: its settings as stored, its balance and spend.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminKeyView {
     pub id: String,
@@ -219,7 +219,7 @@ pub struct AdminKeyView {
 }
 
 /// `POST /api/admin/keys/{id}/credit`: the key's account was credited.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditView {
     pub id: String,

@@ -49,6 +49,7 @@ diesel::table! {
         cached_tokens -> BigInt,
         reasoning_tokens -> BigInt,
         account_id -> Text,
+        body_sha256 -> Nullable<Text>,
     }
 }
 

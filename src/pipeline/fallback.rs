@@ -34,6 +34,7 @@ pub async fn run(
     req: &ChatRequest,
     native: Option<&NativeBody>,
     stream: bool,
+    trace: Option<&crate::telemetry::Trace>,
 ) -> Result<Served, ApiError> {
     let mut failed = Failed::default();
     for candidate in candidates {
@@ -57,7 +58,15 @@ pub async fn run(
             }
         };
         crate::metrics::attempt(&spec.name);
-        let failure = match transport::send(client, spec, &candidate.model, call, stream).await {
+        let attempt_started = trace.map(|_| std::time::SystemTime::now());
+        let sent = transport::send(client, spec, &candidate.model, call, stream).await;
+        if let (Some(t), Some(s)) = (trace, attempt_started) {
+            let mut attributes = super::meta::upstream_attributes(&spec.name, &candidate.model);
+            let outcome = sent.as_ref().map_or_else(|f| f.kind(), |_| "ok");
+            attributes.push(("pura.outcome", outcome.to_owned()));
+            t.child("pura.upstream_attempt", s, attributes);
+        }
+        let failure = match sent {
             Ok((upstream_request_id, answer)) => {
                 if let Answer::Json(_) = answer {
                     candidate.actor.do_send(observe(started, Outcome::Success));

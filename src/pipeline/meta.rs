@@ -10,13 +10,110 @@ use serde::Serialize;
 
 use crate::actors::budget::Reservation;
 use crate::api::Usage;
+use crate::db::models::api_key::ApiKey;
 use crate::db::models::usage::UsageRow;
 use crate::money::Micros;
 use crate::providers::ProviderSpec;
 
+/// What identifies a request from the moment its body is read: our request id (the usage
+/// row's id, time-ordered) and the SHA-256 of the exact bytes received, so a client can match
+/// its own logs, Pura's usage record and the upstream's. Both go out as `X-Pura-Request-Id` and
+/// `X-Pura-Body-Sha256` on every answer given after the body was read, errors included.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub request_id: String,
+    pub body_sha256: BodyHash,
+    /// The path served, for the access line.
+    pub route: &'static str,
+    pub started: Instant,
+    /// Where this request's spans go; `None` when traces are off.
+    pub trace: Option<crate::telemetry::Trace>,
+}
+
+/// A body's SHA-256 as lowercase hex, on the stack: hashing costs one pass over the body and
+/// no allocation until the header and the usage row need it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyHash([u8; 64]);
+
+impl BodyHash {
+    pub fn of(body: &[u8]) -> Self {
+        use sha2::Digest;
+        let mut hex = [0u8; 64];
+        // 32 digest bytes always fill 64 hex digits: the error case cannot happen.
+        let _ = hex::encode_to_slice(sha2::Sha256::digest(body), &mut hex);
+        BodyHash(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The pipeline's paths, as `&'static str` so an access line costs no copy of the path.
+const ROUTES: [&str; 6] = [
+    "/v1/chat/completions",
+    "/api/chat/completions",
+    "/api/chat",
+    "/v1/responses",
+    "/api/responses",
+    "/v1/messages",
+];
+
+impl Received {
+    pub fn of(req: &actix_web::HttpRequest, body: &[u8]) -> Self {
+        let path = req.path();
+        Received {
+            request_id: crate::ids::ordered_id("req_"),
+            body_sha256: BodyHash::of(body),
+            route: ROUTES.into_iter().find(|r| *r == path).unwrap_or("(other)"),
+            started: Instant::now(),
+            trace: crate::telemetry::Trace::begin(
+                req.headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok()),
+            ),
+        }
+    }
+
+    /// The access line of a request the pipeline refused or failed (a served one is logged
+    /// where it settles, see [`Meta::row`]).
+    pub fn log_failure(&self, protocol: &str, key: &ApiKey, status: u16) {
+        if status < 400 {
+            return;
+        }
+        crate::access::write(crate::access::Access {
+            request_id: Some(&self.request_id),
+            key_id: Some(&key.id),
+            account_id: Some(&key.account_id),
+            method: "POST",
+            route: self.route,
+            protocol: Some(protocol),
+            status,
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            ..Default::default()
+        });
+    }
+
+    /// Puts `X-Pura-Request-Id` and `X-Pura-Body-Sha256` on an answer, whatever its status.
+    pub fn apply(&self, resp: &mut HttpResponse) {
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(HeaderName::from_static("x-pura-request-id"), v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&self.body_sha256.0) {
+            headers.insert(HeaderName::from_static("x-pura-body-sha256"), v);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Meta {
+    /// Ours, from [`Received`]: the usage row's id and `X-Pura-Request-Id`.
     pub request_id: String,
+    pub body_sha256: BodyHash,
+    pub route: &'static str,
+    pub trace: Option<crate::telemetry::Trace>,
     pub key_id: String,
     pub account_id: String,
     pub client_request_id: Option<String>,
@@ -72,8 +169,10 @@ impl Headers {
 }
 
 impl Meta {
+    /// The request's usage row, made once per served request, when it settles: which is also
+    /// where its access line is written (JSON logs), with the row's figures.
     pub fn row(&self, usage: &Usage, status: &str, ttft: Option<Duration>) -> UsageRow {
-        UsageRow {
+        let row = UsageRow {
             id: self.request_id.clone(),
             key_id: self.key_id.clone(),
             account_id: self.account_id.clone(),
@@ -94,7 +193,28 @@ impl Meta {
             protocol: self.protocol.to_owned(),
             cached_tokens: usage.cached_tokens() as i64,
             reasoning_tokens: usage.reasoning_tokens() as i64,
-        }
+            body_sha256: Some(self.body_sha256.as_str().to_owned()),
+        };
+        crate::access::write(crate::access::Access {
+            request_id: Some(&row.id),
+            key_id: Some(&row.key_id),
+            account_id: Some(&row.account_id),
+            method: "POST",
+            route: self.route,
+            protocol: Some(self.protocol),
+            status: 200,
+            outcome: Some(status),
+            provider: Some(&row.provider),
+            model: Some(&row.model),
+            tier: Some(&row.tier),
+            prompt_tokens: Some(row.prompt_tokens),
+            completion_tokens: Some(row.completion_tokens),
+            cost_usd: Some(Micros(row.cost_micros).usd()),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            ttft_ms: row.ttft_ms,
+            ..Default::default()
+        });
+        row
     }
 
     /// Records the finished request in the metrics: its count and latency, its time to first
@@ -164,4 +284,12 @@ impl Meta {
         }
         h
     }
+}
+
+/// Attributes of a span about this provider and model.
+pub fn upstream_attributes(provider: &str, model: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("pura.provider", provider.to_owned()),
+        ("pura.model", model.to_owned()),
+    ]
 }

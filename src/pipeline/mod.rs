@@ -34,6 +34,8 @@ pub struct Ctx<'a> {
     /// The client's request, for what only some answers need (the base URL of an invoice link,
     /// computed on a 402 only).
     pub request: &'a actix_web::HttpRequest,
+    /// The request's id and body hash (see [`meta::Received`]).
+    pub received: &'a meta::Received,
 }
 
 /// A canonical request, as every front end hands it over.
@@ -74,6 +76,21 @@ pub enum Outcome {
 pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, ApiError> {
     let (protocol, started) = (req.protocol, Instant::now());
     let outcome = serve(ctx, key, req, started).await;
+    if let Some(trace) = &ctx.received.trace {
+        let status = match &outcome {
+            Ok(_) => actix_web::http::StatusCode::OK,
+            Err(e) => actix_web::ResponseError::status_code(e),
+        };
+        trace.finish(
+            "pura.request",
+            vec![
+                ("pura.request_id", ctx.received.request_id.clone()),
+                ("http.route", ctx.received.route.to_owned()),
+                ("pura.protocol", protocol.to_owned()),
+                ("http.response.status_code", status.as_str().to_owned()),
+            ],
+        );
+    }
     // A served request is counted where it settles (below, or at a stream's end); a refused or
     // failed one here, with no provider.
     if let Err(e) = &outcome {
@@ -104,9 +121,17 @@ async fn serve(
         native.end_user.clone_from(&end_user);
     }
     req.chat.user = Some(end_user);
+    let trace = ctx.received.trace.as_ref();
+    let routing_started = trace.map(|_| std::time::SystemTime::now());
     let target = state.router.resolve(req.chat.model.as_deref())?;
     let route = decide::decide(state, &target, &req.chat, &req.hints, &key.id).await?;
     let candidates = state.router.plan(&target, route.tier)?;
+    if let (Some(t), Some(s)) = (trace, routing_started) {
+        let mut attributes = vec![("pura.tier", route.tier.as_str().to_owned())];
+        attributes.extend(route.score.clone().map(|v| ("pura.score", v)));
+        attributes.push(("pura.candidates", candidates.len().to_string()));
+        t.child("pura.routing", s, attributes);
+    }
     let prompt_chars = req.chat.prompt_chars();
     let max_out = req.chat.max_output_tokens().map(u64::from);
     let estimate = money::reservation(
@@ -127,6 +152,7 @@ async fn serve(
         &req.chat,
         req.native.as_ref(),
         req.stream,
+        trace,
     )
     .await
     {
@@ -137,7 +163,10 @@ async fn serve(
         }
     };
     let meta = Meta {
-        request_id: crate::ids::ordered_id("req_"),
+        request_id: ctx.received.request_id.clone(),
+        body_sha256: ctx.received.body_sha256,
+        route: ctx.received.route,
+        trace: ctx.received.trace,
         key_id: key.id.clone(),
         account_id: key.account_id.clone(),
         client_request_id: req.hints.client_request_id,
@@ -166,8 +195,16 @@ async fn serve(
                 .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
             let cost = meta.provider.cost(&usage);
             // Committed before the body leaves: a response the client saw is always billed.
+            let settling = trace.map(|_| std::time::SystemTime::now());
             if !relay::settle(&ticket, meta.row(&usage, "ok", None)).await {
                 log::error!("request {}: settlement not committed", meta.request_id);
+            }
+            if let (Some(t), Some(s)) = (trace, settling) {
+                t.child(
+                    "pura.settlement",
+                    s,
+                    vec![("pura.cost_usd", cost.usd().to_string())],
+                );
             }
             meta.observe(&usage, cost, None);
             let left =

@@ -256,8 +256,16 @@ impl Relay {
         let failed = matches!(cut, Some(Cut::Upstream(_)));
         let row = self.meta.row(&usage, status, Some(self.upstream.ttft));
         self.settled = true;
+        let settling = self.meta.trace.map(|_| std::time::SystemTime::now());
         if !settle(&self.ticket, row).await {
             log::error!("request {}: usage row not committed", self.meta.request_id);
+        }
+        if let (Some(t), Some(s)) = (&self.meta.trace, settling) {
+            t.child(
+                "pura.settlement",
+                s,
+                vec![("pura.cost_usd", cost.usd().to_string())],
+            );
         }
         self.meta.observe(&usage, cost, Some(self.upstream.ttft));
         if failed {

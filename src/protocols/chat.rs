@@ -14,6 +14,22 @@ use crate::providers::{Completion, RawChunk};
 
 use super::Encoder;
 
+/// The body as a chat request, judged as actix's JSON extractor would (a JSON content type,
+/// then the fields), but from bytes the handler keeps: their hash is `X-Pura-Body-Sha256`.
+pub fn parse(req: &actix_web::HttpRequest, body: &[u8]) -> Result<ChatRequest, ApiError> {
+    use actix_web::error::JsonPayloadError;
+    use actix_web::{mime, HttpMessage};
+    let json = match req.mime_type() {
+        Ok(Some(m)) => m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON),
+        _ => false,
+    };
+    if !json {
+        return Err(crate::error::json_error(&JsonPayloadError::ContentType));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| crate::error::json_error(&JsonPayloadError::Deserialize(e)))
+}
+
 /// Checks what the pipeline relies on and OpenAI itself refuses.
 pub fn validate(body: &ChatRequest) -> Result<(), ApiError> {
     if body.messages.is_empty() {

@@ -82,7 +82,7 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(key_view(&key, &account)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreditBody {
     sats: i64,

@@ -2,28 +2,30 @@
 //! false, as OpenAI) and Pura's `POST /api/chat` (stream defaults to true). Decode, run the
 //! pipeline, encode: the protocol lives in `protocols::chat`, the request in `pipeline`.
 
-use actix_web::{web, HttpRequest, HttpResponse, Responder};
+use actix_web::{web, HttpRequest, HttpResponse, Responder, ResponseError};
 use actix_web_lab::sse::Sse;
 
-use crate::api::ChatRequest;
 use crate::auth::AuthedKey;
+use crate::error::ApiError;
 use crate::lightning::LightningHttp;
+use crate::pipeline::meta::Received;
 use crate::pipeline::{self, Ctx, Inbound, Outcome};
 use crate::protocols::{self, chat};
 use crate::state::AppState;
 
-/// The body, extracted without failing so the key is checked first.
-type JsonBody = Result<web::Json<ChatRequest>, actix_web::Error>;
+/// The body as bytes, extracted without failing so the key is checked first; kept as bytes
+/// because their hash goes out as `X-Pura-Body-Sha256`.
+type RawBody = Result<web::Bytes, actix_web::Error>;
 
 pub async fn openai(
     req: HttpRequest,
     key: AuthedKey,
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
-    body: JsonBody,
+    body: RawBody,
 ) -> actix_web::Result<HttpResponse> {
     // Authentication is judged before the body: a bad key is a 401 whatever was sent.
-    handle(req, key, state, client, body?.into_inner(), false).await
+    received(req, key, state, client, body, false).await
 }
 
 pub async fn native(
@@ -31,31 +33,53 @@ pub async fn native(
     key: AuthedKey,
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
-    body: JsonBody,
+    body: RawBody,
 ) -> actix_web::Result<HttpResponse> {
-    handle(req, key, state, client, body?.into_inner(), true).await
+    received(req, key, state, client, body, true).await
+}
+
+/// Once the body is in, every answer (errors included) carries its request id and hash.
+async fn received(
+    req: HttpRequest,
+    key: AuthedKey,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    body: RawBody,
+    stream_default: bool,
+) -> actix_web::Result<HttpResponse> {
+    let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
+    let received = Received::of(&req, &body);
+    let authed = key.0.clone();
+    let answer = handle(&req, key, &state, &client, &received, &body, stream_default).await;
+    let mut resp = answer.unwrap_or_else(|e| e.error_response());
+    received.apply(&mut resp);
+    received.log_failure("chat", &authed, resp.status().as_u16());
+    Ok(resp)
 }
 
 async fn handle(
-    req: HttpRequest,
+    req: &HttpRequest,
     AuthedKey(key): AuthedKey,
-    state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
-    body: ChatRequest,
+    state: &web::Data<AppState>,
+    client: &web::Data<awc::Client>,
+    received: &Received,
+    body: &[u8],
     stream_default: bool,
-) -> actix_web::Result<HttpResponse> {
+) -> Result<HttpResponse, ApiError> {
+    let body = chat::parse(req, body)?;
     chat::validate(&body)?;
     let stream = body.stream.unwrap_or(stream_default);
     let include_usage = body.wants_stream_usage();
     let ln = req.app_data::<web::Data<LightningHttp>>();
     let ctx = Ctx {
-        state: &state,
-        client: &client,
+        state,
+        client,
         lightning: ln.map(|l| &l.0),
-        request: &req,
+        request: req,
+        received,
     };
     let inbound = Inbound {
-        hints: protocols::hints(&req),
+        hints: protocols::hints(req),
         chat: body,
         stream,
         native: None,
@@ -75,7 +99,7 @@ async fn handle(
         Outcome::Stream { relay, headers } => {
             let events = protocols::sse_stream(relay, chat::ChatEncoder::new(include_usage));
             let mut resp = Sse::from_stream(events)
-                .respond_to(&req)
+                .respond_to(req)
                 .map_into_boxed_body();
             headers.apply(&mut resp);
             Ok(resp)

@@ -13,8 +13,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// `{"status":"ok"}`, or `"unavailable"` with the reason and the usual error object.
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -45,8 +45,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// pool that is out of connections.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Serialize)]
-struct Ready {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ready {
     status: &'static str,
 }
 

@@ -16,7 +16,7 @@ use crate::routes::limits::SmallJson;
 use crate::routes::views::SettingsPatch;
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateKey {
     #[serde(default)]

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder, ResponseError};
 use actix_web_lab::sse::Sse;
 use serde_json::{Map, Value};
 
@@ -17,6 +17,7 @@ use crate::auth;
 use crate::db::models::api_key::ApiKey;
 use crate::error::ApiError;
 use crate::lightning::LightningHttp;
+use crate::pipeline::meta::Received;
 use crate::pipeline::{self, Ctx, Inbound, Outcome};
 use crate::protocols::messages::{self as proto, AnthropicError, MessagesEncoder};
 use crate::protocols::{self, header};
@@ -60,12 +61,8 @@ impl FromRequest for AnthropicKey {
 }
 
 /// The body as a JSON object (kept for a native upstream) and as typed Messages fields.
-fn parse(
-    state: &AppState,
-    body: Result<web::Bytes, actix_web::Error>,
-) -> Result<(Map<String, Value>, MessagesRequest), AnthropicError> {
-    let bytes = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
-    let map: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
+fn parse(bytes: &[u8]) -> Result<(Map<String, Value>, MessagesRequest), AnthropicError> {
+    let map: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!(
             "There was an error parsing the body of your request: {e}"
         ))
@@ -109,26 +106,46 @@ fn servable(state: &AppState, model: &str) -> bool {
 /// `POST /v1/messages`.
 pub async fn create(
     req: HttpRequest,
-    AnthropicKey(key): AnthropicKey,
+    key: AnthropicKey,
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AnthropicError> {
-    let (raw, wire) = parse(&state, body)?;
+    let body = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
+    // Once the body is in, every answer (errors included) carries its request id and hash.
+    let received = Received::of(&req, &body);
+    let authed = key.0.clone();
+    let answer = serve(&req, key, &state, &client, &received, &body).await;
+    let mut resp = answer.unwrap_or_else(|e| e.error_response());
+    received.apply(&mut resp);
+    received.log_failure("messages", &authed, resp.status().as_u16());
+    Ok(resp)
+}
+
+async fn serve(
+    req: &HttpRequest,
+    AnthropicKey(key): AnthropicKey,
+    state: &web::Data<AppState>,
+    client: &web::Data<awc::Client>,
+    received: &Received,
+    body: &[u8],
+) -> Result<HttpResponse, AnthropicError> {
+    let (raw, wire) = parse(body)?;
     proto::validate(&wire)?;
-    let model = proto::route_model(&wire.model, |m| servable(&state, m));
+    let model = proto::route_model(&wire.model, |m| servable(state, m));
     let chat = proto::decode(&wire, model)?;
     let stream = wire.stream.unwrap_or(false);
-    let mut hints = protocols::hints(&req);
+    let mut hints = protocols::hints(req);
     if hints.session.is_none() {
-        hints.session = header(&req, "x-claude-code-session-id");
+        hints.session = header(req, "x-claude-code-session-id");
     }
     let ln = req.app_data::<web::Data<LightningHttp>>();
     let ctx = Ctx {
-        state: &state,
-        client: &client,
+        state,
+        client,
         lightning: ln.map(|l| &l.0),
-        request: &req,
+        request: req,
+        received,
     };
     let inbound = Inbound {
         chat,
@@ -137,7 +154,7 @@ pub async fn create(
         native: Some(NativeBody {
             dialect: Dialect::Anthropic,
             body: raw,
-            headers: native_headers(&req),
+            headers: native_headers(req),
             end_user: String::new(),
         }),
         protocol: "messages",
@@ -158,7 +175,7 @@ pub async fn create(
             let encoder = MessagesEncoder::new(meta.model.clone(), meta.prompt_estimate);
             let events = protocols::sse_stream(relay, encoder);
             let mut resp = Sse::from_stream(events)
-                .respond_to(&req)
+                .respond_to(req)
                 .map_into_boxed_body();
             headers.apply(&mut resp);
             resp
@@ -176,7 +193,8 @@ pub async fn count_tokens(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AnthropicError> {
-    let (raw, wire) = parse(&state, body)?;
+    let body = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
+    let (raw, wire) = parse(&body)?;
     let chars = proto::prompt_chars(&wire, &raw);
     let input_tokens = crate::money::estimate_tokens(chars).max(1);
     Ok(HttpResponse::Ok().json(TokenCount { input_tokens }))

@@ -16,6 +16,7 @@ pub mod me;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
 pub mod report;
 pub mod requests;
 pub mod responses;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/health").route(get().to(health::health)))
     .service(resource("/ready").route(get().to(health::ready)))
     .service(resource("/metrics").route(get().to(metrics::scrape)))
+    .service(resource("/openapi.json").route(get().to(openapi::serve)))
     .service(
         resource("/v1/models")
             .route(get().guard(anthropic).to(messages::models))

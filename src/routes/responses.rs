@@ -1,7 +1,7 @@
 //! `POST /v1/responses` and `/api/responses` (OpenAI Responses, what Codex speaks). Decode,
 //! run the pipeline, encode: the protocol lives in `protocols::responses`.
 
-use actix_web::{web, HttpRequest, HttpResponse, Responder};
+use actix_web::{web, HttpRequest, HttpResponse, Responder, ResponseError};
 use actix_web_lab::sse::Sse;
 use serde_json::{Map, Value};
 
@@ -10,6 +10,7 @@ use crate::auth::AuthedKey;
 use crate::config::parse_duration;
 use crate::error::ApiError;
 use crate::lightning::LightningHttp;
+use crate::pipeline::meta::Received;
 use crate::pipeline::{self, Ctx, Inbound, Outcome};
 use crate::protocols::responses::{self as proto, Echo, ResponsesEncoder, Store};
 use crate::protocols::{self, header};
@@ -17,14 +18,32 @@ use crate::state::AppState;
 
 pub async fn create(
     req: HttpRequest,
-    AuthedKey(key): AuthedKey,
+    key: AuthedKey,
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> actix_web::Result<HttpResponse> {
     let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
+    // Once the body is in, every answer (errors included) carries its request id and hash.
+    let received = Received::of(&req, &body);
+    let authed = key.0.clone();
+    let answer = serve(&req, key, &state, &client, &received, &body).await;
+    let mut resp = answer.unwrap_or_else(|e| e.error_response());
+    received.apply(&mut resp);
+    received.log_failure("responses", &authed, resp.status().as_u16());
+    Ok(resp)
+}
+
+async fn serve(
+    req: &HttpRequest,
+    AuthedKey(key): AuthedKey,
+    state: &web::Data<AppState>,
+    client: &web::Data<awc::Client>,
+    received: &Received,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
     let bad = |e: serde_json::Error| ApiError::bad_request(format!("Invalid request body: {e}"));
-    let map: Map<String, Value> = serde_json::from_slice(&body).map_err(bad)?;
+    let map: Map<String, Value> = serde_json::from_slice(body).map_err(bad)?;
     let parsed: ResponsesRequest =
         serde_json::from_value(Value::Object(map.clone())).map_err(bad)?;
     let history =
@@ -37,11 +56,11 @@ pub async fn create(
         conversation,
         retention: parse_duration(&state.config.responses.retention).unwrap_or_default(),
     });
-    let mut hints = protocols::hints(&req);
+    let mut hints = protocols::hints(req);
     // Codex names its session in a header and in `prompt_cache_key`: both pin the tier.
     hints.session = (hints.session.take())
-        .or_else(|| header(&req, "session_id"))
-        .or_else(|| header(&req, "session-id"))
+        .or_else(|| header(req, "session_id"))
+        .or_else(|| header(req, "session-id"))
         .or_else(|| parsed.prompt_cache_key.clone());
     let inbound = Inbound {
         chat: proto::decode(&parsed, &history)?,
@@ -51,10 +70,11 @@ pub async fn create(
         protocol: "responses",
     };
     let ctx = Ctx {
-        state: &state,
-        client: &client,
+        state,
+        client,
         lightning: req.app_data::<web::Data<LightningHttp>>().map(|l| &l.0),
-        request: &req,
+        request: req,
+        received,
     };
     let echo = Echo::new(&parsed);
     let (mut resp, headers) = match pipeline::run(&ctx, &key, inbound).await? {
@@ -71,7 +91,7 @@ pub async fn create(
         Outcome::Stream { relay, headers } => {
             let encoder = ResponsesEncoder::new(echo).storing(store);
             let sse = Sse::from_stream(protocols::sse_stream(relay, encoder));
-            (sse.respond_to(&req).map_into_boxed_body(), headers)
+            (sse.respond_to(req).map_into_boxed_body(), headers)
         }
     };
     headers.apply(&mut resp);

@@ -12,7 +12,7 @@ use crate::lightning::LightningHttp;
 use crate::routes::limits::SmallJson;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FundBody {
     amount: i64,

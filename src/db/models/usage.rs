@@ -33,6 +33,8 @@ pub struct UsageRow {
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
     pub account_id: String,
+    /// Hex SHA-256 of the request body as received (`X-Pura-Body-Sha256`); none on older rows.
+    pub body_sha256: Option<String>,
 }
 
 /// Inserts rows with one multi-row statement (inside the group commit's transaction).
