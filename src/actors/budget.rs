@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::NaiveDateTime;
-use tokio::sync::oneshot;
 
 use crate::db::models::{account, api_key, usage};
-use crate::db::usage_writer::{HoldSettled, Settlement, UsageWriter};
+use crate::db::usage_writer::{HoldSettled, Pending, Settlement, UsageWriter};
 use crate::db::{self, events, DbConn, DbError, Pool};
 use crate::money::Window;
 use crate::notify::{BudgetEvent, Notifier};
@@ -281,9 +280,22 @@ pub struct Settle {
 }
 
 pub struct Settled {
-    /// Resolves once the settlement is committed.
-    pub committed: oneshot::Receiver<bool>,
+    /// The settlement on its way to the database.
+    pub committed: Pending,
     pub budget_remaining_micros: i64,
+    /// What to send back if the request withdraws it.
+    pub undo: Unsettle,
+}
+
+/// A settlement its request withdrew (the database was away and the client got a 503): the
+/// money it took in this actor's view comes back, as if the request had never been served.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Unsettle {
+    pub key_id: String,
+    pub cost_micros: i64,
+    pub debit_micros: i64,
+    pub free: bool,
 }
 
 /// Nothing was served: give the reservation back.
@@ -645,10 +657,36 @@ impl Handler<Settle> for BudgetActor {
             }
             self.account = Some(a);
         }
+        let undo = Unsettle {
+            key_id: settlement.row.key_id.clone(),
+            cost_micros: cost,
+            debit_micros: settlement.debit_micros,
+            free: settlement.free,
+        };
         MessageResult(Settled {
             committed: self.writer.write(settlement),
             budget_remaining_micros: budget_remaining,
+            undo,
         })
+    }
+}
+
+impl Handler<Unsettle> for BudgetActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsettle, _: &mut Context<Self>) {
+        let Some(a) = self.account.as_mut() else {
+            return;
+        };
+        a.balance_micros += msg.debit_micros;
+        if msg.free {
+            a.free_remaining += 1;
+        }
+        if let Some(k) = a.keys.get_mut(msg.key_id.as_str()) {
+            // A window that rolled over since starts from zero: never below it.
+            k.spent_day_micros = (k.spent_day_micros - msg.cost_micros).max(0);
+            k.spent_month_micros = (k.spent_month_micros - msg.cost_micros).max(0);
+        }
     }
 }
 
