@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::NaiveDateTime;
 
+use super::free_spend::LocalFreeSpend;
 use crate::db::models::{account, api_key, usage};
 use crate::db::usage_writer::{HoldSettled, Pending, Settlement, UsageWriter};
 use crate::db::{self, events, DbConn, DbError, Pool};
@@ -360,6 +361,8 @@ pub struct BudgetActor {
     pool: Pool,
     writer: UsageWriter,
     notifier: Notifier,
+    /// The day's free spend, when this process keeps it (see `free_spend`).
+    local_free: Option<Arc<LocalFreeSpend>>,
     on_idle: OnIdle,
     account: Option<Account>,
     held: HashMap<u64, Held>,
@@ -376,6 +379,7 @@ impl BudgetActor {
         pool: Pool,
         writer: UsageWriter,
         notifier: Notifier,
+        local_free: Option<Arc<LocalFreeSpend>>,
         on_idle: OnIdle,
     ) -> Self {
         BudgetActor {
@@ -384,6 +388,7 @@ impl BudgetActor {
             pool,
             writer,
             notifier,
+            local_free,
             on_idle,
             account: None,
             held: HashMap::new(),
@@ -622,8 +627,16 @@ impl Handler<Settle> for BudgetActor {
                     ..
                 }) => {
                     settlement.free = true;
-                    // The day's free spend took the estimate; the actual cost replaces it.
-                    settlement.free_spend = Some((*day, cost - estimate));
+                    // The day's free spend took the estimate; the actual cost replaces it. Kept
+                    // in memory, the estimate never reached the database, which gets the cost.
+                    let to_database = match &self.local_free {
+                        Some(local) => {
+                            local.adjust(*day, cost - estimate);
+                            cost
+                        }
+                        None => cost - estimate,
+                    };
+                    settlement.free_spend = Some((*day, to_database));
                     a.free_remaining -= 1;
                 }
                 _ => {

@@ -18,6 +18,7 @@ use super::budget::{
     Account, AddKey, Barrier, BudgetActor, Credit, Defaults, Denied, GetAccount, KeyMoney, NotFree,
     Refresh, Release, Reservation, Reserve, Settle, SpentElsewhere,
 };
+use super::free_spend::LocalFreeSpend;
 use crate::db::models::api_key::ApiKey;
 use crate::db::models::free_spend;
 use crate::db::models::hold::Verdict;
@@ -38,6 +39,8 @@ pub struct Budgets {
     notifier: Notifier,
     defaults: Defaults,
     arbiter: Option<ReplicaArbiter>,
+    /// The day's free spend in memory when this process is the only one serving (no arbiter).
+    local_free: Option<Arc<LocalFreeSpend>>,
     /// Where every BudgetActor runs.
     home: ArbiterHandle,
 }
@@ -71,6 +74,7 @@ impl Budgets {
         defaults: Defaults,
         arbiter: Option<ReplicaArbiter>,
     ) -> Budgets {
+        let local_free = arbiter.is_none().then(LocalFreeSpend::shared);
         Budgets {
             map: Map::default(),
             pool,
@@ -78,6 +82,7 @@ impl Budgets {
             notifier,
             defaults,
             arbiter,
+            local_free,
             home: Arbiter::new().handle(),
         }
     }
@@ -105,6 +110,7 @@ impl Budgets {
             self.pool.clone(),
             self.writer.clone(),
             self.notifier.clone(),
+            self.local_free.clone(),
             on_idle,
         );
         let addr = BudgetActor::start_in_arbiter(&self.home, move |_| actor);
@@ -209,14 +215,15 @@ impl Budgets {
             r.estimate_micros,
             self.defaults.free_daily_budget_micros,
         );
-        let taken = db::run(&self.pool, move |conn| {
-            free_spend::take(conn, day, estimate, cap)
-        })
-        .await;
-        taken.map_err(|e| {
-            Self::unhold(ticket, false);
-            e.into()
-        })
+        let taken = match &self.local_free {
+            Some(local) => local.take(&self.pool, day, estimate, cap).await,
+            None => db::run(&self.pool, move |conn| {
+                free_spend::take(conn, day, estimate, cap)
+            })
+            .await
+            .map_err(ApiError::from),
+        };
+        taken.inspect_err(|_| Self::unhold(ticket, false))
     }
 
     /// A free reservation that served nothing gives its estimate back to the day's free spend.
@@ -226,6 +233,10 @@ impl Budgets {
             return;
         }
         let (day, refund) = (r.day, -r.estimate_micros);
+        if let Some(local) = &self.local_free {
+            local.adjust(day, refund);
+            return;
+        }
         let done = db::run(&self.pool, move |conn| {
             free_spend::adjust(conn, day, refund).map_err(Into::into)
         })

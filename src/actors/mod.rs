@@ -5,5 +5,6 @@ pub mod arbiter;
 pub mod budget;
 pub mod budgets;
 mod denied;
+pub mod free_spend;
 pub mod invoice_watcher;
 pub mod provider;

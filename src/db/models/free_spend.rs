@@ -50,18 +50,35 @@ fn add_within(
     Ok(n == 1)
 }
 
-/// Moves `day`'s free spend by `delta` (negative: a refund of an estimate that was not spent).
+/// Moves `day`'s free spend by `delta` (negative: a refund of an estimate that was not spent),
+/// creating the day's row when it has none (a process that counts in memory writes only here).
 pub fn adjust(
     conn: &mut DbConn,
     day: NaiveDateTime,
     delta: i64,
 ) -> Result<(), diesel::result::Error> {
-    if delta != 0 {
+    if delta == 0 {
+        return Ok(());
+    }
+    let add = || {
         diesel::update(free_spend::table.find(day))
             .set(free_spend::spent_micros.eq(free_spend::spent_micros + delta))
-            .execute(conn)?;
+    };
+    if add().execute(conn)? == 1 {
+        return Ok(());
     }
-    Ok(())
+    // No row for the day yet (the multi-backend connection has no upsert): create it, or add
+    // to the one another writer created meanwhile.
+    let inserted = diesel::insert_into(free_spend::table)
+        .values((free_spend::day.eq(day), free_spend::spent_micros.eq(delta)))
+        .execute(conn);
+    match inserted {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => add().execute(conn).map(drop),
+        other => other.map(drop),
+    }
 }
 
 /// `day`'s free spend so far (0 when nothing was served free that day).
