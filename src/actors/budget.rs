@@ -296,7 +296,8 @@ pub struct Unsettle {
     pub key_id: String,
     pub cost_micros: i64,
     pub debit_micros: i64,
-    pub free: bool,
+    /// For a free request, the day whose free spend it counted in.
+    pub free_day: Option<NaiveDateTime>,
 }
 
 /// Nothing was served: give the reservation back.
@@ -674,7 +675,7 @@ impl Handler<Settle> for BudgetActor {
             key_id: settlement.row.key_id.clone(),
             cost_micros: cost,
             debit_micros: settlement.debit_micros,
-            free: settlement.free,
+            free_day: settlement.free_spend.map(|(day, _)| day),
         };
         MessageResult(Settled {
             committed: self.writer.write(settlement),
@@ -692,8 +693,12 @@ impl Handler<Unsettle> for BudgetActor {
             return;
         };
         a.balance_micros += msg.debit_micros;
-        if msg.free {
+        if let Some(day) = msg.free_day {
             a.free_remaining += 1;
+            // The count in memory holds the cost since the settlement; the database never got it.
+            if let Some(local) = &self.local_free {
+                local.adjust(day, -msg.cost_micros);
+            }
         }
         if let Some(k) = a.keys.get_mut(msg.key_id.as_str()) {
             // A window that rolled over since starts from zero: never below it.

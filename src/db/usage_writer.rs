@@ -326,7 +326,9 @@ fn write_batch(
 /// request that served nothing.
 fn give_back(conn: &mut DbConn, s: &Settlement) -> Result<(), DbError> {
     if let Some((day, delta)) = s.free_spend {
-        // `delta` is cost minus estimate; nothing was served, so the whole estimate returns.
+        // What the database was to get beyond the cost is what it already holds of the
+        // estimate (all of it with the arbiter; nothing when one process counts in memory):
+        // nothing was served, so that goes back.
         free_spend::adjust(conn, day, delta - s.row.cost_micros)?;
     }
     if let Some(h) = &s.hold {
