@@ -11,7 +11,7 @@
     "1h": { hours: 1, bucket: 1, caption: "per hour" },
     "24h": { hours: 24, bucket: 1, caption: "per hour" },
     "7d": { hours: 7 * 24, bucket: 6, caption: "per 6 hours" },
-    "30d": { hours: 30 * 24, bucket: 24, caption: "per day" },
+    "30d": { hours: 29 * 24, bucket: 24, caption: "per day" },
   };
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -23,6 +23,10 @@
   let keysLoad = 0; // bumped by every load of the keys panel, so an older answer is dropped
   let editing = null; // the open limits editor in the keys table: { id, row, button }
   let watch = null; // the invoice being polled: { id, timer }
+  let money = null; // last GET /api/wallet/history
+  let models = []; // last GET /v1/models entries
+  let paging = { before: null, trail: [] }; // the requests table's cursor and the pages behind it
+  let countdown = 0; // the invoice expiry's ticking timer
 
   // ---------------------------------------------------------------- API
 
@@ -136,9 +140,17 @@
     return v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms";
   }
 
+  /** Times are UTC throughout: budgets reset on UTC days, and the chart's buckets are UTC days. */
   function when(iso, opts) {
     const d = new Date(iso);
-    return isNaN(d) ? "–" : d.toLocaleString(undefined, opts || { dateStyle: "medium", timeStyle: "short" });
+    const o = Object.assign({ timeZone: "UTC" }, opts || { dateStyle: "medium", timeStyle: "short" });
+    return isNaN(d) ? "–" : d.toLocaleString("en-GB", o) + (opts ? "" : " UTC");
+  }
+
+  /** "2026-11-30 04:05:06": sortable, unambiguous, UTC. */
+  function stamp(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? "–" : d.toISOString().slice(0, 19).replace("T", " ");
   }
 
   function setText(id, text) {
@@ -174,6 +186,7 @@
 
   function useKey(value) {
     stopWatching();
+    clearInterval(countdown);
     key = value;
     storeKey(value);
     $("key-input").value = value || "";
@@ -181,6 +194,7 @@
     account = null;
     report = null;
     $("invoice").hidden = true;
+    paging = { before: null, trail: [] };
     resetKeys();
     if (!value) {
       $("panels").hidden = true;
@@ -212,19 +226,48 @@
 
   // ---------------------------------------------------------------- panels
 
+  /** Only a refused key hides the dashboard; a gateway that is down or failing keeps it (and its Refresh). */
+  const refused = (err) => err instanceof ApiError && (err.status === 401 || err.status === 403);
+
   async function loadAll() {
-    // The key's own view first: a 401 here means the key is wrong, and the panels stay hidden.
     try {
       renderInfo(await api("GET", "/api/keys/me"));
     } catch (err) {
-      $("panels").hidden = true;
+      if (refused(err)) $("panels").hidden = true;
       fail(err);
-      return;
+      if (refused(err)) return;
     }
     $("panels").hidden = false;
-    const results = await Promise.allSettled([loadBalance(), loadReport(), loadKeys()]);
+    renderSnippet();
+    const results = await Promise.allSettled([
+      loadBalance(),
+      loadReport(),
+      loadKeys(),
+      loadRequests(null),
+      loadHistory(),
+      loadCatalogue(),
+    ]);
     const bad = results.find((r) => r.status === "rejected");
     if (bad) fail(bad.reason);
+  }
+
+  /**
+   * A typed or linked key is checked with the gateway before it is stored: a mistyped one
+   * leaves the stored key (and the dashboard) as they were.
+   */
+  async function tryKey(value) {
+    const previous = key;
+    key = value;
+    try {
+      await api("GET", "/api/keys/me");
+    } catch (err) {
+      key = previous;
+      if (refused(err)) say("The gateway does not accept that key; nothing was stored. (" + err.message + ")", "error");
+      else fail(err);
+      return false;
+    }
+    await useKey(value);
+    return true;
   }
 
   function renderInfo(a) {
@@ -607,6 +650,48 @@
     page.href = page.hidden ? "#" : url;
     $("invoice-bolt11").value = inv.paymentRequest || "";
     $("invoice").hidden = false;
+    $("invoice-qr").replaceChildren();
+    loadQr(inv.invoiceId).catch(() => {});
+    startCountdown(inv.expiresAt);
+  }
+
+  /** "Expires in 59:48 (at 04:40 UTC).", once a second, until it has. */
+  function startCountdown(expiresAt) {
+    clearInterval(countdown);
+    const end = Date.parse(expiresAt);
+    if (isNaN(end)) {
+      setText("invoice-expires", "");
+      return;
+    }
+    const tick = () => {
+      const left = Math.max(0, Math.round((end - Date.now()) / 1000));
+      const mm = Math.floor(left / 60);
+      const ss = String(left % 60).padStart(2, "0");
+      const at = when(expiresAt, { hour: "2-digit", minute: "2-digit" });
+      setText("invoice-expires", left > 0 ? "Expires in " + mm + ":" + ss + " (at " + at + " UTC)." : "Expired.");
+      if (left === 0) clearInterval(countdown);
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+  }
+
+  /**
+   * The QR code the invoice page draws (the gateway's own qrcode rendering): the numbers of its
+   * one path are read from the page and drawn here with DOM calls, so no markup of the page is
+   * ever parsed or inserted (a parsed page would also trip this page's CSP on its own style).
+   */
+  async function loadQr(id) {
+    const resp = await fetch("/invoice/" + encodeURIComponent(id), { cache: "no-store" });
+    if (!resp.ok) return;
+    const page = await resp.text();
+    const d = /<path\b[^>]*?\sd="([MmHhVvZz0-9 .,-]+)"/.exec(page);
+    const size = /<svg\b[^>]*?\swidth="(\d+)"[^>]*?\sheight="(\d+)"/.exec(page);
+    if (!d || !size || !watch || watch.id !== id) return;
+    const [w, h] = [size[1], size[2]];
+    const out = svg("svg", { viewBox: "0 0 " + w + " " + h, role: "img", "aria-label": "QR code of the Lightning invoice" });
+    out.appendChild(svg("rect", { x: 0, y: 0, width: w, height: h, fill: "#fff" }));
+    out.appendChild(svg("path", { d: d[1], fill: "#000" }));
+    $("invoice-qr").replaceChildren(out);
   }
 
   /** Once an invoice is paid or expired, only its status is left to show. */
@@ -643,10 +728,13 @@
       setStatus(s.status);
       if (s.status === "paid") {
         watch = null;
+        clearInterval(countdown);
         say("Payment received: " + int(s.amountSats) + " sats credited.", "ok");
         loadBalance().catch(fail);
+        loadHistory().catch(fail);
       } else if (s.status === "expired") {
         watch = null;
+        clearInterval(countdown);
         say("The invoice expired unpaid. Ask for a new one to top up.", "error");
       } else {
         mine.timer = setTimeout(tick, POLL_MS);
@@ -671,6 +759,8 @@
     setText("report-spend", usd(r.totalSpendUsd));
     setText("report-average", usd(r.averageCostUsd));
     renderProviders(r.perModel || {});
+    renderSavings(r);
+    fillModelFilter(Object.keys(r.byModel || {}));
     drawChart();
   }
 
@@ -681,7 +771,7 @@
     if (rows.length === 0) {
       const tr = body.insertRow();
       const td = tr.insertCell();
-      td.colSpan = 5;
+      td.colSpan = 6;
       td.className = "empty";
       td.textContent = "No requests in this period.";
       return;
@@ -695,35 +785,46 @@
       const cells = [
         int(p.requests),
         usd(p.spendUsd),
+        usd(p.savingsUsd),
         int(p.promptTokens) + " / " + int(p.completionTokens),
         latency(p.avgLatencyMs),
       ];
       cells.forEach((text, i) => {
         const td = tr.insertCell();
-        td.className = i === 2 ? "num tokens" : "num";
+        td.className = i === 3 ? "num tokens" : "num";
         td.textContent = text;
       });
     }
   }
 
-  /** The `hourly` entries summed into fixed buckets that end with the current hour. */
+  /**
+   * Calendar buckets in UTC that end with the current one: hours for 1 h and 24 h, quarter
+   * days (00, 06, 12, 18 UTC) for 7 d, UTC days for 30 d; the last bar is always "now".
+   */
   function buckets(hourly, spec) {
-    const end = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
-    const start = Math.floor((Date.now() - spec.hours * HOUR_MS) / HOUR_MS) * HOUR_MS;
-    const slots = (end - start) / HOUR_MS + 1;
-    const count = Math.ceil(slots / spec.bucket);
+    const size = spec.bucket * HOUR_MS;
+    const now = Date.now();
+    const last = Math.floor(now / size) * size;
+    const first = Math.floor((now - spec.hours * HOUR_MS) / size) * size;
     const out = [];
-    for (let i = 0; i < count; i++) {
-      const from = end - (count - 1 - i) * spec.bucket * HOUR_MS - (spec.bucket - 1) * HOUR_MS;
-      out.push({ from, to: from + spec.bucket * HOUR_MS, requests: 0, spend: 0 });
-    }
+    for (let t = first; t <= last; t += size) out.push({ from: t, requests: 0, spend: 0, tokens: 0, stacks: {} });
     for (const h of hourly || []) {
       const t = Date.parse(h.hour);
-      if (isNaN(t) || t > end) continue;
-      const j = count - 1 - Math.floor((end - t) / HOUR_MS / spec.bucket);
-      if (j < 0) continue;
-      out[j].requests += Number(h.requests) || 0;
-      out[j].spend += Number(h.spendUsd) || 0;
+      const j = Math.floor((t - first) / size);
+      if (isNaN(t) || j < 0 || j >= out.length) continue;
+      const b = out[j];
+      b.requests += Number(h.requests) || 0;
+      b.spend += Number(h.spendUsd) || 0;
+      b.tokens += Number(h.tokens) || 0;
+      for (const [kind, field] of [["provider", "byProvider"], ["tier", "byTier"]]) {
+        const into = (b.stacks[kind] = b.stacks[kind] || {});
+        for (const [name, sl] of Object.entries(h[field] || {})) {
+          const v = (into[name] = into[name] || { requests: 0, spend: 0, tokens: 0 });
+          v.requests += Number(sl.requests) || 0;
+          v.spend += Number(sl.spendUsd) || 0;
+          v.tokens += (Number(sl.promptTokens) || 0) + (Number(sl.completionTokens) || 0);
+        }
+      }
     }
     return out;
   }
@@ -735,73 +836,391 @@
     return el;
   }
 
+  const radio = (name, fallback) => {
+    const checked = document.querySelector('input[name="' + name + '"]:checked');
+    return checked ? checked.value : fallback;
+  };
+  const METRICS = {
+    spend: { name: "Spend", show: (v) => usd(v) },
+    requests: { name: "Requests", show: (v) => int(v) + " requests" },
+    tokens: { name: "Tokens", show: (v) => int(v) + " tokens" },
+  };
+  // Distinct at 3:1 against white and each other's neighbours (WCAG non-text contrast).
+  const PALETTE = ["#3b4bd8", "#b45309", "#0f766e", "#be185d", "#6d28d9", "#4d7c0f", "#9f1239", "#1e40af"];
+
+  /** A bucket's label: its UTC hour ("14:00"), with the date when a day starts; the last day reads "Today". */
+  function bucketLabel(b, spec, i, data) {
+    const d = new Date(b.from);
+    const today = new Date().toISOString().slice(0, 10);
+    const day = d.toISOString().slice(0, 10);
+    const date = day === today ? "Today" : when(d, { month: "short", day: "numeric" });
+    if (spec.bucket >= 24) return date;
+    const hour = d.toISOString().slice(11, 16);
+    const newDay = i === 0 || new Date(data[i - 1].from).toISOString().slice(0, 10) !== day;
+    return newDay ? date + " " + hour : hour;
+  }
+
+  /** Round axis steps: 1, 2 or 5 times a power of ten. */
+  function niceMax(max) {
+    if (max <= 0) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(max)));
+    for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
+    return 10 * p;
+  }
+
+  let chartData = null; // what the readout and the bar slider describe
+
   function drawChart() {
     const box = $("chart");
     if (!report) return;
     const spec = PERIODS[report.period] || PERIODS["24h"];
     const data = buckets(report.hourly, spec);
-    const spendTotal = data.reduce((s, b) => s + b.spend, 0);
-    const requestTotal = data.reduce((s, b) => s + b.requests, 0);
-    // Free-tier traffic can cost nothing: then the bars count requests instead.
-    const bySpend = spendTotal > 0 || requestTotal === 0;
-    const value = (b) => (bySpend ? b.spend : b.requests);
-    const show = (v) => (bySpend ? usd(v) : int(v) + " requests");
-    setText("chart-caption", (bySpend ? "Spend " : "Requests ") + spec.caption);
+    const metric = radio("metric", "spend");
+    const stackBy = radio("stack", "provider");
+    const m = METRICS[metric];
+    setText("chart-caption", m.name + " " + spec.caption + ", stacked by " + stackBy + ". Buckets are UTC " + (spec.bucket >= 24 ? "days." : "hours."));
+    const names = [...new Set(data.flatMap((b) => Object.keys(b.stacks[stackBy] || {})))].sort();
+    const color = (n) => PALETTE[names.indexOf(n) % PALETTE.length];
 
-    const W = Math.max(260, Math.floor(box.clientWidth) || 600);
-    const H = 170;
-    const pad = { l: 4, r: 4, t: 18, b: 22 };
+    const W = Math.max(280, Math.floor(box.clientWidth) || 600);
+    const H = 200;
+    const pad = { l: 64, r: 8, t: 10, b: 34 };
     const plotW = W - pad.l - pad.r;
     const plotH = H - pad.t - pad.b;
-    const max = Math.max(0, ...data.map(value));
-    const root = svg("svg", {
-      width: W,
-      height: H,
-      viewBox: `0 0 ${W} ${H}`,
-      role: "img",
-      "aria-label": chartSummary(data, bySpend, max, show),
-    });
-    root.appendChild(svg("line", { class: "axis", x1: pad.l, x2: W - pad.r, y1: H - pad.b + 0.5, y2: H - pad.b + 0.5 }));
+    const max = Math.max(0, ...data.map((b) => b[metric]));
+    // Counts get whole-number gridlines (four steps); money may have fractions of a cent.
+    const top = metric === "spend" ? niceMax(max) : 4 * Math.ceil(niceMax(max) / 4);
+    const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": chartSummary(data, metric, max) });
+    for (let k = 0; k <= 4; k++) {
+      const v = (top * k) / 4;
+      const y = H - pad.b - (v / top) * plotH;
+      root.appendChild(svg("line", { class: k === 0 ? "axis" : "grid", x1: pad.l, x2: W - pad.r, y1: y.toFixed(1), y2: y.toFixed(1) }));
+      const text = metric === "spend" ? usd(v) : int(v);
+      root.appendChild(svg("text", { x: pad.l - 6, y: (y + 4).toFixed(1), "text-anchor": "end" }, text));
+    }
     const step = plotW / data.length;
-    const gap = step > 6 ? Math.min(3, step * 0.2) : step > 2 ? 1 : 0;
-    const short = spec.bucket < 24 && spec.hours <= 24;
-    const label = (t) =>
-      short
-        ? when(t, { hour: "2-digit", minute: "2-digit" })
-        : when(t, spec.bucket >= 24 ? { month: "short", day: "numeric" } : { month: "short", day: "numeric", hour: "2-digit" });
+    const gap = step > 6 ? Math.min(4, step * 0.2) : step > 2 ? 1 : 0;
     data.forEach((b, i) => {
-      const v = value(b);
-      const h = max > 0 ? Math.max(v > 0 ? 1.5 : 0, (v / max) * plotH) : 0;
-      const rect = svg("rect", {
-        class: "bar",
-        x: (pad.l + i * step + gap / 2).toFixed(2),
-        y: (H - pad.b - h).toFixed(2),
-        width: Math.max(0.5, step - gap).toFixed(2),
-        height: h.toFixed(2),
-      });
-      rect.appendChild(svg("title", {}, label(b.from) + ": " + int(b.requests) + " requests, " + usd(b.spend)));
-      root.appendChild(rect);
+      let y = H - pad.b;
+      const parts = Object.entries(b.stacks[stackBy] || {}).sort((a, c) => names.indexOf(a[0]) - names.indexOf(c[0]));
+      // Rows written before the stacks existed have no split: they are drawn as one part.
+      const split = parts.reduce((sum, [, v]) => sum + v[metric], 0);
+      if (b[metric] > split + 1e-12) parts.push(["other", { [metric]: b[metric] - split }]);
+      for (const [name, v] of parts) {
+        const h = top > 0 ? (v[metric] / top) * plotH : 0;
+        if (h <= 0) continue;
+        y -= h;
+        root.appendChild(svg("rect", {
+          class: "bar",
+          "data-i": i,
+          fill: name === "other" ? "#6b6b7b" : color(name),
+          x: (pad.l + i * step + gap / 2).toFixed(2),
+          y: y.toFixed(2),
+          width: Math.max(0.5, step - gap).toFixed(2),
+          height: Math.max(1, h).toFixed(2),
+        }));
+      }
+      // Invisible full-height target, so a tap anywhere in a bar's column picks it.
+      root.appendChild(svg("rect", { class: "hit", "data-i": i, x: (pad.l + i * step).toFixed(2), y: pad.t, width: step.toFixed(2), height: plotH }));
     });
-    if (max > 0) {
-      root.appendChild(svg("text", { x: pad.l, y: 12 }, "max " + show(max)));
-    } else {
-      root.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "No requests in this period"));
+    const y = H - 10;
+    const ticks = data.length <= 8 ? data.map((_, i) => i) : [0, Math.floor(data.length / 3), Math.floor((2 * data.length) / 3), data.length - 1];
+    for (const i of ticks) {
+      const anchor = i === 0 ? "start" : i === data.length - 1 ? "end" : "middle";
+      const x = i === 0 ? pad.l : i === data.length - 1 ? W - pad.r : pad.l + (i + 0.5) * step;
+      root.appendChild(svg("text", { x: x.toFixed(1), y, "text-anchor": anchor, class: "xlabel" }, bucketLabel(data[i], spec, i, data)));
     }
-    const y = H - 6;
-    root.appendChild(svg("text", { x: pad.l, y }, label(data[0].from)));
-    if (data.length > 2) {
-      const mid = Math.floor(data.length / 2);
-      root.appendChild(svg("text", { x: pad.l + (mid + 0.5) * step, y, "text-anchor": "middle" }, label(data[mid].from)));
-    }
-    root.appendChild(svg("text", { x: W - pad.r, y, "text-anchor": "end" }, label(data[data.length - 1].from)));
+    if (max === 0) root.appendChild(svg("text", { x: pad.l + plotW / 2, y: pad.t + plotH / 2, "text-anchor": "middle" }, "No requests in this period"));
     box.replaceChildren(root);
+    root.addEventListener("click", (e) => {
+      const i = e.target && e.target.getAttribute && e.target.getAttribute("data-i");
+      if (i !== null && i !== undefined) pickBar(Number(i));
+    });
+
+    const legend = $("chart-legend");
+    legend.replaceChildren();
+    for (const n of names) {
+      const li = document.createElement("li");
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = color(n);
+      li.append(sw, n);
+      legend.appendChild(li);
+    }
+    chartData = { data, spec, metric, stackBy };
+    const slider = $("chart-bar");
+    slider.max = String(data.length - 1);
+    pickBar(data.length - 1);
   }
 
-  function chartSummary(data, bySpend, max, show) {
-    const what = bySpend ? "Spend" : "Requests";
-    if (max === 0) return what + " chart: no requests in this period.";
-    const top = data.reduce((a, b) => ((bySpend ? b.spend : b.requests) > (bySpend ? a.spend : a.requests) ? b : a));
-    return what + " chart over " + data.length + " bars; highest " + show(max) + " at " + when(top.from) + ".";
+  /** Shows one bar's figures (by slider, arrow keys, click or tap) in the readout under the chart. */
+  function pickBar(i) {
+    if (!chartData) return;
+    const { data, spec, stackBy } = chartData;
+    const b = data[Math.max(0, Math.min(data.length - 1, i))];
+    if (!b) return;
+    $("chart-bar").value = String(i);
+    const parts = Object.entries(b.stacks[stackBy] || {})
+      .map(([n, v]) => n + " " + usd(v.spend) + " · " + int(v.requests))
+      .join("; ");
+    const span = spec.bucket >= 24 ? "" : " – " + new Date(b.from + spec.bucket * HOUR_MS).toISOString().slice(11, 16);
+    const label = bucketLabel(b, spec, i, data).replace(/^(\d\d:\d\d)$/, when(new Date(b.from), { month: "short", day: "numeric" }) + " $1");
+    $("chart-bar").setAttribute("aria-valuetext", label);
+    setText(
+      "chart-readout",
+      label + span + " UTC: " + usd(b.spend) + ", " + int(b.requests) + " requests, " + int(b.tokens) + " tokens" + (parts ? " (" + parts + ")" : "")
+    );
+    for (const r of $("chart").querySelectorAll("rect.bar")) r.classList.toggle("picked", Number(r.getAttribute("data-i")) === i);
+  }
+
+  function chartSummary(data, metric, max) {
+    const m = METRICS[metric];
+    if (max === 0) return m.name + " chart: no requests in this period.";
+    const top = data.reduce((a, b) => (b[metric] > a[metric] ? b : a));
+    return m.name + " chart over " + data.length + " UTC buckets; highest " + m.show(max) + " at " + when(new Date(top.from)) + ".";
+  }
+
+  // ---------------------------------------------------------------- savings
+
+  function renderSavings(r) {
+    setText("report-savings", usd(r.totalSavingsUsd));
+    setText("savings-total", usd(r.totalSavingsUsd));
+    const spent = Number(r.totalSpendUsd) || 0;
+    const saved = Number(r.totalSavingsUsd) || 0;
+    setText(
+      "savings-note",
+      saved > 0 && spent + saved > 0
+        ? Math.round((saved / (spent + saved)) * 100) + "% less than sending every request to the premium tier's default model."
+        : "Against sending every request to the premium tier's default model."
+    );
+    const body = $("models-body");
+    body.replaceChildren();
+    const rows = Object.entries(r.byModel || {}).sort((a, b) => b[1].requests - a[1].requests);
+    if (rows.length === 0) emptyRow(body, 5, "No requests in this period.");
+    for (const [name, p] of rows) {
+      const tr = body.insertRow();
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = name;
+      tr.appendChild(th);
+      for (const text of [int(p.requests), usd(p.spendUsd), usd(p.savingsUsd), int(p.promptTokens) + " / " + int(p.completionTokens)]) {
+        const td = tr.insertCell();
+        td.className = "num";
+        td.textContent = text;
+      }
+    }
+    const tiers = $("tiers");
+    tiers.replaceChildren();
+    const total = Object.values(r.byTier || {}).reduce((s, t) => s + t.requests, 0);
+    for (const [name, t] of Object.entries(r.byTier || {})) {
+      const li = document.createElement("li");
+      const pct = total ? Math.round((t.requests / total) * 100) : 0;
+      const bar = document.createElement("span");
+      bar.className = "tier-bar";
+      bar.style.width = pct + "%";
+      const text = document.createElement("span");
+      text.textContent = name + ": " + pct + "% of requests (" + int(t.requests) + "), " + usd(t.spendUsd);
+      li.append(text, bar);
+      tiers.appendChild(li);
+    }
+    if (total === 0) {
+      const li = document.createElement("li");
+      li.textContent = "No requests in this period.";
+      tiers.appendChild(li);
+    }
+  }
+
+  function emptyRow(body, span, text) {
+    const td = body.insertRow().insertCell();
+    td.colSpan = span;
+    td.className = "empty";
+    td.textContent = text;
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  function requestsQuery(extra) {
+    const q = new URLSearchParams();
+    const model = $("requests-model").value;
+    const status = $("requests-status").value;
+    if (model) q.set("model", model);
+    if (status) q.set("status", status);
+    for (const [k, v] of Object.entries(extra || {})) if (v) q.set(k, v);
+    return "/api/requests?" + q.toString();
+  }
+
+  /** A page of the requests table: `before` null is the newest page. */
+  async function loadRequests(before) {
+    setText("requests-status-line", "Loading requests…");
+    const page = await api("GET", requestsQuery({ limit: "25", before }));
+    paging.before = page.nextBefore || null;
+    const body = $("requests-body");
+    body.replaceChildren();
+    if (page.data.length === 0) emptyRow(body, 12, "No requests match.");
+    for (const r of page.data) {
+      const tr = body.insertRow();
+      const cells = [
+        [stamp(r.time), ""],
+        [r.protocol, ""],
+        [r.model, ""],
+        [r.provider, ""],
+        [r.tier, ""],
+        [int(r.promptTokens) + " / " + int(r.completionTokens), "num"],
+        [usd(r.costUsd), "num"],
+        [usd(r.savingsUsd), "num"],
+        [latency(r.latencyMs), "num"],
+        [r.ttftMs == null ? "–" : latency(r.ttftMs), "num"],
+        [r.status, r.status === "ok" ? "" : "bad"],
+        [r.clientRequestId || "–", "mono"],
+      ];
+      for (const [text, cls] of cells) {
+        const td = tr.insertCell();
+        td.textContent = text;
+        if (cls) td.className = cls;
+      }
+    }
+    $("requests-older").disabled = !page.hasMore;
+    $("requests-newest").disabled = !before;
+    setText("requests-status-line", page.data.length + " request" + (page.data.length === 1 ? "" : "s") + " shown" + (page.hasMore ? "; older ones on the next page." : "."));
+  }
+
+  /** The CSV comes with the key in a header, so it is fetched, then saved from a blob URL. */
+  async function exportCsv() {
+    const resp = await fetch(requestsQuery({ format: "csv", limit: "200" }), {
+      headers: { Authorization: "Bearer " + key },
+      cache: "no-store",
+    });
+    if (!resp.ok) throw new ApiError("CSV export failed (" + resp.status + ").", resp.status, null);
+    const url = URL.createObjectURL(await resp.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "pura-requests.csv";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    setText("requests-status-line", "CSV exported (up to 200 newest rows with these filters).");
+  }
+
+  function fillModelFilter(names) {
+    const select = $("requests-model");
+    const current = select.value;
+    const all = [...new Set([...names, current].filter(Boolean))].sort();
+    const first = select.options[0];
+    select.replaceChildren(first);
+    for (const n of all) select.appendChild(new Option(n, n));
+    select.value = current;
+  }
+
+  // ---------------------------------------------------------------- money history
+
+  const KINDS = { lightning_credit: "Lightning top-up", admin_credit: "Credit by the operator", debit: "Request" };
+
+  async function loadHistory() {
+    const h = await api("GET", "/api/wallet/history");
+    money = h;
+    $("topup-on").hidden = !h.lightning;
+    $("topup-off").hidden = !!h.lightning;
+    showWorth();
+    const inv = $("invoices-body");
+    inv.replaceChildren();
+    if (h.invoices.length === 0) emptyRow(inv, 4, "No invoices yet.");
+    for (const i of h.invoices) {
+      const tr = inv.insertRow();
+      tr.insertCell().textContent = stamp(i.createdAt);
+      const amount = tr.insertCell();
+      amount.className = "num";
+      amount.textContent = int(i.amountSats) + " sats";
+      const badge = document.createElement("span");
+      badge.className = "badge " + i.status;
+      badge.textContent = i.status;
+      tr.insertCell().appendChild(badge);
+      tr.insertCell().textContent = i.paidAt ? stamp(i.paidAt) : "–";
+    }
+    const led = $("ledger-body");
+    led.replaceChildren();
+    if (h.ledger.length === 0) emptyRow(led, 4, "No credits or debits yet.");
+    for (const e of h.ledger) {
+      const tr = led.insertRow();
+      tr.insertCell().textContent = stamp(e.time);
+      tr.insertCell().textContent = KINDS[e.kind] || e.kind;
+      const amount = tr.insertCell();
+      amount.className = "num " + (e.amountUsd < 0 ? "debit" : "credit");
+      amount.textContent = (e.amountUsd > 0 ? "+" : "") + usd(e.amountUsd);
+      tr.insertCell().textContent = e.memo || "–";
+    }
+  }
+
+  /** What the amount in the top-up form is worth, before any invoice is made. */
+  function showWorth() {
+    const sats = Number($("topup-amount").value);
+    if (!money || !Number.isInteger(sats) || sats <= 0) {
+      setText("topup-worth", "");
+      return;
+    }
+    setText("topup-worth", int(sats) + " sats ≈ " + usd(sats * money.usdPerSat) + " at this gateway's rate.");
+  }
+
+  function preset(usdAmount) {
+    if (!money || !(money.usdPerSat > 0)) return;
+    let sats = Math.round(usdAmount / money.usdPerSat);
+    sats = Math.max(money.minFundSats || 1, Math.min(money.maxFundSats || sats, sats));
+    $("topup-amount").value = String(sats);
+    showWorth();
+  }
+
+  // ---------------------------------------------------------------- getting started
+
+  async function loadCatalogue() {
+    const list = await api("GET", "/v1/models");
+    models = list.data || [];
+    const body = $("catalogue-body");
+    body.replaceChildren();
+    for (const m of models) {
+      const tr = body.insertRow();
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = m.id;
+      tr.appendChild(th);
+      tr.insertCell().textContent = m.owned_by || "–";
+      for (const price of [m.pricing && m.pricing.inputPer1kUsd, m.pricing && m.pricing.outputPer1kUsd]) {
+        const td = tr.insertCell();
+        td.className = "num";
+        td.textContent = price == null ? "–" : usd(price);
+      }
+    }
+  }
+
+  function snippet(kind, base, k) {
+    const v1 = base + "/v1";
+    switch (kind) {
+      case "python":
+        return 'from openai import OpenAI\n\nclient = OpenAI(base_url="' + v1 + '", api_key="' + k + '")\nreply = client.chat.completions.create(\n    model="auto",\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)\n';
+      case "typescript":
+        return 'import OpenAI from "openai";\n\nconst client = new OpenAI({ baseURL: "' + v1 + '", apiKey: "' + k + '" });\nconst reply = await client.chat.completions.create({\n  model: "auto",\n  messages: [{ role: "user", content: "Hello" }],\n});\nconsole.log(reply.choices[0].message.content);\n';
+      case "codex":
+        return '# ~/.codex/config.toml, then: export PURA_API_KEY=' + k + '\nmodel = "auto"\nmodel_provider = "pura"\n\n[model_providers.pura]\nname = "Pura"\nbase_url = "' + v1 + '"\nwire_api = "responses"\nenv_key = "PURA_API_KEY"\n';
+      case "claude":
+        return "# Claude Code speaks the Anthropic Messages API, which Pura serves at /v1/messages\nexport ANTHROPIC_BASE_URL=" + base + "\nexport ANTHROPIC_API_KEY=" + k + "\nclaude\n";
+      case "opencode":
+        return JSON.stringify(
+          {
+            $schema: "https://opencode.ai/config.json",
+            provider: {
+              pura: { npm: "@ai-sdk/openai-compatible", name: "Pura", options: { baseURL: v1, apiKey: k }, models: { auto: { name: "auto" } } },
+            },
+            model: "pura/auto",
+          },
+          null,
+          2
+        ) + "\n";
+      default:
+        return "curl " + v1 + "/chat/completions \\\n  -H 'Authorization: Bearer " + k + "' \\\n  -H 'Content-Type: application/json' \\\n  -d '{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'\n";
+    }
+  }
+
+  function renderSnippet() {
+    $("snippet").value = snippet($("snippet-kind").value, location.origin, key || "pura_…");
   }
 
   // ---------------------------------------------------------------- wiring
@@ -817,10 +1236,11 @@
         return;
       }
       clearMessage();
-      busy(submitter(e), () => useKey(value));
+      busy(submitter(e), () => tryKey(value));
     });
 
     $("forget-key").addEventListener("click", () => {
+      if (!confirm("Forget this key in this browser? Without a copy of it elsewhere, its balance cannot be reached again.")) return;
       useKey(null);
       $("new-key").hidden = true;
       say("The key was removed from this browser.", "ok");
@@ -828,6 +1248,8 @@
 
     $("create-form").addEventListener("submit", (e) => {
       e.preventDefault();
+      // A stored key may hold a balance: replacing it is the user's choice, not a side effect.
+      if (key && !confirm("This browser already holds a key. Create a new key (a new, empty account) and switch to it? Copy the current key first if you want to keep using it.")) return;
       clearMessage();
       busy(submitter(e), async () => {
         const created = await api("POST", "/api/keys", { label: $("create-label").value.trim() }, false);
@@ -865,6 +1287,46 @@
         await useKey(rotated.key);
         say("Key rotated. The old secret no longer works.", "ok");
       });
+    });
+
+    $("disable-key").addEventListener("click", (e) => {
+      if (!confirm("Disable this key? Every request with it is refused from then on, and this console forgets it.")) return;
+      busy(e.currentTarget, async () => {
+        await api("DELETE", "/api/keys/me");
+        await useKey(null);
+        say("The key was disabled and removed from this browser.", "ok");
+      });
+    });
+
+    for (const b of document.querySelectorAll(".preset")) {
+      b.addEventListener("click", () => preset(Number(b.dataset.usd)));
+    }
+    $("topup-amount").addEventListener("input", showWorth);
+
+    $("requests-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      paging = { before: null, trail: [] };
+      busy(submitter(e), () => loadRequests(null));
+    });
+    $("requests-older").addEventListener("click", (e) => {
+      const before = paging.before;
+      if (!before) return;
+      busy(e.currentTarget, () => loadRequests(before));
+    });
+    $("requests-newest").addEventListener("click", (e) => busy(e.currentTarget, () => loadRequests(null)));
+    $("requests-csv").addEventListener("click", (e) => busy(e.currentTarget, exportCsv));
+
+    $("snippet-kind").addEventListener("change", renderSnippet);
+    $("snippet-copy").addEventListener("click", (e) => copy($("snippet"), e.currentTarget));
+
+    $("metric").addEventListener("change", drawChart);
+    $("stack").addEventListener("change", drawChart);
+    $("chart-bar").addEventListener("input", (e) => pickBar(Number(e.target.value)));
+
+    // A `#key=` link opened in a tab that already shows the console.
+    window.addEventListener("hashchange", () => {
+      const linked = keyFromFragment();
+      if (linked && linked !== key) busy(null, () => tryKey(linked));
     });
 
     $("keys-create-form").addEventListener("submit", (e) => {
@@ -928,9 +1390,15 @@
   function start() {
     setText("base-url", location.origin + "/v1");
     wire();
+    renderSnippet();
     const fromFragment = keyFromFragment();
-    const initial = fromFragment || storedKey();
-    if (initial) useKey(initial);
+    const stored = storedKey();
+    if (fromFragment && fromFragment !== stored) {
+      tryKey(fromFragment).then((ok) => {
+        if (!ok && stored) useKey(stored);
+      });
+    }
+    else if (stored) useKey(stored);
   }
 
   start();

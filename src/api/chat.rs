@@ -149,6 +149,16 @@ impl Message {
 }
 
 /// Text of a content value (string, or array of parts whose `text` fields are joined).
+/// Whether a `chat.completion.chunk` carries its first choice's `finish_reason` (read with
+/// `get`, not `pointer`, which allocates per segment: this runs for every relayed chunk).
+pub fn chunk_finishes(chunk: &Value) -> bool {
+    chunk
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("finish_reason"))
+        .is_some_and(|f| !f.is_null())
+}
+
 pub fn content_text(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(s)) => s.clone(),

@@ -74,14 +74,15 @@ impl Usage {
             .get("total_tokens")
             .and_then(Value::as_u64)
             .unwrap_or(prompt + completion);
-        let cached = v
-            .pointer("/prompt_tokens_details/cached_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let reasoning = v
-            .pointer("/completion_tokens_details/reasoning_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        // `get` chains, not `pointer`: a pointer allocates to unescape each segment.
+        let detail = |object: &str, field: &str| {
+            v.get(object)
+                .and_then(|d| d.get(field))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        let cached = detail("prompt_tokens_details", "cached_tokens");
+        let reasoning = detail("completion_tokens_details", "reasoning_tokens");
         let mut u = Usage::new(prompt, completion).with_details(cached, reasoning);
         u.total_tokens = total;
         Some(u)

@@ -101,6 +101,8 @@ pub struct ReportView {
     /// For `key=all`: per key of the account (keys with no request in the period included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_key: Option<BTreeMap<String, KeyReport>>,
+    #[serde(flatten)]
+    pub breakdown: crate::api::breakdown::Breakdown,
 }
 
 /// One key's line in an account report.
@@ -162,6 +164,8 @@ pub struct HourReport {
     pub hour: String,
     pub requests: i64,
     pub spend_usd: f64,
+    #[serde(flatten)]
+    pub detail: crate::api::breakdown::HourDetail,
 }
 
 /// `{"object":"list","data":[…]}`, as OpenAI lists things.
@@ -187,6 +191,9 @@ pub struct ModelView {
     pub object: &'static str,
     pub created: i64,
     pub owned_by: String,
+    /// A concrete model's price on this gateway (absent for `auto` and aliases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::api::breakdown::ModelPrice>,
 }
 
 /// One key in `GET /api/admin/keys`: its settings as stored, its balance and spend.

@@ -6,6 +6,7 @@
 //! the crate but the leaves `time`, `ids` and `money`. The async side reaches it through
 //! [`run`].
 
+mod cached;
 pub mod events;
 pub mod health;
 pub mod models;
@@ -152,10 +153,15 @@ impl r2d2::ManageConnection for Manager {
 
 /// Builds the pool; fails fast when the database cannot be reached.
 pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {
+    let manager = Manager::new(url)?;
+    // A SQLite connection is an open file: it cannot go stale, and a test query on every
+    // checkout would cost a statement parse per settlement. A PostgreSQL one can be cut.
+    let check = matches!(manager.target, Target::Pg(_));
     Ok(r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(POOL_TIMEOUT)
-        .build(Manager::new(url)?)?)
+        .test_on_check_out(check)
+        .build(manager)?)
 }
 
 /// Runs pending migrations of the connection's backend.

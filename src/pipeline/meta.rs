@@ -51,10 +51,10 @@ pub struct XPura {
 pub struct Headers(Vec<(HeaderName, HeaderValue)>);
 
 impl Headers {
-    pub fn apply(&self, resp: &mut HttpResponse) {
+    pub fn apply(self, resp: &mut HttpResponse) {
         let headers = resp.headers_mut();
-        for (name, value) in &self.0 {
-            headers.insert(name.clone(), value.clone());
+        for (name, value) in self.0 {
+            headers.insert(name, value);
         }
     }
 
@@ -62,6 +62,12 @@ impl Headers {
         if let Ok(v) = HeaderValue::from_str(value) {
             self.0.push((HeaderName::from_static(name), v));
         }
+    }
+
+    /// A number, formatted without going through `fmt`.
+    fn push_number(&mut self, name: &'static str, value: u64) {
+        self.0
+            .push((HeaderName::from_static(name), HeaderValue::from(value)));
     }
 }
 
@@ -124,7 +130,8 @@ impl Meta {
 
     /// The `X-Pura-*`, request-id and rate-limit headers of a served request.
     pub fn headers(&self, r: &Reservation, cost: Micros, savings: Micros, left: Micros) -> Headers {
-        let mut h = Headers::default();
+        // Room for every header below, so the vector never grows.
+        let mut h = Headers(Vec::with_capacity(16));
         let request_id = self
             .upstream_request_id
             .as_deref()
@@ -138,16 +145,13 @@ impl Meta {
             "x-pura-budget-remaining",
             &left.max(Micros::ZERO).to_string(),
         );
-        h.push(
+        h.push_number(
             "x-pura-free-requests-remaining",
-            &r.free_remaining.max(0).to_string(),
+            r.free_remaining.max(0) as u64,
         );
         h.push("x-request-id", request_id);
-        h.push("x-ratelimit-limit-requests", &r.rate.limit.to_string());
-        h.push(
-            "x-ratelimit-remaining-requests",
-            &r.rate.remaining.to_string(),
-        );
+        h.push_number("x-ratelimit-limit-requests", r.rate.limit.into());
+        h.push_number("x-ratelimit-remaining-requests", r.rate.remaining.into());
         h.push(
             "x-ratelimit-reset-requests",
             &format!("{}s", r.rate.reset.as_secs()),

@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::money::{estimate_tokens, Micros};
 use crate::providers::sse::SseEvent;
 use crate::providers::transport::OpenStream;
-use crate::providers::StreamItem;
+use crate::providers::{RawChunk, StreamItem};
 use crate::shutdown::CutSignal;
 
 /// One canonical stream event.
@@ -32,6 +32,8 @@ pub enum Event {
     Chunk(Value),
     /// An event of a native stream (the client's own protocol), to relay as it came.
     Native(SseEvent),
+    /// An OpenAI chunk as the upstream wrote it (see [`RawChunk`]).
+    Raw(RawChunk),
     /// The stream is over and settled.
     End(End),
 }
@@ -200,11 +202,15 @@ impl Relay {
     fn take(&mut self, item: StreamItem) -> Option<Option<Cut>> {
         match item {
             StreamItem::Chunk(chunk) => {
-                self.saw_finish |= chunk
-                    .pointer("/choices/0/finish_reason")
-                    .is_some_and(|f| !f.is_null());
+                self.saw_finish |= crate::api::chat::chunk_finishes(&chunk);
                 self.streamed_chars += delta_chars(&chunk);
                 self.chunks.push_back(Event::Chunk(chunk));
+                None
+            }
+            StreamItem::Raw(raw) => {
+                self.saw_finish |= raw.finishing;
+                self.streamed_chars += raw.text_chars;
+                self.chunks.push_back(Event::Raw(raw));
                 None
             }
             StreamItem::Native { event, text_chars } => {
@@ -350,7 +356,11 @@ fn delta_chars(chunk: &Value) -> usize {
             .map_or(0, |calls| {
                 calls
                     .iter()
-                    .filter_map(|c| c.pointer("/function/arguments").and_then(Value::as_str))
+                    .filter_map(|c| {
+                        c.get("function")
+                            .and_then(|f| f.get("arguments"))
+                            .and_then(Value::as_str)
+                    })
                     .map(str::len)
                     .sum()
             })

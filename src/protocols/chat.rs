@@ -10,7 +10,7 @@ use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
 use crate::pipeline::meta::XPura;
 use crate::pipeline::relay::End;
-use crate::providers::Completion;
+use crate::providers::{Completion, RawChunk};
 
 use super::Encoder;
 
@@ -78,13 +78,20 @@ fn with_x_pura(mut chunk: Value, x: &XPura) -> Value {
 
 impl Encoder for ChatEncoder {
     fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>) {
-        let finishing = chunk
-            .pointer("/choices/0/finish_reason")
-            .is_some_and(|f| !f.is_null());
+        let finishing = crate::api::chat::chunk_finishes(&chunk);
         if finishing {
             self.held_finish.push(chunk);
         } else {
             out.push(data(chunk));
+        }
+    }
+
+    /// Passed on as the upstream wrote it, unless it is a finish chunk (held for `x_pura`).
+    fn raw(&mut self, raw: RawChunk, out: &mut Vec<sse::Event>) {
+        if !raw.finishing {
+            out.push(sse::Event::Data(sse::Data::new(raw.data)));
+        } else if let Some(chunk) = raw.into_value() {
+            self.held_finish.push(chunk);
         }
     }
 

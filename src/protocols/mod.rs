@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::pipeline::relay::{End, Event, Relay};
 use crate::pipeline::Hints;
 use crate::providers::sse::SseEvent;
+use crate::providers::RawChunk;
 
 /// Turns canonical stream events into one protocol's SSE events.
 pub trait Encoder: 'static {
@@ -26,6 +27,13 @@ pub trait Encoder: 'static {
     /// Async work between the end's events being made and sent (storing a response).
     fn after_end(&mut self) -> Option<futures_util::future::LocalBoxFuture<'static, ()>> {
         None
+    }
+    /// An OpenAI chunk as the upstream wrote it: a protocol that rewrites chunks reads it as
+    /// one.
+    fn raw(&mut self, raw: RawChunk, out: &mut Vec<sse::Event>) {
+        if let Some(chunk) = raw.into_value() {
+            self.chunk(chunk, out);
+        }
     }
     /// An event of a native stream: relayed as it came (only protocols that have one).
     fn native(&mut self, event: SseEvent, out: &mut Vec<sse::Event>) {
@@ -65,6 +73,7 @@ pub fn sse_stream(
                         }
                     }
                     Event::Native(ev) => encoder.native(ev, &mut out),
+                    Event::Raw(raw) => encoder.raw(raw, &mut out),
                 }
                 queue.extend(out.drain(..));
             }

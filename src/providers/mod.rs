@@ -114,6 +114,28 @@ pub enum StreamItem {
     /// An event of a native stream, relayed as it came; `text_chars` counts the generated
     /// text in it (for billing a stream cut before the upstream reported usage).
     Native { event: SseEvent, text_chars: usize },
+    /// An OpenAI `chat.completion.chunk` with at least one choice, kept as the upstream's
+    /// text: a chat client gets it as it came, without a parse into a `Value` and back.
+    Raw(RawChunk),
+}
+
+/// An OpenAI chunk as the upstream wrote it, with what the relay needs to know of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawChunk {
+    /// The event's JSON text.
+    pub data: String,
+    /// Its first choice has a `finish_reason`.
+    pub finishing: bool,
+    /// Characters of content and tool arguments (for estimating unreported usage).
+    pub text_chars: usize,
+}
+
+impl RawChunk {
+    /// The chunk as a `Value`, for an encoder that rewrites it (None if it is not JSON, which
+    /// the translator has already ruled out).
+    pub fn into_value(self) -> Option<Value> {
+        serde_json::from_str(&self.data).ok()
+    }
 }
 
 /// Turns one dialect's SSE events into OpenAI stream items.

@@ -3,12 +3,14 @@
 //! on `outbound`'s allow-list; streams always ask for usage so that cost is known even when
 //! the client did not ask for it.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::outbound;
 use super::sse::SseEvent;
-use super::{Completion, ProviderSpec, StreamItem, StreamTranslator, UpstreamCall};
+use super::{Completion, ProviderSpec, RawChunk, StreamItem, StreamTranslator, UpstreamCall};
 use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
 
@@ -102,16 +104,20 @@ impl StreamTranslator for Translator {
         if data == "[DONE]" {
             return Ok(vec![StreamItem::Done]);
         }
+        if let Some(items) = fast_chunk(data) {
+            return Ok(items);
+        }
         let mut v: Value =
             serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
         let mut out = Vec::new();
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Ok(vec![StreamItem::Error(normalize_error(err))]);
         }
-        let usage = v
-            .get("usage")
-            .and_then(Usage::from_openai)
-            .or_else(|| v.pointer("/x_groq/usage").and_then(Usage::from_openai));
+        let usage = v.get("usage").and_then(Usage::from_openai).or_else(|| {
+            v.get("x_groq")
+                .and_then(|x| x.get("usage"))
+                .and_then(Usage::from_openai)
+        });
         if let Some(u) = usage {
             out.push(StreamItem::Usage(u));
         }
@@ -127,6 +133,127 @@ impl StreamTranslator for Translator {
         }
         Ok(out)
     }
+}
+
+/// What the relay needs of an ordinary content chunk, read without building a `Value`.
+#[derive(Deserialize)]
+struct ChunkPeek<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoicePeek<'a>>,
+    /// Present (even `null`): the chunk takes the general path, which takes `usage` out.
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    x_groq: Option<XGroq>,
+}
+
+#[derive(Deserialize)]
+struct ChoicePeek<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaPeek<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaPeek<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallPeek<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallPeek<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionPeek<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionPeek<'a> {
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct XGroq {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// A field that is there, `null` included (`Some(Value::Null)`); absent stays `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The common chunk (choices, no `usage` field, no error) as a [`RawChunk`]; `None` sends the
+/// event down the general path, which handles everything else the same way it always has.
+fn fast_chunk(data: &str) -> Option<Vec<StreamItem>> {
+    let peek: ChunkPeek = serde_json::from_str(data).ok()?;
+    if peek.error.is_some() || peek.choices.is_empty() {
+        return None;
+    }
+    let data = match peek.usage {
+        None => data.to_owned(),
+        // OpenAI writes `"usage":null` into every chunk when usage is asked for, as Pura
+        // always asks; the general path takes it out of content chunks, and so does this.
+        Some(Value::Null) => without_null_usage(data)?,
+        Some(_) => return None,
+    };
+    let mut out = Vec::with_capacity(2);
+    if let Some(u) = peek
+        .x_groq
+        .and_then(|x| x.usage)
+        .as_ref()
+        .and_then(Usage::from_openai)
+    {
+        out.push(StreamItem::Usage(u));
+    }
+    let text_chars = peek
+        .choices
+        .iter()
+        .filter_map(|c| c.delta.as_ref())
+        .map(|d| {
+            let args: usize = d
+                .tool_calls
+                .iter()
+                .flatten()
+                .filter_map(|t| {
+                    t.function
+                        .as_ref()
+                        .and_then(|f| f.arguments.as_ref())
+                        .map(|a| a.len())
+                })
+                .sum();
+            d.content.as_ref().map_or(0, |c| c.len()) + args
+        })
+        .sum();
+    out.push(StreamItem::Raw(RawChunk {
+        data,
+        finishing: peek.choices[0].finish_reason.is_some(),
+        text_chars,
+    }));
+    Some(out)
+}
+
+/// The chunk's text without its top-level `"usage":null` member. Only when that text occurs
+/// once: the peek saw it at the top level, so that occurrence is the one (inside a string its
+/// quotes would be escaped). Anything else (spacing, a nested one) goes the general way.
+fn without_null_usage(data: &str) -> Option<String> {
+    const MEMBER: &str = "\"usage\":null";
+    if data.matches(MEMBER).count() != 1 {
+        return None;
+    }
+    let at = data.find(MEMBER)?;
+    let (before, after) = (&data[..at], &data[at + MEMBER.len()..]);
+    if let Some(before) = before.strip_suffix(',') {
+        return Some([before, after].concat());
+    }
+    after
+        .strip_prefix(',')
+        .map(|after| [before, after].concat())
 }
 
 /// Groq sends `x_groq.error` as a string; others send OpenAI's object.
@@ -270,7 +397,46 @@ mod tests {
                 r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
             ))
             .unwrap_or_default();
-        assert!(matches!(&items[..], [StreamItem::Chunk(_)]));
+        assert!(matches!(
+            &items[..],
+            [StreamItem::Chunk(_) | StreamItem::Raw(_)]
+        ));
+    }
+
+    #[test]
+    fn a_content_chunk_passes_as_written_less_its_null_usage() {
+        let mut t = Translator;
+        let cases = [
+            (
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            ),
+            (
+                r#"{"usage":null,"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            ),
+            (
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"say \"usage\":null"}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"say \"usage\":null"}}]}"#,
+            ),
+        ];
+        for (sent, relayed) in cases {
+            let items = t.on_event(&ev(sent)).unwrap_or_default();
+            let [StreamItem::Raw(raw)] = &items[..] else {
+                panic!("{sent}: {items:?}");
+            };
+            assert_eq!(raw.data, relayed);
+            assert_eq!(raw.text_chars, if sent.contains("say") { 16 } else { 2 });
+            assert!(!raw.finishing);
+        }
+        // Spaced out, it takes the general path, which removes `usage` the same way.
+        let items = t
+            .on_event(&ev(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}], "usage": null}"#))
+            .unwrap_or_default();
+        let [StreamItem::Chunk(v)] = &items[..] else {
+            panic!("{items:?}");
+        };
+        assert!(v.get("usage").is_none());
     }
 
     #[test]
@@ -280,7 +446,10 @@ mod tests {
             .on_event(&ev(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":18,"completion_tokens":439,"total_tokens":457}}}"#))
             .unwrap_or_default();
         assert_eq!(items[0], StreamItem::Usage(Usage::new(18, 439)));
-        assert!(matches!(items[1], StreamItem::Chunk(_)));
+        assert!(matches!(
+            items[1],
+            StreamItem::Chunk(_) | StreamItem::Raw(_)
+        ));
     }
 
     #[test]

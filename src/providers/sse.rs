@@ -19,23 +19,32 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the events completed by them.
+    /// Feeds bytes; returns the events completed by them. Whole runs of a line are copied at
+    /// once and the line buffer keeps its capacity: this runs for every upstream chunk.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
-        for &b in bytes {
-            if self.after_cr && b == b'\n' {
+        let mut rest = bytes;
+        while let Some(&first) = rest.first() {
+            if self.after_cr {
                 self.after_cr = false;
-                continue;
-            }
-            self.after_cr = b == b'\r';
-            if b == b'\n' || b == b'\r' {
-                let line = std::mem::take(&mut self.line);
-                if let Some(ev) = self.take_line(&line) {
-                    out.push(ev);
+                if first == b'\n' {
+                    rest = &rest[1..];
+                    continue;
                 }
-            } else {
-                self.line.push(b);
             }
+            let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
+                self.line.extend_from_slice(rest);
+                break;
+            };
+            self.line.extend_from_slice(&rest[..end]);
+            self.after_cr = rest[end] == b'\r';
+            rest = &rest[end + 1..];
+            let mut line = std::mem::take(&mut self.line);
+            if let Some(ev) = self.take_line(&line) {
+                out.push(ev);
+            }
+            line.clear();
+            self.line = line;
         }
         out
     }
@@ -114,6 +123,23 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn any_split_of_the_bytes_gives_the_same_events() {
+        let stream: &[u8] =
+            b"event: a\r\ndata: 1\r\n\r\n: c\n\ndata: x\rdata: y\r\rdata:{\"z\":2}\n\n";
+        let whole = SseParser::default().feed(stream);
+        assert_eq!(whole.len(), 3, "{whole:?}");
+        for cut in 0..stream.len() {
+            let mut p = SseParser::default();
+            let mut got = p.feed(&stream[..cut]);
+            got.extend(p.feed(&stream[cut..]));
+            assert_eq!(got, whole, "split at {cut}");
+        }
+        let mut p = SseParser::default();
+        let one_by_one: Vec<SseEvent> = stream.iter().flat_map(|b| p.feed(&[*b])).collect();
+        assert_eq!(one_by_one, whole);
     }
 
     #[test]

@@ -235,7 +235,10 @@ async fn peek(
         let ready = first.iter().any(|i| {
             matches!(
                 i,
-                StreamItem::Chunk(_) | StreamItem::Native { .. } | StreamItem::Done
+                StreamItem::Chunk(_)
+                    | StreamItem::Raw(_)
+                    | StreamItem::Native { .. }
+                    | StreamItem::Done
             )
         });
         if ready {

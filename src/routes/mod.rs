@@ -4,10 +4,12 @@
 
 pub mod account;
 pub mod admin;
+pub mod breakdown;
 pub mod chat;
 pub mod console;
 pub mod extract;
 pub mod health;
+pub mod history;
 pub mod keys;
 pub mod limits;
 pub mod me;
@@ -15,6 +17,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod report;
+pub mod requests;
 pub mod responses;
 pub mod views;
 pub mod wallet;
@@ -59,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/keys/me/rotate").route(post().to(me::rotate)))
     .service(resource("/api/wallet/balance").route(get().to(me::balance)))
+    .service(resource("/api/wallet/history").route(get().to(history::history)))
     .service(resource("/api/account").route(get().to(account::show)))
     .service(
         resource("/api/account/keys/{id}")
@@ -67,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/account/keys/{id}/rotate").route(post().to(account::rotate)))
     .service(resource("/api/report").route(get().to(report::report)))
+    .service(resource("/api/requests").route(get().to(requests::list)))
     .service(resource("/api/wallet/fund").route(post().to(wallet::fund)))
     .service(resource("/api/wallet/status").route(get().to(wallet::status)))
     .service(resource("/invoice/{id}").route(get().to(wallet::page)))

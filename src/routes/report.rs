@@ -15,6 +15,7 @@ use crate::db;
 use crate::db::models::usage::Scope;
 use crate::db::models::{api_key, usage};
 use crate::error::ApiError;
+use crate::routes::breakdown::Breakdowns;
 use crate::routes::views::usd;
 use crate::state::AppState;
 
@@ -98,6 +99,7 @@ pub async fn report(
     let mut total = Totals::default();
     let mut per: BTreeMap<String, Totals> = BTreeMap::new();
     let mut hourly: BTreeMap<chrono::NaiveDateTime, (i64, i64)> = BTreeMap::new();
+    let mut breakdowns = Breakdowns::default();
     for r in &rows {
         let by_key = key_totals.entry(r.key_id.as_str()).or_default();
         for t in [
@@ -117,7 +119,9 @@ pub async fn report(
             .with_minute(0)
             .and_then(|t| t.with_second(0))
             .and_then(|t| t.with_nanosecond(0));
-        let slot = hourly.entry(hour.unwrap_or(r.created_at)).or_default();
+        let hour = hour.unwrap_or(r.created_at);
+        breakdowns.add(hour, r);
+        let slot = hourly.entry(hour).or_default();
         slot.0 += 1;
         slot.1 += r.cost_micros;
     }
@@ -145,6 +149,7 @@ pub async fn report(
             hour: crate::time::rfc3339(h),
             requests: n,
             spend_usd: usd(spend),
+            detail: breakdowns.hour(&h),
         })
         .collect();
     if let Some(lines) = per_key.as_mut() {
@@ -174,5 +179,6 @@ pub async fn report(
         hourly,
         key: asked.to_owned(),
         per_key,
+        breakdown: breakdowns.totals(),
     }))
 }

@@ -26,11 +26,19 @@ pub fn render(inv: &Invoice) -> Page {
                 .build()
         })
         .unwrap_or_default();
+    let status = visible_status(inv);
+    // No script may run here, so a pending page reloads itself to show the payment land.
+    let refresh = if status == crate::db::models::invoice::PENDING {
+        "\n<meta http-equiv=\"refresh\" content=\"3\">"
+    } else {
+        ""
+    };
     let html = format!(
         include_str!("../../static/invoice.html"),
+        refresh = refresh,
         amount = inv.amount_sats,
-        status = escape(visible_status(inv)),
-        expires = escape(&crate::time::rfc3339(inv.expires_at)),
+        status = escape(status),
+        expires = escape(&inv.expires_at.format("%Y-%m-%d %H:%M UTC").to_string()),
         qr = qr,
         uri = escape(&uri),
         bolt11 = escape(&inv.bolt11),

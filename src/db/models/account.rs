@@ -52,22 +52,24 @@ pub fn of_key(conn: &mut DbConn, key_id: &str) -> Result<Option<Account>, DbErro
 
 /// Moves the cached balance by `delta` (only `ledger` calls this, beside its entry).
 pub fn move_balance(conn: &mut DbConn, id: &str, delta: i64) -> Result<(), diesel::result::Error> {
-    diesel::update(accounts::table.find(id))
-        .set(accounts::balance_micros.eq(accounts::balance_micros + delta))
-        .execute(conn)?;
+    conn.execute_cached(
+        diesel::update(accounts::table.find(id.to_owned()))
+            .set(accounts::balance_micros.eq(accounts::balance_micros + delta)),
+    )?;
     Ok(())
 }
 
 /// Uses `n` free requests (never going below zero: the BudgetActor already checked, and a
 /// race with another replica at worst serves the last few free).
 pub fn use_free_requests(conn: &mut DbConn, id: &str, n: i64) -> Result<(), diesel::result::Error> {
-    let used = diesel::update(
-        accounts::table
-            .find(id)
-            .filter(accounts::free_requests_remaining.ge(n)),
-    )
-    .set(accounts::free_requests_remaining.eq(accounts::free_requests_remaining - n))
-    .execute(conn)?;
+    let used = conn.execute_cached(
+        diesel::update(
+            accounts::table
+                .find(id.to_owned())
+                .filter(accounts::free_requests_remaining.ge(n)),
+        )
+        .set(accounts::free_requests_remaining.eq(accounts::free_requests_remaining - n)),
+    )?;
     if used == 0 {
         diesel::update(accounts::table.find(id))
             .set(accounts::free_requests_remaining.eq(0))

@@ -40,13 +40,14 @@ fn add_within(
     micros: i64,
     cap: i64,
 ) -> Result<bool, DbError> {
-    let n = diesel::update(
-        free_spend::table
-            .find(day)
-            .filter((free_spend::spent_micros + micros).le(cap)),
-    )
-    .set(free_spend::spent_micros.eq(free_spend::spent_micros + micros))
-    .execute(conn)?;
+    let n = conn.execute_cached(
+        diesel::update(
+            free_spend::table
+                .find(day)
+                .filter((free_spend::spent_micros + micros).le(cap)),
+        )
+        .set(free_spend::spent_micros.eq(free_spend::spent_micros + micros)),
+    )?;
     Ok(n == 1)
 }
 
@@ -64,7 +65,7 @@ pub fn adjust(
         diesel::update(free_spend::table.find(day))
             .set(free_spend::spent_micros.eq(free_spend::spent_micros + delta))
     };
-    if add().execute(conn)? == 1 {
+    if conn.execute_cached(add())? == 1 {
         return Ok(());
     }
     // No row for the day yet (the multi-backend connection has no upsert): create it, or add
@@ -76,7 +77,7 @@ pub fn adjust(
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        )) => add().execute(conn).map(drop),
+        )) => conn.execute_cached(add()).map(drop),
         other => other.map(drop),
     }
 }

@@ -161,3 +161,23 @@ pub fn credit_paid(
         Err(e) => Err(e.into()),
     }
 }
+
+/// The newest `limit` invoices of an account (or of one of its keys), newest first.
+pub fn recent(
+    conn: &mut DbConn,
+    account_id: &str,
+    key: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Invoice>, DbError> {
+    let mut query = invoices::table
+        .filter(invoices::account_id.eq(account_id))
+        .into_boxed();
+    if let Some(key) = key {
+        query = query.filter(invoices::key_id.eq(key.to_owned()));
+    }
+    Ok(query
+        .order(invoices::created_at.desc())
+        .limit(limit)
+        .select(Invoice::as_select())
+        .load(conn)?)
+}

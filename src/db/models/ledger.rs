@@ -54,10 +54,20 @@ pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel:
     if entries.is_empty() {
         return Ok(());
     }
-    let insert = diesel::insert_into(ledger::table).values(entries);
     match conn {
-        DbConn::Sqlite(c) => insert.execute(c)?,
-        DbConn::Pg(c) => insert.execute(c)?,
+        // One cached single-row statement per entry on SQLite (see `usage::insert_many`).
+        DbConn::Sqlite(c) => {
+            for entry in entries {
+                diesel::insert_into(ledger::table)
+                    .values(std::array::from_ref(entry))
+                    .execute(c)?;
+            }
+        }
+        DbConn::Pg(c) => {
+            diesel::insert_into(ledger::table)
+                .values(entries)
+                .execute(c)?;
+        }
     };
     let mut per_account: std::collections::BTreeMap<&str, i64> = Default::default();
     for e in entries {
@@ -97,6 +107,27 @@ pub fn for_key(conn: &mut DbConn, key: &str) -> Result<Vec<Entry>, DbError> {
     Ok(ledger::table
         .filter(ledger::key_id.eq(key))
         .order(ledger::created_at.asc())
+        .select(Entry::as_select())
+        .load(conn)?)
+}
+
+/// The newest `limit` entries of an account (or of one of its keys), newest first: the
+/// console's money history.
+pub fn recent(
+    conn: &mut DbConn,
+    account_id: &str,
+    key: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Entry>, DbError> {
+    let mut query = ledger::table
+        .filter(ledger::account_id.eq(account_id))
+        .into_boxed();
+    if let Some(key) = key {
+        query = query.filter(ledger::key_id.eq(key.to_owned()));
+    }
+    Ok(query
+        .order((ledger::created_at.desc(), ledger::id.desc()))
+        .limit(limit)
         .select(Entry::as_select())
         .load(conn)?)
 }

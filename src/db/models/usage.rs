@@ -39,10 +39,20 @@ pub struct UsageRow {
 pub fn insert_many(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), diesel::result::Error> {
     // Multi-row VALUES is backend-specific in diesel (SQLite has no DEFAULT keyword), so this
     // is one of the few places that matches on the connection.
-    let insert = diesel::insert_into(usage::table).values(rows);
     match conn {
-        DbConn::Sqlite(c) => insert.execute(c)?,
-        DbConn::Pg(c) => insert.execute(c)?,
+        // Diesel never caches a statement whose row count varies, and preparing this one costs
+        // more than running it: on SQLite (no round trips) each row goes through the one cached
+        // single-row statement instead.
+        DbConn::Sqlite(c) => {
+            for row in rows {
+                diesel::insert_into(usage::table)
+                    .values(std::array::from_ref(row))
+                    .execute(c)?;
+            }
+        }
+        DbConn::Pg(c) => {
+            diesel::insert_into(usage::table).values(rows).execute(c)?;
+        }
     };
     Ok(())
 }
@@ -104,6 +114,8 @@ pub struct ReportRow {
     pub latency_ms: i64,
     pub created_at: NaiveDateTime,
     pub premium_cost_micros: i64,
+    pub model: String,
+    pub tier: String,
 }
 
 /// Whose rows a report reads.
@@ -135,6 +147,43 @@ pub fn report_rows(
             usage::latency_ms,
             usage::created_at,
             usage::premium_cost_micros,
+            usage::model,
+            usage::tier,
         ))
+        .load(conn)?)
+}
+
+/// Which rows a page of `GET /api/requests` holds.
+#[derive(Debug, Clone)]
+pub struct PageFilter {
+    pub scope: Scope,
+    /// Only rows whose id sorts before this one: ids are time-ordered (`ids::ordered_id`), so
+    /// the cursor pages stably backwards through time even while new rows arrive.
+    pub before: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+/// A page of rows, newest first.
+pub fn page(conn: &mut DbConn, filter: &PageFilter) -> Result<Vec<UsageRow>, DbError> {
+    let mut query = usage::table.into_boxed();
+    query = match &filter.scope {
+        Scope::Key(id) => query.filter(usage::key_id.eq(id.clone())),
+        Scope::Account(id) => query.filter(usage::account_id.eq(id.clone())),
+    };
+    if let Some(before) = &filter.before {
+        query = query.filter(usage::id.lt(before.clone()));
+    }
+    if let Some(model) = &filter.model {
+        query = query.filter(usage::model.eq(model.clone()));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(usage::status.eq(status.clone()));
+    }
+    Ok(query
+        .order(usage::id.desc())
+        .limit(filter.limit)
+        .select(UsageRow::as_select())
         .load(conn)?)
 }
