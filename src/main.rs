@@ -37,6 +37,8 @@ const UPSTREAM_CONNECTIONS: usize = 4096;
 /// After the shutdown grace, how long the cut streams have to send their last event and
 /// settle (and idle keep-alive connections to close) before actix drops what is left.
 const DRAIN_MARGIN: Duration = Duration::from_secs(10);
+/// How long the last settlements may wait for an unreachable database at exit.
+const FINAL_FLUSH: Duration = Duration::from_secs(60);
 
 fn config_path() -> Option<PathBuf> {
     let mut args = std::env::args().skip(1);
@@ -83,6 +85,7 @@ async fn main() -> std::io::Result<()> {
         db::migrate(&mut conn).map_err(|e| fail(e.to_string()))?;
     }
     db::start_checkpointer(&pool);
+    db::health::start_monitor(&config.database.url);
     let specs = pura::providers::catalog::specs(&config, |k| std::env::var(k).ok());
     if specs.is_empty() {
         log::warn!("no provider is configured: chat will answer 503 until one is");
@@ -232,7 +235,10 @@ async fn main() -> std::io::Result<()> {
         None => server.await?,
     }
     // Every connection is closed: what is left is settlements on their way to the database.
-    if budgets.drain().await {
+    // The writer holds settlements while the database is away; past this, exit without them
+    // (logged) rather than never.
+    let drained = tokio::time::timeout(FINAL_FLUSH, budgets.drain()).await;
+    if drained == Ok(true) {
         log::info!("stopped; every settlement is committed");
     } else {
         log::error!("stopped; some settlements could not be committed (see above)");

@@ -227,3 +227,45 @@ async fn the_invoice_page_escapes_its_fields_and_sends_a_csp() {
     );
     assert!(html.contains("1234 sats"));
 }
+
+/// Sends `raw` on a fresh connection and reads until the gateway closes it.
+fn raw_exchange(gw: &Gateway, raw: &[u8]) -> String {
+    let mut conn = TcpStream::connect(addr(gw)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    // The gateway may answer (and close) before it has read everything.
+    let _ = conn.write_all(raw);
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Known limit (README, "Errors"): the 408 of a request head not received within
+/// `server.header_timeout` and the 431 of a head too large are written by actix-http's h1
+/// dispatcher itself (actix-http 3.20 `src/h1/dispatcher.rs`, `poll_head_timer` and the
+/// `ParseError::TooLarge` arm: `Response::with_body(StatusCode::…, ())`) before a request
+/// exists, so neither middleware, `ErrorHandlers` nor any service of ours sees them, and
+/// actix-http's `ServiceConfig` has no hook for their body. This pins what they are today —
+/// the status, an empty body, the connection closed — so that the day they can carry the
+/// envelope, this test says so.
+#[actix_web::test]
+async fn head_errors_written_by_actix_http_carry_the_status_but_no_envelope() {
+    let gw = Gateway::start("", &[("PURA__SERVER__HEADER_TIMEOUT", "1s")]);
+    let slow = raw_exchange(&gw, b"GET /health HTTP/1.1\r\nHost: x\r\n");
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(256 * 1024)
+    );
+    let large = raw_exchange(&gw, big.as_bytes());
+    assert!(large.starts_with("HTTP/1.1 431"), "{large}");
+    for raw in [&slow, &large] {
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a whole response");
+        assert!(body.is_empty(), "actix-http now writes a body: {raw}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-length: 0"),
+            "{raw}"
+        );
+    }
+    println!("408 and 431 from actix-http:\n{slow}\n{large}");
+}

@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::NaiveDateTime;
-use tokio::sync::oneshot;
 
 use super::free_spend::LocalFreeSpend;
 use crate::db::models::{account, api_key, usage};
-use crate::db::usage_writer::{HoldSettled, Settlement, UsageWriter};
+use crate::db::usage_writer::{HoldSettled, Pending, Settlement, UsageWriter};
 use crate::db::{self, events, DbConn, DbError, Pool};
 use crate::money::Window;
 use crate::notify::{BudgetEvent, Notifier};
@@ -282,9 +281,23 @@ pub struct Settle {
 }
 
 pub struct Settled {
-    /// Resolves once the settlement is committed.
-    pub committed: oneshot::Receiver<bool>,
+    /// The settlement on its way to the database.
+    pub committed: Pending,
     pub budget_remaining_micros: i64,
+    /// What to send back if the request withdraws it.
+    pub undo: Unsettle,
+}
+
+/// A settlement its request withdrew (the database was away and the client got a 503): the
+/// money it took in this actor's view comes back, as if the request had never been served.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Unsettle {
+    pub key_id: String,
+    pub cost_micros: i64,
+    pub debit_micros: i64,
+    /// For a free request, the day whose free spend it counted in.
+    pub free_day: Option<NaiveDateTime>,
 }
 
 /// Nothing was served: give the reservation back.
@@ -658,10 +671,40 @@ impl Handler<Settle> for BudgetActor {
             }
             self.account = Some(a);
         }
+        let undo = Unsettle {
+            key_id: settlement.row.key_id.clone(),
+            cost_micros: cost,
+            debit_micros: settlement.debit_micros,
+            free_day: settlement.free_spend.map(|(day, _)| day),
+        };
         MessageResult(Settled {
             committed: self.writer.write(settlement),
             budget_remaining_micros: budget_remaining,
+            undo,
         })
+    }
+}
+
+impl Handler<Unsettle> for BudgetActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsettle, _: &mut Context<Self>) {
+        let Some(a) = self.account.as_mut() else {
+            return;
+        };
+        a.balance_micros += msg.debit_micros;
+        if let Some(day) = msg.free_day {
+            a.free_remaining += 1;
+            // The count in memory holds the cost since the settlement; the database never got it.
+            if let Some(local) = &self.local_free {
+                local.adjust(day, -msg.cost_micros);
+            }
+        }
+        if let Some(k) = a.keys.get_mut(msg.key_id.as_str()) {
+            // A window that rolled over since starts from zero: never below it.
+            k.spent_day_micros = (k.spent_day_micros - msg.cost_micros).max(0);
+            k.spent_month_micros = (k.spent_month_micros - msg.cost_micros).max(0);
+        }
     }
 }
 

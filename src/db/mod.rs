@@ -8,11 +8,12 @@
 
 pub mod cached;
 pub mod events;
+pub mod health;
 pub mod models;
 pub mod schema;
 pub mod usage_writer;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -45,7 +46,15 @@ pub enum DbError {
     Pool(#[from] r2d2::Error),
     #[error("database worker: {0}")]
     Blocking(String),
+    #[error("database unreachable")]
+    Down,
 }
+
+/// How long a caller waits for a pooled connection before giving up.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The wait for a connection is cut into slices this long, so that a caller already waiting
+/// when the database goes away fails as soon as [`health`] sees it, not after [`POOL_TIMEOUT`].
+const POOL_WAIT_SLICE: Duration = Duration::from_millis(250);
 
 /// The one way the async side reaches the database: `f` runs on actix's blocking pool with a
 /// pooled connection (actix workers are current-thread runtimes, so never `block_in_place`).
@@ -54,10 +63,29 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
 {
+    if health::is_down() {
+        return Err(DbError::Down);
+    }
     let pool = pool.clone();
-    actix_web::web::block(move || f(&mut *pool.get()?))
+    actix_web::web::block(move || f(&mut *get(&pool)?))
         .await
         .map_err(|e| DbError::Blocking(e.to_string()))?
+}
+
+/// A pooled connection, unless the pool has none for [`POOL_TIMEOUT`] or the database is
+/// seen down meanwhile.
+pub fn get(pool: &Pool) -> Result<PooledConn, DbError> {
+    let deadline = Instant::now() + POOL_TIMEOUT;
+    loop {
+        if health::is_down() {
+            return Err(DbError::Down);
+        }
+        match pool.get_timeout(POOL_WAIT_SLICE) {
+            Ok(conn) => return Ok(conn),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +159,7 @@ pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {
     let check = matches!(manager.target, Target::Pg(_));
     Ok(r2d2::Pool::builder()
         .max_size(size)
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(POOL_TIMEOUT)
         .test_on_check_out(check)
         .build(manager)?)
 }

@@ -5,9 +5,18 @@
 //! commit also announces the spend to the other replicas (see [`super::events`]), from inside
 //! the transaction, so they hear of it exactly when it is committed. At shutdown,
 //! [`UsageWriter::flush`] waits until everything queued before it is committed.
+//!
+//! When the database is away the writer never gives a settlement up: it keeps the batch in
+//! memory and tries again until it commits. The request waiting on one decides, once its
+//! commit has failed ([`Pending::wait`]): a JSON answer not yet sent withdraws it (the client
+//! gets a 503, so nothing is served unpaid, and the writer gives back what the request set
+//! aside in the database: its hold, its free-spend estimate), while a stream, whose text is
+//! already out, leaves it held here until the database returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,14 +26,20 @@ use tokio::sync::oneshot;
 use super::events::{self, Event};
 use super::models::usage::UsageRow;
 use super::models::{account, free_spend, hold, ledger, usage};
-use super::{DbConn, DbError, Pool};
+use super::{health, DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
 const MAX_BATCH: usize = 512;
-/// Pause before retrying a batch whose commit failed (database briefly down).
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
-/// Retries of one batch before its rows are given up on (and logged).
-const MAX_RETRIES: u32 = 25;
+/// Pause before retrying a batch whose commit failed, doubled up to [`MAX_RETRY_PAUSE`].
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// The writer's wait for a connection: short, since a failed attempt is simply retried and a
+/// request may be waiting to withdraw its settlement in between.
+const CONNECT_WAIT: Duration = Duration::from_secs(1);
+/// After this long a request looks at how its commit is going (see [`Pending::wait`]).
+const PATIENCE: Duration = Duration::from_secs(2);
+/// How often a request past its patience looks again.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// What one finished request leaves in the database.
 #[derive(Debug, Clone)]
@@ -49,11 +64,99 @@ pub struct HoldSettled {
     pub month_start: NaiveDateTime,
 }
 
+/// Where a settlement stands, shared by the writer and the request waiting on it. Only the
+/// transitions below happen, each by compare-and-swap, so a settlement is either committed or
+/// withdrawn, never both: QUEUED/RETRYING -> COMMITTING (the writer tries it) -> COMMITTED or
+/// RETRYING; RETRYING (or QUEUED while the database is down) -> WITHDRAWN (the request).
+const QUEUED: u8 = 0;
+const COMMITTING: u8 = 1;
+const COMMITTED: u8 = 2;
+const RETRYING: u8 = 3;
+const WITHDRAWN: u8 = 4;
+
+/// How a request's wait for its settlement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// Taken back by the request: nothing of it will be written.
+    Withdrawn,
+    /// Not committed yet; the writer keeps it and commits it when the database returns.
+    Held,
+}
+
+/// A queued settlement, as the request that queued it sees it.
+pub struct Pending {
+    state: Arc<AtomicU8>,
+    done: oneshot::Receiver<bool>,
+}
+
+impl Pending {
+    /// Waits until the settlement is committed. Past [`PATIENCE`] (at once while the database
+    /// is known to be down), if its commit has failed (or it waits on a database known to be
+    /// down) the request stops waiting: with
+    /// `withdraw` it takes the settlement back (`Withdrawn`), otherwise it leaves it to the
+    /// writer (`Held`). A commit being tried is always waited for: its result decides.
+    pub async fn wait(mut self, withdraw: bool) -> Outcome {
+        let started = Instant::now();
+        loop {
+            // A database known to be down needs no patience: its commit fails (or failed).
+            let patient = || started.elapsed() < PATIENCE && !health::is_down();
+            let slice = if patient() {
+                PATIENCE.saturating_sub(started.elapsed()).max(RECHECK)
+            } else {
+                RECHECK
+            };
+            match tokio::time::timeout(slice, &mut self.done).await {
+                Ok(Ok(true)) => return Outcome::Committed,
+                // Answered false (withdrawn) or the writer is gone: nothing will commit it.
+                Ok(_) => return Outcome::Withdrawn,
+                Err(_) if patient() => continue,
+                Err(_) => {}
+            }
+            let state = self.state.load(Ordering::Acquire);
+            let stalled = state == RETRYING || (state == QUEUED && health::is_down());
+            if !stalled {
+                continue;
+            }
+            if !withdraw {
+                return Outcome::Held;
+            }
+            let taken =
+                self.state
+                    .compare_exchange(state, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire);
+            if taken.is_ok() {
+                return Outcome::Withdrawn;
+            }
+        }
+    }
+}
+
 /// A settlement to commit, or (`settlement: None`) a flush: answered once every job queued
-/// before it is committed (or given up on).
+/// before it is committed.
 struct Job {
     settlement: Option<Settlement>,
+    state: Arc<AtomicU8>,
     done: Option<oneshot::Sender<bool>>,
+}
+
+impl Job {
+    /// Claims the settlement for a commit attempt; false when its request withdrew it.
+    fn claim(&self) -> bool {
+        [QUEUED, RETRYING].into_iter().any(|from| {
+            self.state
+                .compare_exchange(from, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
+
+    fn answer(&mut self, committed: bool) {
+        if committed {
+            self.state.store(COMMITTED, Ordering::Release);
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.send(committed);
+        }
+    }
 }
 
 /// Cloneable handle to the writer thread.
@@ -75,27 +178,30 @@ impl UsageWriter {
         UsageWriter { tx }
     }
 
-    /// Queues a settlement; the receiver resolves to `true` once it is committed.
-    pub fn write(&self, settlement: Settlement) -> oneshot::Receiver<bool> {
+    /// Queues a settlement; see [`Pending::wait`].
+    pub fn write(&self, settlement: Settlement) -> Pending {
         let (done, rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         let job = Job {
             settlement: Some(settlement),
+            state: state.clone(),
             done: Some(done),
         };
         crate::metrics::settlement_queued();
         if self.tx.send(job).is_err() {
             log::error!("settlement writer is gone; a settlement was not recorded");
         }
-        rx
+        Pending { state, done: rx }
     }
 
-    /// Resolves to `true` once every settlement queued before this call is committed: the
-    /// queue is first in, first out, so the flush is answered after the batch holding the last
-    /// of them. `false` when the writer is gone or the batch with the flush failed.
+    /// Resolves to `true` once every settlement queued before this call is committed (or
+    /// withdrawn): the queue is first in, first out, so the flush is answered with the batch
+    /// holding the last of them. `false` when the writer is gone.
     pub async fn flush(&self) -> bool {
         let (done, rx) = oneshot::channel();
         let flush = Job {
             settlement: None,
+            state: Arc::new(AtomicU8::new(QUEUED)),
             done: Some(done),
         };
         if self.tx.send(flush).is_err() {
@@ -106,54 +212,139 @@ impl UsageWriter {
 }
 
 fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut failures: u32 = 0;
+    loop {
+        if jobs.is_empty() {
+            match rx.recv() {
+                Ok(first) => jobs.push(first),
+                Err(_) => return,
+            }
+        }
+        // While a batch is retried, what arrives meanwhile joins it, so every waiting request
+        // sees its own commit fail (and may withdraw) instead of queueing behind it.
         while jobs.len() < MAX_BATCH {
             match rx.recv_timeout(Duration::ZERO) {
                 Ok(j) => jobs.push(j),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        let batch: Vec<&Settlement> = jobs.iter().filter_map(|j| j.settlement.as_ref()).collect();
-        let ok = batch.is_empty() || {
-            let started = Instant::now();
-            let ok = commit(&pool, &batch, &replica_id);
-            crate::metrics::settlements_done(batch.len(), ok, started.elapsed());
-            ok
-        };
-        for job in &mut jobs {
-            if let Some(done) = job.done.take() {
-                let _ = done.send(ok);
-            }
+        if attempt(&pool, &mut jobs, &replica_id, failures > 0) {
+            jobs.clear();
+            failures = 0;
+        } else {
+            failures += 1;
+            let pause = RETRY_PAUSE.saturating_mul(1 << failures.min(4));
+            thread::sleep(pause.min(MAX_RETRY_PAUSE));
         }
     }
 }
 
-fn commit(pool: &Pool, batch: &[&Settlement], replica_id: &str) -> bool {
-    for attempt in 0..=MAX_RETRIES {
-        let result = pool
-            .get()
-            .map_err(Into::into)
-            .and_then(|mut c| write_batch(&mut c, batch, replica_id));
-        match result {
-            Ok(()) => return true,
-            Err(e) => {
-                log::warn!(
-                    "settlement commit of {} failed (attempt {attempt}): {e}",
-                    batch.len()
-                );
-                thread::sleep(RETRY_PAUSE);
+/// One try at committing `jobs`; true (every job answered) when it committed.
+fn attempt(pool: &Pool, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool {
+    let mut commits = Vec::new();
+    let mut withdrawn = Vec::new();
+    for job in jobs.iter() {
+        if let Some(s) = &job.settlement {
+            if job.claim() {
+                commits.push(s);
+            } else {
+                withdrawn.push(s);
             }
         }
     }
-    let ids: Vec<&str> = batch.iter().map(|s| s.row.id.as_str()).collect();
-    log::error!("gave up on {} settlements: {ids:?}", batch.len());
-    false
+    let started = Instant::now();
+    let result = if commits.is_empty() && withdrawn.is_empty() {
+        Ok(())
+    } else if health::is_down() {
+        Err(DbError::Down)
+    } else {
+        pool.get_timeout(CONNECT_WAIT)
+            .map_err(DbError::from)
+            .and_then(|mut c| write_batch(&mut c, &commits, &withdrawn, replica_id, retry))
+    };
+    let (n_commits, n_withdrawn) = (commits.len(), withdrawn.len());
+    if let Err(e) = result {
+        if !retry {
+            log::warn!("settlement commit of {n_commits} failed (kept, retrying): {e}");
+        }
+        for job in jobs.iter() {
+            // Only what this attempt claimed: a withdrawn job stays withdrawn.
+            let _ = job.state.compare_exchange(
+                COMMITTING,
+                RETRYING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        return false;
+    }
+    if retry {
+        log::info!("settlements committed after retrying: {n_commits}, withdrawn: {n_withdrawn}");
+    }
+    crate::metrics::settlements_done(n_commits, true, started.elapsed());
+    crate::metrics::settlements_done(n_withdrawn, false, Duration::ZERO);
+    for job in jobs.iter_mut() {
+        let committed = job.state.load(Ordering::Acquire) == COMMITTING || job.settlement.is_none();
+        job.answer(committed);
+    }
+    true
 }
 
-fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Result<(), DbError> {
+/// Writes the settlements of `commits` and gives back what the `withdrawn` set aside, in one
+/// transaction. On a `retry`, rows already there are skipped: the attempt before may have
+/// committed even though its answer was lost with the connection.
+fn write_batch(
+    conn: &mut DbConn,
+    commits: &[&Settlement],
+    withdrawn: &[&Settlement],
+    replica_id: &str,
+    retry: bool,
+) -> Result<(), DbError> {
     use diesel::Connection;
+    conn.transaction(|conn| {
+        let done: HashSet<String> = if retry {
+            let ids: Vec<&str> = commits
+                .iter()
+                .chain(withdrawn)
+                .map(|s| s.row.id.as_str())
+                .collect();
+            usage::existing_ids(conn, &ids)?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        let fresh = |s: &&&Settlement| !done.contains(&s.row.id);
+        let commits: Vec<&Settlement> = commits.iter().filter(fresh).copied().collect();
+        for s in withdrawn.iter().filter(fresh) {
+            give_back(conn, s)?;
+        }
+        write_settlements(conn, &commits, replica_id)
+    })
+}
+
+/// A withdrawn settlement: its hold goes and the free spend it took is given back, as for a
+/// request that served nothing.
+fn give_back(conn: &mut DbConn, s: &Settlement) -> Result<(), DbError> {
+    if let Some((day, delta)) = s.free_spend {
+        // What the database was to get beyond the cost is what it already holds of the
+        // estimate (all of it with the arbiter; nothing when one process counts in memory):
+        // nothing was served, so that goes back.
+        free_spend::adjust(conn, day, delta - s.row.cost_micros)?;
+    }
+    if let Some(h) = &s.hold {
+        hold::withdrawn(conn, &h.id)?;
+    }
+    Ok(())
+}
+
+fn write_settlements(
+    conn: &mut DbConn,
+    batch: &[&Settlement],
+    replica_id: &str,
+) -> Result<(), DbError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
     // One statement per kind of change, not per request: the rows in one multi-row insert,
     // free requests per account, debits summed per account, spend announced per key.
     let rows: Vec<UsageRow> = batch.iter().map(|s| s.row.clone()).collect();
@@ -178,7 +369,7 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
             debits.push(debit_entry(&s.row, s.debit_micros));
         }
     }
-    conn.transaction(|conn| {
+    {
         usage::insert_many(conn, &rows)?;
         for (id, n) in &free {
             account::use_free_requests(conn, id, *n)?;
@@ -198,8 +389,8 @@ fn write_batch(conn: &mut DbConn, batch: &[&Settlement], replica_id: &str) -> Re
         for ((account, key), s) in &spend {
             events::notify(conn, replica_id, s.event(account, key))?;
         }
-        Ok::<_, DbError>(())
-    })
+        Ok(())
+    }
 }
 
 /// What one batch spent through one key.

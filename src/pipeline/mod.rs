@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::api::{ChatRequest, Usage};
 use crate::db::models::api_key::ApiKey;
+use crate::db::usage_writer;
 use crate::error::ApiError;
 use crate::money::{self, Micros};
 use crate::providers::transport::Answer;
@@ -115,6 +116,12 @@ async fn serve(
     started: Instant,
 ) -> Result<Outcome, ApiError> {
     let state = ctx.state;
+    // Nothing could be billed: refuse before the upstream is paid for an answer.
+    if crate::db::health::is_down() {
+        return Err(ApiError::Unavailable(
+            "The database is unavailable; retry the request shortly.".into(),
+        ));
+    }
     // Upstreams see one stable id per key as the end user, never an id the client chose.
     let end_user = crate::providers::outbound::end_user(&key.id);
     if let Some(native) = req.native.as_mut() {
@@ -194,10 +201,20 @@ async fn serve(
                 .usage
                 .unwrap_or_else(|| Usage::new(meta.prompt_estimate, 0));
             let cost = meta.provider.cost(&usage);
-            // Committed before the body leaves: a response the client saw is always billed.
             let settling = trace.map(|_| std::time::SystemTime::now());
-            if !relay::settle(&ticket, meta.row(&usage, "ok", None)).await {
-                log::error!("request {}: settlement not committed", meta.request_id);
+            // Committed before the body leaves: a response the client saw is always billed,
+            // and one whose bill cannot be written is not seen (withdrawn, answered 503).
+            let row = meta.row(&usage, "ok", None);
+            if relay::settle(&ticket, row, true).await != usage_writer::Outcome::Committed {
+                log::error!(
+                    "request {}: settlement not committed; answered 503",
+                    meta.request_id
+                );
+                return Err(ApiError::Unavailable(
+                    "The database is unavailable, so this request could not be recorded; it was \
+                     not charged. Retry it shortly."
+                        .into(),
+                ));
             }
             if let (Some(t), Some(s)) = (trace, settling) {
                 t.child(

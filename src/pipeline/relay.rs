@@ -18,6 +18,7 @@ use crate::actors::budgets::Ticket;
 use crate::actors::provider::{Observe, Outcome, ProviderActor};
 use crate::api::Usage;
 use crate::db::models::usage::UsageRow;
+use crate::db::usage_writer;
 use crate::error::ApiError;
 use crate::money::{estimate_tokens, Micros};
 use crate::providers::sse::SseEvent;
@@ -41,6 +42,8 @@ pub enum Event {
 enum Cut {
     Upstream(String),
     Shutdown,
+    /// The stream finished but its settlement could not be committed in time.
+    Unrecorded,
 }
 
 impl Cut {
@@ -251,14 +254,19 @@ impl Relay {
             None => "ok",
             Some(Cut::Upstream(_)) => "upstream_error",
             Some(Cut::Shutdown) => "shutdown",
+            Some(Cut::Unrecorded) => "ok",
         };
         // The upstream is to blame only for its own failures, not for the gateway stopping.
         let failed = matches!(cut, Some(Cut::Upstream(_)));
         let row = self.meta.row(&usage, status, Some(self.upstream.ttft));
         self.settled = true;
         let settling = self.meta.trace.map(|_| std::time::SystemTime::now());
-        if !settle(&self.ticket, row).await {
-            log::error!("request {}: usage row not committed", self.meta.request_id);
+        let recorded = settle(&self.ticket, row, false).await == usage_writer::Outcome::Committed;
+        if !recorded {
+            log::error!(
+                "request {}: usage row not committed yet (database away); held for retry",
+                self.meta.request_id
+            );
         }
         if let (Some(t), Some(s)) = (&self.meta.trace, settling) {
             t.child(
@@ -280,11 +288,21 @@ impl Relay {
                 Outcome::Success
             },
         });
+        // The text is out, but its bill is not on disk: the stream does not end as a success.
+        let cut = match cut {
+            None if !recorded => Some(Cut::Unrecorded),
+            cut => cut,
+        };
         let error = cut.map(|c| match c {
             Cut::Upstream(message) => ApiError::UpstreamFailed(message),
             Cut::Shutdown => ApiError::Unavailable(
                 "The gateway is shutting down and ended this stream after its grace period; \
                  what was streamed is billed. Retry the request."
+                    .into(),
+            ),
+            Cut::Unrecorded => ApiError::Unavailable(
+                "The database is unavailable: this stream's usage could not be recorded yet. \
+                 It is kept and recorded when the database returns."
                     .into(),
             ),
         });
@@ -319,13 +337,20 @@ impl Drop for Relay {
     }
 }
 
-/// Settles the reservation with the served request's row and waits until it is committed.
-/// Returns false when the commit failed (logged by the writer).
-pub async fn settle(ticket: &Ticket, row: UsageRow) -> bool {
-    match ticket.actor.send(ticket.settle(row)).await {
-        Ok(settled) => settled.committed.await.unwrap_or(false),
-        Err(_) => false,
+/// Settles the reservation with the served request's row and waits for its commit. When the
+/// database is away, an answer not yet sent (`withdraw`) takes the settlement back, and the
+/// account's actor gives back the money it took; a stream leaves it to the writer, which holds
+/// it until the database returns (see [`usage_writer::Pending::wait`]).
+pub async fn settle(ticket: &Ticket, row: UsageRow, withdraw: bool) -> usage_writer::Outcome {
+    let Ok(settled) = ticket.actor.send(ticket.settle(row)).await else {
+        // The actor is gone with the message: nothing was queued.
+        return usage_writer::Outcome::Withdrawn;
+    };
+    let outcome = settled.committed.wait(withdraw).await;
+    if outcome == usage_writer::Outcome::Withdrawn {
+        ticket.actor.do_send(settled.undo);
     }
+    outcome
 }
 
 /// Characters of content and tool arguments in a chunk, for estimating unreported usage.

@@ -57,6 +57,11 @@ struct Peek {
 /// Checks an OpenAI `chat.completion` and reads its usage. The bytes are passed on as they
 /// came unless the answer lacks a `model`, which is then filled in.
 pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
+    // `Peek` would also read a JSON array (serde maps a sequence onto a struct's fields), and
+    // an array is no answer to pass on, nor one to fill a `model` into (found by fuzzing).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("upstream answer is not a JSON object".into());
+    }
     let peek: Peek =
         serde_json::from_slice(&body).map_err(|e| format!("invalid answer from upstream: {e}"))?;
     if peek.choices.is_empty() {
@@ -71,11 +76,14 @@ pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
             native: false,
         });
     }
-    let mut v: Value =
-        serde_json::from_slice(&body).map_err(|e| format!("invalid JSON from upstream: {e}"))?;
-    v["model"] = json!(model);
+    let Value::Object(mut v) =
+        serde_json::from_slice(&body).map_err(|e| format!("invalid JSON from upstream: {e}"))?
+    else {
+        return Err("upstream answer is not a JSON object".into());
+    };
+    v.insert("model".into(), json!(model));
     Ok(Completion {
-        body: v,
+        body: Value::Object(v),
         usage,
         raw: None,
         native: false,

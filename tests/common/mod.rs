@@ -5,6 +5,7 @@
 
 pub mod fake_lnd;
 pub mod fake_upstream;
+pub mod tcp_proxy;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -97,6 +98,18 @@ impl Gateway {
             Some((db_url, own)) => Gateway::start_on(dir, db_url, Some(own), extra, env),
             None => Gateway::start_on(dir, shared, None, extra, env),
         }
+    }
+
+    /// As [`Gateway::start`], on the database at `db_url` (dropped with the gateway when
+    /// `own_db` is given).
+    pub fn start_with_database(
+        db_url: String,
+        own_db: Option<OwnDb>,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Gateway::start_on(dir, db_url, own_db, extra, env)
     }
 
     fn start_on(

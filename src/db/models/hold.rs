@@ -234,6 +234,13 @@ pub fn release(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Inside the settlement commit, for a request that withdrew its settlement (the database was
+/// away when it was served): its hold goes, as [`release`] would, but durably with the commit.
+pub fn withdrawn(conn: &mut DbConn, id: &str) -> Result<(), diesel::result::Error> {
+    diesel::delete(holds::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
 /// The whole second `t` falls in.
 fn second(t: NaiveDateTime) -> NaiveDateTime {
     use chrono::Timelike;

@@ -59,6 +59,14 @@ pub fn insert_many(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), diesel::r
     Ok(())
 }
 
+/// Which of `ids` have a row (the settlement writer, after a commit whose answer was lost).
+pub fn existing_ids(conn: &mut DbConn, ids: &[&str]) -> Result<Vec<String>, diesel::result::Error> {
+    usage::table
+        .filter(usage::id.eq_any(ids))
+        .select(usage::id)
+        .load(conn)
+}
+
 /// Total cost in micro-dollars of a key's requests since `since`.
 pub fn spend_since(conn: &mut DbConn, key: &str, since: NaiveDateTime) -> Result<i64, DbError> {
     // CAST keeps the type BigInt on PostgreSQL, whose SUM(bigint) is numeric.
