@@ -319,6 +319,15 @@ pub fn settlements_done(n: usize, committed: bool, took: Duration) {
     }
 }
 
+/// Settlements taken back before they were written (their request answered 503): off the
+/// queue and counted as failed, with no commit to time.
+pub fn settlements_withdrawn(n: usize) {
+    if let Some(m) = get() {
+        m.settlement_queue.sub(n as i64);
+        inc(&m.settlements, &["failed"], n as u64);
+    }
+}
+
 /// `event`: created, paid or expired.
 pub fn invoices(event: &str, n: usize) {
     if let Some(m) = get() {

@@ -282,8 +282,13 @@ fn attempt(pool: &Pool, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool
     if retry {
         log::info!("settlements committed after retrying: {n_commits}, withdrawn: {n_withdrawn}");
     }
-    crate::metrics::settlements_done(n_commits, true, started.elapsed());
-    crate::metrics::settlements_done(n_withdrawn, false, Duration::ZERO);
+    if n_commits > 0 {
+        // A batch of flushes alone commits nothing: no commit to time.
+        crate::metrics::settlements_done(n_commits, true, started.elapsed());
+    }
+    if n_withdrawn > 0 {
+        crate::metrics::settlements_withdrawn(n_withdrawn);
+    }
     for job in jobs.iter_mut() {
         let committed = job.state.load(Ordering::Acquire) == COMMITTING || job.settlement.is_none();
         job.answer(committed);
