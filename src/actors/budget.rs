@@ -419,18 +419,24 @@ impl BudgetActor {
         }
     }
 
-    fn notify_crossings(&self, a: &Account, k: &KeyMoney, before_day: i64, before_month: i64) {
+    fn notify_crossings(
+        &self,
+        (day_start, month_start): (NaiveDateTime, NaiveDateTime),
+        k: &KeyMoney,
+        before_day: i64,
+        before_month: i64,
+    ) {
         let windows = [
             (
                 "daily",
-                a.day_start,
+                day_start,
                 k.daily_budget_micros,
                 before_day,
                 k.spent_day_micros,
             ),
             (
                 "monthly",
-                a.month_start,
+                month_start,
                 k.monthly_budget_micros,
                 before_month,
                 k.spent_month_micros,
@@ -661,13 +667,14 @@ impl Handler<Settle> for BudgetActor {
                     a.balance_micros -= settlement.debit_micros;
                 }
             }
+            let windows = (a.day_start, a.month_start);
             if let Some(k) = a.keys.get_mut(settlement.row.key_id.as_str()) {
                 let (before_day, before_month) = (k.spent_day_micros, k.spent_month_micros);
                 k.spent_day_micros += cost;
                 k.spent_month_micros += cost;
                 budget_remaining = k.budget_left();
-                let k = k.clone();
-                self.notify_crossings(&a, &k, before_day, before_month);
+                // Borrowed, not cloned: a key's RPM window holds a minute of request times.
+                self.notify_crossings(windows, k, before_day, before_month);
             }
             self.account = Some(a);
         }
