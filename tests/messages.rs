@@ -18,19 +18,8 @@ async fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) 
     for (k, v) in headers {
         req = req.insert_header((*k, *v));
     }
-    let mut resp = req.send_json(body).await.expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = resp.body().limit(1 << 24).await.expect("body").to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    let resp = req.send_json(body).await.expect("request");
+    Reply::read(resp).await
 }
 
 /// The headers an Anthropic client sends with `key` as `x-api-key`.

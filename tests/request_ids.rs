@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// POSTs these exact bytes as JSON with `key` as a bearer (and `x-api-key`).
 async fn post_raw(gw: &Gateway, path: &str, key: &str, body: &'static str) -> Reply {
-    let mut resp = gw
+    let resp = gw
         .client()
         .post(format!("{}{path}", gw.url))
         .bearer_auth(key)
@@ -19,18 +19,7 @@ async fn post_raw(gw: &Gateway, path: &str, key: &str, body: &'static str) -> Re
         .send_body(body)
         .await
         .expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = resp.body().limit(1 << 24).await.expect("body").to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply::read(resp).await
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

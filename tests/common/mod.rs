@@ -261,30 +261,14 @@ impl Gateway {
 
     /// POSTs JSON with a bearer key; returns status, headers and the raw body.
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
-        let mut resp = self
+        let resp = self
             .client()
             .post(format!("{}{path}", self.url))
             .bearer_auth(key)
             .send_json(body)
             .await
             .expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect();
-        let body = resp
-            .body()
-            .limit(64 * 1024 * 1024)
-            .await
-            .expect("body")
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::read(resp).await
     }
 
     /// Usage rows of a key, read straight from the gateway's database.
@@ -362,6 +346,30 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads an answer whole: status, headers and body.
+    pub async fn read<S>(mut resp: awc::ClientResponse<S>) -> Reply
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    {
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = resp
+            .body()
+            .limit(64 * 1024 * 1024)
+            .await
+            .expect("body")
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
