@@ -7,6 +7,7 @@
 //! the group-commit writer, so the database stays the source of truth.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -270,14 +271,64 @@ pub struct Reserve {
     pub allow_free: bool,
 }
 
-/// The request was served: record `row` (its `cost_micros` is the actual cost).
+/// The request was served: record its row (whose `cost_micros` is the actual cost).
+///
+/// A settlement outlives the actor it is sent to. Actors run on the HTTP workers, and a worker
+/// that stops at shutdown drops its actors with whatever is in their mailboxes (a stream on
+/// another worker may still be settling with one of them). A `Settle` dropped before an actor
+/// handled it goes to its `orphan` handler (`Budgets::adopt`), which gives it to an actor
+/// that outlives the workers. One sent without (a JSON answer not given yet) is withdrawn
+/// instead: its sender learns it (no answer) and answers 503.
 #[derive(Message)]
-#[rtype(result = "Settled")]
+#[rtype(result = "Option<Settled>")]
 pub struct Settle {
+    /// None once handled or handed on.
+    pub body: Option<SettleBody>,
+    pub orphan: Option<Orphan>,
+}
+
+/// Takes a settlement no actor handled.
+pub type Orphan = Box<dyn FnOnce(SettleBody) + Send>;
+
+pub struct SettleBody {
+    /// The reservation as the reserving actor made it.
     pub reservation: u64,
+    pub free: bool,
+    pub estimate_micros: i64,
+    pub day: NaiveDateTime,
     pub row: usage::UsageRow,
     /// The reservation's database hold, if it has one (see `db::models::hold`).
     pub hold: Option<String>,
+    /// Times an actor other than the reserving one was asked to settle it (its books do not
+    /// hold the reservation; the fields above stand for it).
+    pub adoptions: u8,
+    /// Counts the settlement as on its way until the writer has it (`Budgets::drain`).
+    pub in_flight: InFlight,
+}
+
+/// One settlement not yet handed to the writer; the count goes down when this is dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Settle {
+    /// Unhandled (its actor's mailbox was closed or dropped): handed to the orphan handler.
+    fn drop(&mut self) {
+        if let (Some(body), Some(orphan)) = (self.body.take(), self.orphan.take()) {
+            orphan(body);
+        }
+    }
 }
 
 pub struct Settled {
@@ -598,20 +649,31 @@ impl BudgetActor {
 }
 
 impl Handler<Settle> for BudgetActor {
-    type Result = MessageResult<Settle>;
+    type Result = Option<Settled>;
 
-    fn handle(&mut self, msg: Settle, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: Settle, _: &mut Context<Self>) -> Self::Result {
         self.last_used = Instant::now();
-        let held = self.unhold(msg.reservation);
-        let cost = msg.row.cost_micros;
+        let body = msg.body.take()?;
+        let held = if body.adoptions == 0 {
+            self.unhold(body.reservation)
+        } else {
+            // Reserved by an actor that is gone: these books never held it.
+            Some(Held {
+                key_id: body.row.key_id.as_str().into(),
+                free: body.free,
+                estimate: body.estimate_micros,
+                day: body.day,
+            })
+        };
+        let cost = body.row.cost_micros;
         let mut settlement = Settlement {
-            row: msg.row,
+            row: body.row,
             debit_micros: 0,
             free: false,
             free_spend: None,
             hold: None,
         };
-        if let Some(id) = msg.hold {
+        if let Some(id) = body.hold {
             let day = held
                 .as_ref()
                 .map(|h| h.day)
@@ -684,8 +746,10 @@ impl Handler<Settle> for BudgetActor {
             debit_micros: settlement.debit_micros,
             free_day: settlement.free_spend.map(|(day, _)| day),
         };
-        MessageResult(Settled {
-            committed: self.writer.write(settlement),
+        let committed = self.writer.write(settlement);
+        drop(body.in_flight);
+        Some(Settled {
+            committed,
             budget_remaining_micros: budget_remaining,
             undo,
         })
@@ -793,18 +857,6 @@ impl Handler<AddKey> for BudgetActor {
             a.keys.entry(msg.0.key_id.clone()).or_insert(msg.0);
         }
     }
-}
-
-/// Answered after every message sent before it (a mailbox is first in, first out): at
-/// shutdown, every settlement the actor was told of has then been handed to the writer.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Barrier;
-
-impl Handler<Barrier> for BudgetActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Barrier, _: &mut Context<Self>) {}
 }
 
 impl Handler<GetAccount> for BudgetActor {

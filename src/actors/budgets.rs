@@ -3,20 +3,26 @@
 //! carries no invoice: the wallet adds one). Cloning shares the registry, so the cluster
 //! listener and the InvoiceWatcher hold clones.
 //!
-//! The actors live on an arbiter (thread) of their own, not on the HTTP worker that first
-//! needed them: a worker stops at shutdown as soon as its last connection ends, and an actor
-//! on it would die with the settlements still in its mailbox (a stream dropped by a client
-//! on another worker, say). [`Budgets::drain`] then flushes them all before the process exits.
+//! An account's actor runs on the HTTP worker that first needed it, so that a request served
+//! there reserves and settles without waking another thread (with one worker pinned to one
+//! core, each wake was a context switch, and together they halved the throughput). A worker
+//! stops at shutdown as soon as its own last connection ends, dropping its actors with what
+//! is in their mailboxes: a settlement sent from another worker's stream may be among it.
+//! Such a settlement is adopted ([`Budgets::adopt`]) by an actor on an arbiter of the
+//! registry's own, which lives until [`Budgets::drain`] has every settlement committed.
 
 use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::arbiter::{self, ReplicaArbiter};
 use super::budget::{
-    Account, AddKey, Barrier, BudgetActor, Credit, Defaults, Denied, GetAccount, KeyMoney, NotFree,
-    Refresh, Release, Reservation, Reserve, Settle, SpentElsewhere,
+    Account, AddKey, BudgetActor, Credit, Defaults, Denied, GetAccount, InFlight, KeyMoney,
+    NotFree, Orphan, Refresh, Release, Reservation, Reserve, Settle, SettleBody, SpentElsewhere,
 };
 use super::free_spend::LocalFreeSpend;
 use crate::db::models::api_key::ApiKey;
@@ -31,8 +37,25 @@ use crate::notify::Notifier;
 
 type Map = Arc<Mutex<HashMap<String, Addr<BudgetActor>>>>;
 
+/// Times a settlement may be handed on to another actor before it is given up (logged): only
+/// an arbiter that is itself gone (the process exiting past its last flush) refuses it again.
+const MAX_ADOPTIONS: u8 = 4;
+/// How often [`Budgets::drain`] looks at the settlements still on their way.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// The registry; cloning shares it (one `Arc`).
 #[derive(Clone)]
-pub struct Budgets {
+pub struct Budgets(Arc<Inner>);
+
+impl Deref for Budgets {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub struct Inner {
     map: Map,
     pool: Pool,
     writer: UsageWriter,
@@ -41,8 +64,10 @@ pub struct Budgets {
     arbiter: Option<ReplicaArbiter>,
     /// The day's free spend in memory when this process is the only one serving (no arbiter).
     local_free: Option<Arc<LocalFreeSpend>>,
-    /// Where every BudgetActor runs.
+    /// Where actors that adopt orphaned settlements run: it outlives the HTTP workers.
     home: ArbiterHandle,
+    /// Settlements made and not yet handed to the writer.
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// A held reservation and the actor holding it (settle and release go to the same one).
@@ -51,15 +76,27 @@ pub struct Ticket {
     pub reservation: Reservation,
     /// The database hold arbitrating it between replicas (PostgreSQL), if any.
     pub hold: Option<String>,
+    budgets: Budgets,
 }
 
 impl Ticket {
-    /// The message that settles this reservation with the served request's row.
-    pub fn settle(&self, row: UsageRow) -> Settle {
+    /// The message that settles this reservation with the served request's row. `adoptable`:
+    /// if the actor is gone before handling it, another actor settles it (the text was sent:
+    /// it must be billed); otherwise it is dropped and the sender, told so, withdraws.
+    pub fn settle(&self, row: UsageRow, adoptable: bool) -> Settle {
+        let r = &self.reservation;
         Settle {
-            reservation: self.reservation.id,
-            row,
-            hold: self.hold.clone(),
+            body: Some(SettleBody {
+                reservation: r.id,
+                free: r.free,
+                estimate_micros: r.estimate_micros,
+                day: r.day,
+                row,
+                hold: self.hold.clone(),
+                adoptions: 0,
+                in_flight: InFlight::new(&self.budgets.in_flight),
+            }),
+            orphan: adoptable.then(|| self.budgets.orphan()),
         }
     }
 }
@@ -75,7 +112,7 @@ impl Budgets {
         arbiter: Option<ReplicaArbiter>,
     ) -> Budgets {
         let local_free = arbiter.is_none().then(LocalFreeSpend::shared);
-        Budgets {
+        Budgets(Arc::new(Inner {
             map: Map::default(),
             pool,
             writer,
@@ -84,15 +121,20 @@ impl Budgets {
             arbiter,
             local_free,
             home: Arbiter::new().handle(),
-        }
+            in_flight: Arc::default(),
+        }))
     }
 
     pub fn writer(&self) -> &UsageWriter {
         &self.writer
     }
 
-    /// The account's actor, started on the actors' arbiter when none runs.
+    /// The account's actor, started on the calling worker when none runs.
     pub fn actor(&self, account_id: &str) -> Addr<BudgetActor> {
+        self.actor_on(account_id, &Arbiter::current())
+    }
+
+    fn actor_on(&self, account_id: &str, arbiter: &ArbiterHandle) -> Addr<BudgetActor> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(addr) = map.get(account_id).filter(|a| a.connected()) {
             return addr.clone();
@@ -113,26 +155,44 @@ impl Budgets {
             self.local_free.clone(),
             on_idle,
         );
-        let addr = BudgetActor::start_in_arbiter(&self.home, move |_| actor);
+        let addr = BudgetActor::start_in_arbiter(arbiter, move |_| actor);
         map.insert(account_id.to_owned(), addr.clone());
         addr
     }
 
-    /// At shutdown, once no request is left: waits until every settlement sent to any actor
-    /// is committed. False when the writer could not commit the last of them.
+    /// At shutdown, once no request is left: waits until every settlement is committed,
+    /// including those adopted from the actors of workers that stopped. False when the writer
+    /// could not commit the last of them.
     pub async fn drain(&self) -> bool {
-        let actors: Vec<Addr<BudgetActor>> = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for actor in actors {
-            // A stopped actor has nothing queued: its mailbox was handled before it stopped.
-            let _ = actor.send(Barrier).await;
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            actix_web::rt::time::sleep(DRAIN_POLL).await;
         }
         self.writer.flush().await
+    }
+
+    fn orphan(&self) -> Orphan {
+        let budgets = self.clone();
+        Box::new(move |body| budgets.adopt(body))
+    }
+
+    /// A settlement whose actor was gone before handling it: the account's running actor
+    /// settles it, or one started on the registry's own arbiter. It is never lost quietly:
+    /// past [`MAX_ADOPTIONS`] (the process is past its last flush) it is logged.
+    pub fn adopt(&self, mut body: SettleBody) {
+        if body.adoptions >= MAX_ADOPTIONS {
+            log::error!(
+                "request {}: no actor took its settlement ({} µ$ not recorded)",
+                body.row.id,
+                body.row.cost_micros
+            );
+            return;
+        }
+        body.adoptions += 1;
+        let actor = self.actor_on(&body.row.account_id, &self.home);
+        actor.do_send(Settle {
+            body: Some(body),
+            orphan: Some(self.orphan()),
+        });
     }
 
     fn forget(&self, account_id: &str) {
@@ -278,6 +338,7 @@ impl Budgets {
                         actor,
                         reservation,
                         hold: None,
+                        budgets: self.clone(),
                     })
                 }
                 Ok(Err(Denied::UnknownKey)) => self.add_key(&actor, key).await?,

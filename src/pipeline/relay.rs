@@ -264,7 +264,7 @@ impl Relay {
         let recorded = settle(&self.ticket, row, false).await == usage_writer::Outcome::Committed;
         if !recorded {
             log::error!(
-                "request {}: usage row not committed yet (database away); held for retry",
+                "request {}: usage row not committed yet (database away, or shutting down); held for retry",
                 self.meta.request_id
             );
         }
@@ -328,7 +328,7 @@ impl Drop for Relay {
         let row = self
             .meta
             .row(&usage, "client_closed", Some(self.upstream.ttft));
-        self.ticket.actor.do_send(self.ticket.settle(row));
+        self.ticket.actor.do_send(self.ticket.settle(row, true));
         self.actor.do_send(Observe {
             latency: self.meta.started.elapsed(),
             ttft: Some(self.upstream.ttft),
@@ -342,9 +342,14 @@ impl Drop for Relay {
 /// account's actor gives back the money it took; a stream leaves it to the writer, which holds
 /// it until the database returns (see [`usage_writer::Pending::wait`]).
 pub async fn settle(ticket: &Ticket, row: UsageRow, withdraw: bool) -> usage_writer::Outcome {
-    let Ok(settled) = ticket.actor.send(ticket.settle(row)).await else {
-        // The actor is gone with the message: nothing was queued.
-        return usage_writer::Outcome::Withdrawn;
+    let Ok(Some(settled)) = ticket.actor.send(ticket.settle(row, !withdraw)).await else {
+        // The actor was gone (shutdown): an answer not yet given is withdrawn with nothing
+        // queued; a stream's settlement was adopted by another actor and commits later.
+        return if withdraw {
+            usage_writer::Outcome::Withdrawn
+        } else {
+            usage_writer::Outcome::Held
+        };
     };
     let outcome = settled.committed.wait(withdraw).await;
     if outcome == usage_writer::Outcome::Withdrawn {

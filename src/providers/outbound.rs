@@ -94,13 +94,30 @@ const STANDARD_TIERS: &[&str] = &["auto", "default", "standard_only"];
 /// Hex characters of the end-user id: 128 bits, unique per key, short enough for every
 /// upstream's limit.
 const END_USER_HEX: usize = 32;
+/// Keys whose end-user id a thread remembers before it starts over (bounds the memory).
+const END_USER_MEMO: usize = 4096;
 
 /// The end-user id an upstream sees for a key (OpenAI `user`, Anthropic `metadata.user_id`):
 /// stable for the key, the same on every request, and revealing nothing of it.
 pub fn end_user(key_id: &str) -> String {
-    let mut id = hex::encode(Sha256::digest(format!("pura-end-user:{key_id}").as_bytes()));
-    id.truncate(END_USER_HEX);
-    id
+    // Remembered per worker thread: a SHA-256 is about 1% of a request's instructions, and a
+    // key asks for the same id on every request.
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<String, String>> =
+            std::cell::RefCell::default();
+    }
+    SEEN.with_borrow_mut(|seen| {
+        if let Some(id) = seen.get(key_id) {
+            return id.clone();
+        }
+        if seen.len() >= END_USER_MEMO {
+            seen.clear();
+        }
+        let mut id = hex::encode(Sha256::digest(format!("pura-end-user:{key_id}").as_bytes()));
+        id.truncate(END_USER_HEX);
+        seen.insert(key_id.to_owned(), id.clone());
+        id
+    })
 }
 
 /// The `service_tier` to send `p`, if any. A standard tier is dropped; any other is refused
