@@ -285,6 +285,63 @@ impl Handler<Observe> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, msg: Observe, _: &mut Context<Self>) {
+        self.learn(msg);
+        self.publish();
+    }
+}
+
+/// Several attempts' results at once (see [`observe`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Observations(Vec<Observe>);
+
+impl Handler<Observations> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observations, _: &mut Context<Self>) {
+        for o in msg.0 {
+            self.learn(o);
+        }
+        self.publish();
+    }
+}
+
+/// Tells `actor` the result of an attempt. On an HTTP worker the results wait until the
+/// worker has run what else was ready, then go in one message per provider: the providers'
+/// thread then wakes once per batch instead of once per request (on a core shared with the
+/// worker each wake was a context switch). Elsewhere, and while a batch is not being taken,
+/// the message goes at once.
+pub fn observe(actor: &Addr<ProviderActor>, o: Observe) {
+    thread_local! {
+        static BATCH: std::cell::RefCell<Vec<(Addr<ProviderActor>, Observe)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if Arbiter::try_current().is_none() || tokio::runtime::Handle::try_current().is_err() {
+        actor.do_send(o);
+        return;
+    }
+    let first = BATCH.with_borrow_mut(|b| {
+        b.push((actor.clone(), o));
+        b.len() == 1
+    });
+    if first {
+        actix_web::rt::spawn(async {
+            // Behind every task that is ready now, and the I/O the runtime polls meanwhile.
+            tokio::task::yield_now().await;
+            let mut batch = BATCH.take();
+            while let Some((actor, _)) = batch.first() {
+                let actor = actor.clone();
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|(a, _)| *a == actor);
+                actor.do_send(Observations(mine.into_iter().map(|(_, o)| o).collect()));
+                batch = rest;
+            }
+        });
+    }
+}
+
+impl ProviderActor {
+    fn learn(&mut self, msg: Observe) {
         let now = Instant::now();
         self.record(now, msg.outcome);
         match msg.outcome {
@@ -312,7 +369,6 @@ impl Handler<Observe> for ProviderActor {
                 }
             }
         }
-        self.publish();
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::actors::provider::{Observe, Outcome, Pick};
+use crate::actors::provider::{self, Observe, Outcome, Pick};
 use crate::api::ChatRequest;
 use crate::error::ApiError;
 use crate::providers::transport::{self, Answer, Failure};
@@ -69,7 +69,7 @@ pub async fn run(
         let failure = match sent {
             Ok((upstream_request_id, answer)) => {
                 if let Answer::Json(_) = answer {
-                    candidate.actor.do_send(observe(started, Outcome::Success));
+                    provider::observe(&candidate.actor, observe(started, Outcome::Success));
                 }
                 if failed.any() {
                     crate::metrics::fallback(&spec.name);
@@ -86,14 +86,14 @@ pub async fn run(
         if let Failure::Client(status, msg) = failure {
             // The upstream is healthy (no circuit penalty); the request is not, and would be
             // refused by the next upstream too. Tell the client.
-            candidate.actor.do_send(observe(started, Outcome::Success));
+            provider::observe(&candidate.actor, observe(started, Outcome::Success));
             return Err(ApiError::BadRequest {
                 message: format!("{} rejected the request (HTTP {status}): {msg}", spec.name),
                 param: None,
                 code: "upstream_rejected",
             });
         }
-        candidate.actor.do_send(observe(started, Outcome::Failure));
+        provider::observe(&candidate.actor, observe(started, Outcome::Failure));
         failed.called(&spec.name, failure);
     }
     Err(failed.into_error())

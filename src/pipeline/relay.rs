@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::meta::{Meta, XPura};
 use crate::actors::budgets::Ticket;
-use crate::actors::provider::{Observe, Outcome, ProviderActor};
+use crate::actors::provider::{self, Observe, Outcome, ProviderActor};
 use crate::api::Usage;
 use crate::db::models::usage::UsageRow;
 use crate::db::usage_writer;
@@ -279,15 +279,18 @@ impl Relay {
         if failed {
             crate::metrics::failure(&self.meta.provider.name, "midstream");
         }
-        self.actor.do_send(Observe {
-            latency: self.meta.started.elapsed(),
-            ttft: Some(self.upstream.ttft),
-            outcome: if failed {
-                Outcome::Failure
-            } else {
-                Outcome::Success
+        provider::observe(
+            &self.actor,
+            Observe {
+                latency: self.meta.started.elapsed(),
+                ttft: Some(self.upstream.ttft),
+                outcome: if failed {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                },
             },
-        });
+        );
         // The text is out, but its bill is not on disk: the stream does not end as a success.
         let cut = match cut {
             None if !recorded => Some(Cut::Unrecorded),
