@@ -103,7 +103,8 @@ impl Ticket {
 
 impl Budgets {
     /// `arbiter` is the database's say between replicas (PostgreSQL), None for one process.
-    /// Starts the actors' own arbiter, so it is called inside the actix system.
+    /// Starts the arbiter of the actors that adopt orphaned settlements, so it is called inside
+    /// the actix system.
     pub fn new(
         pool: Pool,
         writer: UsageWriter,
