@@ -231,6 +231,14 @@ pub fn request(
     }
 }
 
+/// A request of an LLM route refused before the pipeline (its key was not accepted): counted
+/// with no provider, and no latency observed (nothing was served).
+pub fn refused(protocol: &str, status: &str) {
+    if let Some(m) = get() {
+        inc(&m.requests, &[protocol, status, NONE, NONE, NONE], 1);
+    }
+}
+
 pub fn ttft(provider: &str, model: &str, ttft: Duration) {
     if let Some(m) = get() {
         observe(&m.ttft, &[provider, model], ttft);

@@ -601,3 +601,40 @@ async fn metrics_bind_moves_metrics_off_the_main_port() {
     assert_eq!(s.sum("pura_requests_total", &labels(&chat)), 1.0);
     assert_eq!(s.sum("pura_circuit_state", &[("provider", "solo")]), 0.0);
 }
+
+#[actix_web::test]
+async fn requests_refused_for_their_key_are_counted_by_protocol_with_no_provider() {
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let gw = Gateway::start(&provider_toml("solo", &fake, "mid", "model-a", 0.001), &[]);
+    let wrong = "sk-pura-not-a-key-of-this-gateway";
+    let messages = json!({"model": "model-a", "max_tokens": 10,
+                          "messages": [{"role": "user", "content": "hello"}]});
+    let calls = [
+        ("/v1/chat/completions", hello("model-a", false)),
+        (
+            "/v1/responses",
+            json!({"model": "model-a", "input": "hello"}),
+        ),
+        ("/v1/messages", messages.clone()),
+        // Not a pipeline path: no request of the LLM series.
+        ("/v1/messages/count_tokens", messages),
+    ];
+    for (path, body) in &calls {
+        let r = gw.post(path, wrong, body).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+    }
+    let s = scrape(&gw).await;
+    for protocol in ["chat", "responses", "messages"] {
+        let refused = [
+            ("protocol", protocol),
+            ("status", "401"),
+            ("provider", "none"),
+            ("model", "none"),
+            ("tier", "none"),
+        ];
+        assert_eq!(s.sum("pura_requests_total", &refused), 1.0, "{protocol}");
+    }
+    assert_eq!(s.sum("pura_requests_total", &[]), 3.0);
+    // Nothing was served: no latency observed.
+    assert_eq!(s.sum("pura_request_duration_seconds_count", &[]), 0.0);
+}

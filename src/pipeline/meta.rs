@@ -60,6 +60,15 @@ const ROUTES: [&str; 6] = [
     "/v1/messages",
 ];
 
+/// The client protocol a pipeline path speaks, for requests refused before they reach it.
+pub fn protocol_of(path: &str) -> Option<&'static str> {
+    match ROUTES.into_iter().position(|r| r == path)? {
+        0..=2 => Some("chat"),
+        3 | 4 => Some("responses"),
+        _ => Some("messages"),
+    }
+}
+
 impl Received {
     pub fn of(req: &actix_web::HttpRequest, body: &[u8]) -> Self {
         let path = req.path();

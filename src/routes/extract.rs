@@ -4,7 +4,7 @@
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest, ResponseError};
 
 use crate::auth::{authenticate, bearer, secrets_equal, AuthedKey};
 use crate::error::ApiError;
@@ -17,11 +17,14 @@ impl FromRequest for AuthedKey {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer(req).map(str::to_owned);
+        let protocol = crate::pipeline::meta::protocol_of(req.path());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            authenticate(&state.pool, &state.keys, token.as_deref())
-                .await
-                .map(AuthedKey)
+            let authed = authenticate(&state.pool, &state.keys, token.as_deref()).await;
+            if let (Err(e), Some(protocol)) = (&authed, protocol) {
+                crate::metrics::refused(protocol, e.status_code().as_str());
+            }
+            authed.map(AuthedKey)
         })
     }
 }

@@ -45,17 +45,20 @@ impl FromRequest for AnthropicKey {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .or_else(|| auth::bearer(req).map(str::to_owned));
+        let protocol = crate::pipeline::meta::protocol_of(req.path());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            if token.is_none() {
-                return Err(ApiError::Unauthorized(
+            let authed = match token {
+                None => Err(ApiError::Unauthorized(
                     "x-api-key header is required (or send the key as `Authorization: Bearer`)."
                         .into(),
-                )
-                .into());
+                )),
+                Some(token) => auth::authenticate(&state.pool, &state.keys, Some(&token)).await,
+            };
+            if let (Err(e), Some(protocol)) = (&authed, protocol) {
+                crate::metrics::refused(protocol, e.status_code().as_str());
             }
-            let key = auth::authenticate(&state.pool, &state.keys, token.as_deref()).await?;
-            Ok(AnthropicKey(key))
+            Ok(AnthropicKey(authed?))
         })
     }
 }
