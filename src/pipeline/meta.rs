@@ -50,23 +50,20 @@ impl BodyHash {
     }
 }
 
-/// The pipeline's paths, as `&'static str` so an access line costs no copy of the path.
-const ROUTES: [&str; 6] = [
-    "/v1/chat/completions",
-    "/api/chat/completions",
-    "/api/chat",
-    "/v1/responses",
-    "/api/responses",
-    "/v1/messages",
+/// The pipeline's paths and the protocol each speaks, as `&'static str` so an access line
+/// costs no copy of the path.
+const ROUTES: [(&str, &str); 6] = [
+    ("/v1/chat/completions", "chat"),
+    ("/api/chat/completions", "chat"),
+    ("/api/chat", "chat"),
+    ("/v1/responses", "responses"),
+    ("/api/responses", "responses"),
+    ("/v1/messages", "messages"),
 ];
 
 /// The client protocol a pipeline path speaks, for requests refused before they reach it.
 pub fn protocol_of(path: &str) -> Option<&'static str> {
-    match ROUTES.into_iter().position(|r| r == path)? {
-        0..=2 => Some("chat"),
-        3 | 4 => Some("responses"),
-        _ => Some("messages"),
-    }
+    ROUTES.into_iter().find(|r| r.0 == path).map(|r| r.1)
 }
 
 impl Received {
@@ -75,7 +72,10 @@ impl Received {
         Received {
             request_id: crate::ids::ordered_id("req_"),
             body_sha256: BodyHash::of(body),
-            route: ROUTES.into_iter().find(|r| *r == path).unwrap_or("(other)"),
+            route: ROUTES
+                .into_iter()
+                .find(|r| r.0 == path)
+                .map_or("(other)", |r| r.0),
             started: Instant::now(),
             trace: crate::telemetry::Trace::begin(
                 req.headers()
