@@ -368,6 +368,15 @@ pub struct Credit {
     pub micros: i64,
 }
 
+/// A credit to commit and apply in the actor's turn: `work` commits it (idempotently: `None`
+/// when it was already committed), and the actor handles nothing else until it has, so a
+/// balance asked for after the commit is visible (an invoice read as paid) includes it.
+#[derive(Message)]
+#[rtype(result = "Result<Option<i64>, DbError>")]
+pub struct CommitCredit(pub CreditWork);
+
+pub type CreditWork = Arc<dyn Fn(&mut DbConn) -> Result<Option<i64>, DbError> + Send + Sync>;
+
 /// Another replica settled requests of one of this account's keys (already committed there).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -806,6 +815,24 @@ impl Handler<Credit> for BudgetActor {
         if let Some(a) = self.account.as_mut() {
             a.balance_micros += msg.micros;
         }
+    }
+}
+
+impl Handler<CommitCredit> for BudgetActor {
+    type Result = AtomicResponse<Self, Result<Option<i64>, DbError>>;
+
+    fn handle(&mut self, msg: CommitCredit, _: &mut Context<Self>) -> Self::Result {
+        let pool = self.pool.clone();
+        AtomicResponse::new(Box::pin(
+            async move { db::run(&pool, move |conn| (msg.0)(conn)).await }
+                .into_actor(self)
+                .map(|done, act, _| {
+                    if let (Ok(Some(micros)), Some(a)) = (&done, act.account.as_mut()) {
+                        a.balance_micros += micros;
+                    }
+                    done
+                }),
+        ))
     }
 }
 

@@ -21,8 +21,9 @@ use actix::prelude::*;
 
 use super::arbiter::{self, ReplicaArbiter};
 use super::budget::{
-    Account, AddKey, BudgetActor, Credit, Defaults, Denied, GetAccount, InFlight, KeyMoney,
-    NotFree, Orphan, Refresh, Release, Reservation, Reserve, Settle, SettleBody, SpentElsewhere,
+    Account, AddKey, BudgetActor, CommitCredit, Credit, CreditWork, Defaults, Denied, GetAccount,
+    InFlight, KeyMoney, NotFree, Orphan, Refresh, Release, Reservation, Reserve, Settle,
+    SettleBody, SpentElsewhere,
 };
 use super::free_spend::LocalFreeSpend;
 use crate::db::models::api_key::ApiKey;
@@ -413,6 +414,26 @@ impl Budgets {
         if let Some(a) = self.running(account_id) {
             a.do_send(Credit { micros });
         }
+    }
+
+    /// Commits a credit (`work`, which must be idempotent) in the turn of the account's actor,
+    /// which adds it to the balance it serves before it answers anything else: a balance read
+    /// after the commit can be seen includes it. With no actor to take it, `work` runs alone
+    /// (an actor started later loads the committed balance).
+    pub async fn commit_credit(
+        &self,
+        account_id: &str,
+        work: CreditWork,
+    ) -> Result<Option<i64>, db::DbError> {
+        for _ in 0..3 {
+            let actor = self.actor(account_id);
+            match actor.send(CommitCredit(work.clone())).await {
+                Ok(done) => return done,
+                // Stopped (idle, or its worker stopping): a retry commits nothing twice.
+                Err(_) => self.forget(account_id),
+            }
+        }
+        db::run(&self.pool, move |conn| work(conn)).await
     }
 
     /// Another replica settled requests of this account: keep this replica's view in step.

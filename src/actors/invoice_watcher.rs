@@ -1,5 +1,5 @@
 //! The InvoiceWatcher asks the Lightning backend about open invoices on an interval; for each
-//! paid one, the wallet credits it exactly once and the watcher tells the key's BudgetActor.
+//! paid one, the wallet credits it exactly once, in the turn of the account's BudgetActor.
 //! It reads the open invoices from the database on every round, so a restart (or another
 //! replica's watcher) loses nothing. Backend errors back off and are logged; nothing here can
 //! bring the gateway down. It is given the wallet and the budgets, nothing else.
@@ -116,14 +116,11 @@ pub async fn poll_once(wallet: Wallet, budgets: Budgets, http: awc::Client) -> b
     true
 }
 
-/// Credits a paid invoice once and tells the account's BudgetActor. False on a database error.
+/// Credits a paid invoice once (in the turn of its account's BudgetActor). False on a database
+/// error.
 async fn credit(wallet: &Wallet, budgets: &Budgets, inv: &Invoice) -> bool {
-    match wallet.credit_paid(inv).await {
-        Ok(Some(m)) => {
-            budgets.credit(&inv.account_id, m.get());
-            true
-        }
-        Ok(None) => true,
+    match wallet.credit_paid(inv, budgets).await {
+        Ok(_) => true,
         Err(e) => {
             log::warn!("invoice watcher: crediting {} failed: {e}", inv.id);
             false

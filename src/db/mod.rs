@@ -72,6 +72,39 @@ where
         .map_err(|e| DbError::Blocking(e.to_string()))?
 }
 
+/// A transaction that writes. On SQLite it begins `IMMEDIATE`, taking the write lock up
+/// front: a deferred transaction that reads before it writes cannot upgrade once another
+/// connection has committed since its read (`SQLITE_BUSY_SNAPSHOT`, which the busy timeout
+/// does not wait out), so under concurrent writers it failed with "database is locked". On
+/// PostgreSQL, and nested inside another transaction, it is diesel's plain `transaction`.
+pub fn write<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let nested = <DbConn as TransactionManager<DbConn>>::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some();
+    match conn {
+        DbConn::Sqlite(c) if !nested => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        _ => return conn.transaction(f),
+    }
+    // As diesel's `TransactionManager::transaction`, after the begin above.
+    match f(conn) {
+        Ok(value) => {
+            DbConn::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => match DbConn::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
+}
+
 /// A pooled connection, unless the pool has none for [`POOL_TIMEOUT`] or the database is
 /// seen down meanwhile.
 pub fn get(pool: &Pool) -> Result<PooledConn, DbError> {
@@ -235,4 +268,45 @@ pub fn start_checkpointer(pool: &Pool) {
 pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
     conn.batch_execute("SELECT 1")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+
+    /// A write transaction that reads first still commits when another connection writes
+    /// between its read and its write: on SQLite [`super::write`] holds the write lock from
+    /// its start, so the other writer waits (busy timeout) instead of this one failing with
+    /// "database is locked" (seen under schemathesis on the admin credit).
+    #[test]
+    fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let pool = super::pool(&url, 2).expect("pool");
+        pool.get()
+            .expect("conn")
+            .batch_execute("CREATE TABLE t (n INTEGER NOT NULL)")
+            .expect("table");
+        let (read, wait_read) = std::sync::mpsc::channel();
+        let other = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                wait_read.recv().expect("first read");
+                pool.get()
+                    .expect("conn")
+                    .batch_execute("INSERT INTO t VALUES (2)")
+            })
+        };
+        let mut conn = pool.get().expect("conn");
+        let first = super::write(&mut conn, |c| {
+            c.batch_execute("SELECT count(*) FROM t")?;
+            read.send(()).expect("signal");
+            // Long enough for the other connection to try its insert meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            c.batch_execute("INSERT INTO t VALUES (1)")
+        });
+        assert!(first.is_ok(), "the reading writer failed: {first:?}");
+        let second = other.join().expect("thread");
+        assert!(second.is_ok(), "the other writer failed: {second:?}");
+    }
 }

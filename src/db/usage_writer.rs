@@ -311,8 +311,7 @@ fn write_batch(
     replica_id: &str,
     retry: bool,
 ) -> Result<(), DbError> {
-    use diesel::Connection;
-    conn.transaction(|conn| {
+    crate::db::write(conn, |conn| {
         let done: HashSet<String> = if retry {
             let ids: Vec<&str> = commits
                 .iter()

@@ -1,9 +1,11 @@
 //! Crediting: a paid invoice exactly once (the conditional pending → paid update and the
 //! ledger entry, unique per invoice, in one transaction), or a manual credit by the admin.
-//! Either is announced to the other replicas once committed; telling this replica's
-//! BudgetActor is the caller's part.
+//! Either is announced to the other replicas once committed. A paid invoice is committed in
+//! the turn of its account's BudgetActor (so the balance it serves never lags the invoice's
+//! status); after a manual credit, telling the actor is the caller's part.
 
 use super::Wallet;
+use crate::actors::budgets::Budgets;
 use crate::db::events::{self, Event};
 use crate::db::models::account::{self, Account};
 use crate::db::models::invoice::{self, Invoice};
@@ -23,16 +25,20 @@ impl Wallet {
         micros_to_sats(micros, self.config.usd_per_sat)
     }
 
-    /// Credits a paid invoice once. `Some(micros)` when this call credited it (the caller
-    /// tells the account's BudgetActor), `None` when it was already credited (here or by another
+    /// Credits a paid invoice once, in the turn of the account's BudgetActor. `Some(micros)`
+    /// when this call credited it, `None` when it was already credited (here or by another
     /// replica's watcher).
-    pub async fn credit_paid(&self, inv: &Invoice) -> Result<Option<Micros>, DbError> {
+    pub async fn credit_paid(
+        &self,
+        inv: &Invoice,
+        budgets: &Budgets,
+    ) -> Result<Option<Micros>, DbError> {
         let micros = self.micros_for(inv.amount_sats);
         let row = inv.clone();
-        let credited = db::run(&self.pool, move |conn| {
+        let work = std::sync::Arc::new(move |conn: &mut db::DbConn| {
             invoice::credit_paid(conn, &row, micros.get(), crate::time::now())
-        })
-        .await?;
+        });
+        let credited = budgets.commit_credit(&inv.account_id, work).await?;
         let Some(m) = credited else {
             return Ok(None);
         };

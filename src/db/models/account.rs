@@ -21,7 +21,7 @@ pub struct Account {
 
 /// Creates an account with its first key, in one transaction.
 pub fn create_with_key(conn: &mut DbConn, account: &Account, key: &ApiKey) -> Result<(), DbError> {
-    conn.transaction(|conn| {
+    crate::db::write(conn, |conn| {
         diesel::insert_into(accounts::table)
             .values(account)
             .execute(conn)?;

@@ -117,7 +117,7 @@ pub fn rotate(
     new_hash: &str,
     now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    conn.transaction(|conn| {
+    crate::db::write(conn, |conn| {
         diesel::insert_into(retired_keys::table)
             .values((
                 retired_keys::key_hash.eq(old_hash),

@@ -115,7 +115,7 @@ pub fn credit_paid(
     micros: i64,
     now: NaiveDateTime,
 ) -> Result<Option<i64>, DbError> {
-    let credited = conn.transaction(|conn| {
+    let credited = crate::db::write(conn, |conn| {
         let changed = diesel::update(
             invoices::table.find(&invoice.id).filter(
                 invoices::status

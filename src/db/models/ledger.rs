@@ -81,7 +81,7 @@ pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel:
 
 /// Records one entry in its own transaction (admin credits).
 pub fn record_one(conn: &mut DbConn, entry: &Entry) -> Result<bool, DbError> {
-    Ok(conn.transaction(|conn| record(conn, entry))?)
+    Ok(crate::db::write(conn, |conn| record(conn, entry))?)
 }
 
 /// The balance as the ledger says it is (the cached column must always agree).
