@@ -50,7 +50,11 @@ async fn received(
     let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
     let received = Received::of(&req, &body);
     let authed = key.0.clone();
-    let answer = handle(&req, key, &state, &client, &received, &body, stream_default).await;
+    let (answer, received) = super::detach::detached(async move {
+        let answer = handle(&req, key, &state, &client, &received, &body, stream_default).await;
+        (answer, received)
+    })
+    .await;
     let mut resp = answer.unwrap_or_else(|e| e.error_response());
     received.apply(&mut resp);
     received.log_failure("chat", &authed, resp.status().as_u16());

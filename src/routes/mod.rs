@@ -7,6 +7,7 @@ pub mod admin;
 pub mod breakdown;
 pub mod chat;
 pub mod console;
+mod detach;
 pub mod extract;
 pub mod health;
 pub mod history;

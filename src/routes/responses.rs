@@ -27,7 +27,11 @@ pub async fn create(
     // Once the body is in, every answer (errors included) carries its request id and hash.
     let received = Received::of(&req, &body);
     let authed = key.0.clone();
-    let answer = serve(&req, key, &state, &client, &received, &body).await;
+    let (answer, received) = super::detach::detached(async move {
+        let answer = serve(&req, key, &state, &client, &received, &body).await;
+        (answer, received)
+    })
+    .await;
     let mut resp = answer.unwrap_or_else(|e| e.error_response());
     received.apply(&mut resp);
     received.log_failure("responses", &authed, resp.status().as_u16());
