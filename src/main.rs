@@ -28,6 +28,12 @@ use pura::shutdown::{self, Shutdown};
 use pura::state::{AppState, MintLimiter};
 use pura::wallet::Wallet;
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees a few hundred small
+/// blocks (headers, JSON values, the usage row), and glibc's free lists and consolidation
+/// cost about 45,000 instructions of each non-streaming request (14%, callgrind).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Upper bound for one upstream call; each provider's own `timeout` is applied per request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
