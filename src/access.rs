@@ -39,8 +39,54 @@ pub fn init(json: bool) {
             };
             writeln!(buf, "{}", serde_json::to_string(&line).unwrap_or_default())
         });
+    } else {
+        // env_logger's own layout (`[time LEVEL target] message`, uncoloured), with the time
+        // formatted once a second per thread: formatting it for every access line, and
+        // scanning each line for colour codes to strip, were most of the line's cost.
+        b.write_style(env_logger::WriteStyle::Always);
+        b.format(|buf, record| {
+            STAMP.with_borrow_mut(|stamp| {
+                writeln!(
+                    buf,
+                    "[{} {:<5} {}] {}",
+                    stamp.now(),
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            })
+        });
     }
     b.init();
+}
+
+thread_local! {
+    static STAMP: std::cell::RefCell<Stamp> = const {
+        std::cell::RefCell::new(Stamp { second: u64::MAX, text: String::new() })
+    };
+}
+
+/// A UTC timestamp to the second (`2026-11-30T09:36:28Z`), remade when the second changes.
+struct Stamp {
+    second: u64,
+    text: String,
+}
+
+impl Stamp {
+    fn now(&mut self) -> &str {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if now != self.second {
+            self.second = now;
+            self.text = chrono::DateTime::from_timestamp(now as i64, 0)
+                .unwrap_or_default()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+        }
+        &self.text
+    }
 }
 
 const TARGET: &str = "pura::access";
