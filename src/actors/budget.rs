@@ -375,7 +375,7 @@ pub struct Credit {
 #[rtype(result = "Result<Option<i64>, DbError>")]
 pub struct CommitCredit(pub CreditWork);
 
-pub type CreditWork = Arc<dyn Fn(&mut DbConn) -> Result<Option<i64>, DbError> + Send + Sync>;
+pub type CreditWork = db::Retryable<Option<i64>>;
 
 /// Another replica settled requests of one of this account's keys (already committed there).
 #[derive(Message)]

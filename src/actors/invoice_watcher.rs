@@ -119,7 +119,8 @@ pub async fn poll_once(wallet: Wallet, budgets: Budgets, http: awc::Client) -> b
 /// Credits a paid invoice once (in the turn of its account's BudgetActor). False on a database
 /// error.
 async fn credit(wallet: &Wallet, budgets: &Budgets, inv: &Invoice) -> bool {
-    match wallet.credit_paid(inv, budgets).await {
+    let commit = |work| budgets.commit_credit(&inv.account_id, work);
+    match wallet.credit_paid(inv, commit).await {
         Ok(_) => true,
         Err(e) => {
             log::warn!("invoice watcher: crediting {} failed: {e}", inv.id);

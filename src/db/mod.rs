@@ -50,6 +50,10 @@ pub enum DbError {
     Down,
 }
 
+/// Database work that may be run again after a lost answer and commits at most once (its own
+/// transaction sees to it), e.g. a paid invoice's credit handed to whichever actor runs it.
+pub type Retryable<T> = std::sync::Arc<dyn Fn(&mut DbConn) -> Result<T, DbError> + Send + Sync>;
+
 /// How long a caller waits for a pooled connection before giving up.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The wait for a connection is cut into slices this long, so that a caller already waiting

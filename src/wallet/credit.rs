@@ -1,11 +1,9 @@
 //! Crediting: a paid invoice exactly once (the conditional pending → paid update and the
 //! ledger entry, unique per invoice, in one transaction), or a manual credit by the admin.
-//! Either is announced to the other replicas once committed. A paid invoice is committed in
-//! the turn of its account's BudgetActor (so the balance it serves never lags the invoice's
-//! status); after a manual credit, telling the actor is the caller's part.
+//! Either is announced to the other replicas once committed. Telling this replica's
+//! BudgetActor is the caller's part (for a paid invoice, by committing it in the actor's turn).
 
 use super::Wallet;
-use crate::actors::budgets::Budgets;
 use crate::db::events::{self, Event};
 use crate::db::models::account::{self, Account};
 use crate::db::models::invoice::{self, Invoice};
@@ -25,20 +23,25 @@ impl Wallet {
         micros_to_sats(micros, self.config.usd_per_sat)
     }
 
-    /// Credits a paid invoice once, in the turn of the account's BudgetActor. `Some(micros)`
-    /// when this call credited it, `None` when it was already credited (here or by another
-    /// replica's watcher).
-    pub async fn credit_paid(
+    /// Credits a paid invoice once. `commit` runs the crediting transaction (the watcher runs
+    /// it in the turn of the account's BudgetActor, so the balance it serves never lags the
+    /// invoice's status). `Some(micros)` when this call credited it, `None` when it was already
+    /// credited (here or by another replica's watcher).
+    pub async fn credit_paid<F, Fut>(
         &self,
         inv: &Invoice,
-        budgets: &Budgets,
-    ) -> Result<Option<Micros>, DbError> {
+        commit: F,
+    ) -> Result<Option<Micros>, DbError>
+    where
+        F: FnOnce(db::Retryable<Option<i64>>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<i64>, DbError>>,
+    {
         let micros = self.micros_for(inv.amount_sats);
         let row = inv.clone();
-        let work = std::sync::Arc::new(move |conn: &mut db::DbConn| {
+        let credited = commit(std::sync::Arc::new(move |conn: &mut db::DbConn| {
             invoice::credit_paid(conn, &row, micros.get(), crate::time::now())
-        });
-        let credited = budgets.commit_credit(&inv.account_id, work).await?;
+        }))
+        .await?;
         let Some(m) = credited else {
             return Ok(None);
         };
