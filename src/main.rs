@@ -30,7 +30,9 @@ use pura::wallet::Wallet;
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees a few hundred small
 /// blocks (headers, JSON values, the usage row), and glibc's free lists and consolidation
-/// cost about 45,000 instructions of each non-streaming request (14%, callgrind).
+/// cost about 45,000 instructions of each non-streaming request (14%, callgrind). Built with
+/// `no_thp`: mimalloc otherwise asks for transparent huge pages for its arenas, and the idle
+/// process held 51 MB instead of 27 (the benchmark's target is 30).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
