@@ -47,9 +47,7 @@ pub fn insert_many(conn: &mut DbConn, rows: &[UsageRow]) -> Result<(), diesel::r
         // single-row statement instead.
         DbConn::Sqlite(c) => {
             for row in rows {
-                diesel::insert_into(usage::table)
-                    .values(std::array::from_ref(row))
-                    .execute(c)?;
+                c.execute_returning_count(&crate::db::cached::InsertUsage(row))?;
             }
         }
         DbConn::Pg(c) => {
