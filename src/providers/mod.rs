@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod catalog;
+pub mod chunk_scan;
 pub mod gemini;
 pub mod messages;
 pub mod openai;

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use super::outbound;
 use super::sse::SseEvent;
-use super::{Completion, ProviderSpec, RawChunk, StreamItem, StreamTranslator, UpstreamCall};
+use super::{
+    chunk_scan, Completion, ProviderSpec, RawChunk, StreamItem, StreamTranslator, UpstreamCall,
+};
 use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
 
@@ -104,35 +106,40 @@ impl StreamTranslator for Translator {
         if data == "[DONE]" {
             return Ok(vec![StreamItem::Done]);
         }
-        if let Some(items) = fast_chunk(data) {
-            return Ok(items);
+        match fast_chunk(data) {
+            Some(items) => Ok(items),
+            None => general_chunk(data),
         }
-        let mut v: Value =
-            serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
-        let mut out = Vec::new();
-        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
-            return Ok(vec![StreamItem::Error(normalize_error(err))]);
-        }
-        let usage = v.get("usage").and_then(Usage::from_openai).or_else(|| {
-            v.get("x_groq")
-                .and_then(|x| x.get("usage"))
-                .and_then(Usage::from_openai)
-        });
-        if let Some(u) = usage {
-            out.push(StreamItem::Usage(u));
-        }
-        let has_choices = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty());
-        if has_choices {
-            if let Some(obj) = v.as_object_mut() {
-                obj.remove("usage");
-            }
-            out.push(StreamItem::Chunk(v));
-        }
-        Ok(out)
     }
+}
+
+/// Any event that is not a plain content chunk: parsed whole.
+fn general_chunk(data: &str) -> Result<Vec<StreamItem>, String> {
+    let mut v: Value =
+        serde_json::from_str(data).map_err(|e| format!("malformed stream chunk: {e}"))?;
+    let mut out = Vec::new();
+    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+        return Ok(vec![StreamItem::Error(normalize_error(err))]);
+    }
+    let usage = v.get("usage").and_then(Usage::from_openai).or_else(|| {
+        v.get("x_groq")
+            .and_then(|x| x.get("usage"))
+            .and_then(Usage::from_openai)
+    });
+    if let Some(u) = usage {
+        out.push(StreamItem::Usage(u));
+    }
+    let has_choices = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty());
+    if has_choices {
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("usage");
+        }
+        out.push(StreamItem::Chunk(v));
+    }
+    Ok(out)
 }
 
 /// What the relay needs of an ordinary content chunk, read without building a `Value`.
@@ -190,7 +197,35 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 
 /// The common chunk (choices, no `usage` field, no error) as a [`RawChunk`]; `None` sends the
 /// event down the general path, which handles everything else the same way it always has.
+/// The scanner reads the commonest shape of all without a parse; the peek, the rest.
 fn fast_chunk(data: &str) -> Option<Vec<StreamItem>> {
+    match chunk_scan::scan(data) {
+        Some(found) => scanned_chunk(data, found),
+        None => peeked_chunk(data),
+    }
+}
+
+fn scanned_chunk(data: &str, found: chunk_scan::Scanned) -> Option<Vec<StreamItem>> {
+    let data = match found.usage_null {
+        None => data.to_owned(),
+        Some((from, to)) => {
+            let (before, after) = (&data[..from], &data[to..]);
+            match (before.strip_suffix(','), after.strip_prefix(',')) {
+                (Some(before), _) => [before, after].concat(),
+                (None, Some(after)) => [before, after].concat(),
+                (None, None) => return None,
+            }
+        }
+    };
+    Some(vec![StreamItem::Raw(RawChunk {
+        data,
+        finishing: found.finishing,
+        text_chars: found.text_chars,
+    })])
+}
+
+/// [`fast_chunk`] through serde: chunks the scanner leaves (Groq's `x_groq`, say).
+fn peeked_chunk(data: &str) -> Option<Vec<StreamItem>> {
     let peek: ChunkPeek = serde_json::from_str(data).ok()?;
     if peek.error.is_some() || peek.choices.is_empty() {
         return None;
@@ -382,6 +417,103 @@ impl StreamTranslator for ResponsesTranslator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks as upstreams write them, plus the odd shapes the scanner must leave alone.
+    const CHUNKS: &[&str] = &[
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764000000,"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hello, w\u00f6rld \ud83d\ude00 \"q\"\n\t\\ /\/"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764000000,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+        r#"{"usage":null,"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\": 1.5e-3, \"b\": [true,false,null]}"}}]},"finish_reason":null},{"index":1,"delta":null,"finish_reason":"length"}]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi","tool_calls":null},"finish_reason":null}],"error":null,"n":[-0,1,2.25,-3E+7,{"k":{}},[]]}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"}}],"meta":{"usage":null},"usage":null}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}], "usage": null}"#,
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}}"#,
+        r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}"#,
+        r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+        r#"{"id":"c","choi\u0063es":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+    ];
+
+    /// What the relay did with an event before the scanner: the serde peek, else the general
+    /// path; a `Raw` item as its JSON value, so spacing and member order do not count.
+    fn reference(data: &str) -> Result<Vec<StreamItem>, String> {
+        peeked_chunk(data)
+            .map(Ok)
+            .unwrap_or_else(|| general_chunk(data))
+    }
+
+    fn comparable(items: Vec<StreamItem>) -> Vec<(Value, Option<(bool, usize)>)> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                StreamItem::Raw(raw) => (
+                    serde_json::from_str(&raw.data).unwrap_or(Value::Null),
+                    Some((raw.finishing, raw.text_chars)),
+                ),
+                StreamItem::Chunk(v) => (v, None),
+                other => (json!(format!("{other:?}")), None),
+            })
+            .collect()
+    }
+
+    /// Wherever the scanner reads a chunk, it reads it as the parse did: the same JSON
+    /// relayed, the same finish and the same count of text, over the samples and many
+    /// thousands of random corruptions of them (most of which it must refuse).
+    #[test]
+    fn the_scanner_reads_every_chunk_it_accepts_as_the_parser_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        const BYTES: &[u8] = b"{}[]\",:\\ \t0123456789-+.eEnulltrfasu\x01\x1f\x7f";
+        let (mut accepted, mut refused) = (0, 0);
+        for sample in CHUNKS {
+            for round in 0..4000 {
+                let mut bytes = sample.as_bytes().to_vec();
+                for _ in 0..(round % 3) {
+                    let at = rng.gen_range(0..bytes.len());
+                    let b = BYTES[rng.gen_range(0..BYTES.len())];
+                    match rng.gen_range(0..3) {
+                        0 => bytes[at] = b,
+                        1 => bytes.insert(at, b),
+                        _ => drop(bytes.remove(at)),
+                    }
+                }
+                let Ok(data) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                let data = data.trim();
+                let Some(found) = chunk_scan::scan(data) else {
+                    refused += 1;
+                    continue;
+                };
+                accepted += 1;
+                let ours = scanned_chunk(data, found);
+                let theirs = reference(data);
+                let Some(ours) = ours else {
+                    // Only a null usage with no comma beside it is given back.
+                    assert!(theirs.is_ok(), "{data}");
+                    continue;
+                };
+                let theirs = theirs.unwrap_or_else(|e| panic!("scanned, but {e}: {data}"));
+                let (ours, theirs) = (comparable(ours), comparable(theirs));
+                if theirs.iter().all(|(_, facts)| facts.is_some()) {
+                    assert_eq!(ours, theirs, "{data}");
+                } else {
+                    let values = |v: &[(Value, Option<(bool, usize)>)]| {
+                        v.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(values(&ours), values(&theirs), "{data}");
+                }
+            }
+        }
+        // The first seven samples are the common shape, untouched in a third of the rounds.
+        assert!(accepted > 7 * 1000, "accepted {accepted}");
+        assert!(refused > 10_000, "refused {refused}");
+        for sample in &CHUNKS[..6] {
+            assert!(chunk_scan::scan(sample).is_some(), "{sample}");
+        }
+        for sample in &CHUNKS[6..] {
+            assert!(chunk_scan::scan(sample).is_none(), "{sample}");
+        }
+    }
 
     fn ev(data: &str) -> SseEvent {
         SseEvent {

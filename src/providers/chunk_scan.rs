@@ -1,0 +1,398 @@
+//! One pass over an OpenAI chat chunk's text that finds what the stream relay needs of it
+//! (whether its first choice finishes, how much text it carries, where its `"usage":null`
+//! member is) without deserializing it. Relaying a chunk is most of a stream's cost, and a
+//! serde parse into borrowed structs was half of that.
+//!
+//! It reads only the common shape: a top-level object whose `choices` is a non-empty array of
+//! objects, no `error` (or a null one), no `x_groq`, no `usage` other than `null`, no escaped
+//! keys and no repeated key among those it reads. Anything else is `None`, and the caller
+//! takes its general path. It checks the whole text as JSON as it goes (strings, escapes,
+//! numbers, literals, nesting), so what it accepts is exactly what a parser accepts.
+
+/// What [`scan`] learned of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// Byte range of the top-level `"usage":null` member, when there is one.
+    pub usage_null: Option<(usize, usize)>,
+    /// The first choice has a non-null `finish_reason`.
+    pub finishing: bool,
+    /// Bytes of decoded content and tool-call arguments across the choices.
+    pub text_chars: usize,
+}
+
+/// serde_json refuses nesting deeper than 128; stop well before.
+const MAX_DEPTH: usize = 100;
+
+/// Scans `data` (the event's JSON, trimmed); `None` when it is not the common shape.
+pub fn scan(data: &str) -> Option<Scanned> {
+    let mut s = Scanner {
+        b: data.as_bytes(),
+        at: 0,
+    };
+    let found = s.chunk()?;
+    s.ws();
+    (s.at == s.b.len()).then_some(found)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+/// A string or null (`Option<String>` in the reference structs): its decoded length, if any.
+type MaybeText = Option<usize>;
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.ws();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// The top-level object.
+    fn chunk(&mut self) -> Option<Scanned> {
+        let mut choices = None;
+        let mut usage_null = None;
+        let mut seen_usage = false;
+        let mut seen_error = false;
+        self.object(|s, key, start| {
+            match key {
+                b"choices" if choices.is_none() => choices = Some(s.choices()?),
+                b"usage" if !seen_usage => {
+                    seen_usage = true;
+                    s.literal(b"null")?;
+                    usage_null = Some((start, s.at));
+                }
+                b"error" if !seen_error => {
+                    seen_error = true;
+                    s.literal(b"null")?;
+                }
+                b"choices" | b"usage" | b"error" | b"x_groq" => return None,
+                _ => s.value(1)?,
+            }
+            Some(())
+        })?;
+        let (finishing, text_chars) = choices?;
+        // Only the compact member is cut out as it stands; a spaced one goes the general way.
+        let usage_null = match usage_null {
+            Some((from, to)) if &self.b[from..to] == b"\"usage\":null" => Some((from, to)),
+            Some(_) => return None,
+            None => None,
+        };
+        Some(Scanned {
+            usage_null,
+            finishing,
+            text_chars,
+        })
+    }
+
+    /// `choices`: a non-empty array of choice objects; (first finishes, text bytes).
+    fn choices(&mut self) -> Option<(bool, usize)> {
+        let mut first_finishes = None;
+        let mut text = 0;
+        self.array(|s| {
+            let (finishes, chars) = s.choice()?;
+            first_finishes.get_or_insert(finishes);
+            text += chars;
+            Some(())
+        })?;
+        Some((first_finishes?, text))
+    }
+
+    /// One choice: (has a finish_reason, text bytes of its delta).
+    fn choice(&mut self) -> Option<(bool, usize)> {
+        let (mut finish, mut delta): (Option<MaybeText>, Option<usize>) = (None, None);
+        self.object(|s, key, _| {
+            match key {
+                b"finish_reason" if finish.is_none() => finish = Some(s.maybe_text()?),
+                b"delta" if delta.is_none() => delta = Some(if s.null()? { 0 } else { s.delta()? }),
+                b"finish_reason" | b"delta" => return None,
+                _ => s.value(3)?,
+            }
+            Some(())
+        })?;
+        Some((finish.flatten().is_some(), delta.unwrap_or(0)))
+    }
+
+    /// A delta object: text bytes of its content and its tool calls' arguments.
+    fn delta(&mut self) -> Option<usize> {
+        let (mut content, mut tools): (Option<MaybeText>, Option<usize>) = (None, None);
+        self.object(|s, key, _| {
+            match key {
+                b"content" if content.is_none() => content = Some(s.maybe_text()?),
+                b"tool_calls" if tools.is_none() => {
+                    tools = Some(if s.null()? { 0 } else { s.tool_calls()? })
+                }
+                b"content" | b"tool_calls" => return None,
+                _ => s.value(4)?,
+            }
+            Some(())
+        })?;
+        Some(content.flatten().unwrap_or(0) + tools.unwrap_or(0))
+    }
+
+    fn tool_calls(&mut self) -> Option<usize> {
+        let mut total = 0;
+        self.array(|s| {
+            let mut function: Option<usize> = None;
+            s.object(|s, key, _| {
+                match key {
+                    b"function" if function.is_none() => {
+                        function = Some(if s.null()? { 0 } else { s.arguments()? })
+                    }
+                    b"function" => return None,
+                    _ => s.value(6)?,
+                }
+                Some(())
+            })?;
+            total += function.unwrap_or(0);
+            Some(())
+        })?;
+        Some(total)
+    }
+
+    fn arguments(&mut self) -> Option<usize> {
+        let mut args: Option<MaybeText> = None;
+        self.object(|s, key, _| {
+            match key {
+                b"arguments" if args.is_none() => args = Some(s.maybe_text()?),
+                b"arguments" => return None,
+                _ => s.value(8)?,
+            }
+            Some(())
+        })?;
+        Some(args.flatten().unwrap_or(0))
+    }
+
+    /// An object; `member(scanner, key, start of the member)` reads each value.
+    fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8], usize) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let start = self.at;
+            let key = self.key()?;
+            self.eat(b':')?;
+            self.ws();
+            member(self, key, start)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array; `element(scanner)` reads each element.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            element(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A key without escapes (an escaped key could spell one this scanner reads).
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let b = self.b;
+        let start = self.at + 1;
+        let len = self.string()?;
+        let key = &b[start..self.at - 1];
+        // Every escape decodes shorter than it is written.
+        (key.len() == len).then_some(key)
+    }
+
+    /// A string or `null`.
+    fn maybe_text(&mut self) -> Option<MaybeText> {
+        if self.null()? {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// Consumes a `null` if one is next; whether it did.
+    fn null(&mut self) -> Option<bool> {
+        if self.peek()? != b'n' {
+            return Some(false);
+        }
+        self.literal(b"null").map(|_| true)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.b.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A string at the cursor; its decoded length in bytes.
+    fn string(&mut self) -> Option<usize> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.at += 1;
+        let start = self.at;
+        let mut shorter = 0;
+        loop {
+            self.skip_plain();
+            match *self.b.get(self.at)? {
+                b'"' => {
+                    let raw = self.at - start;
+                    self.at += 1;
+                    return Some(raw - shorter);
+                }
+                b'\\' => shorter += self.escape()?,
+                0..=0x1f => return None,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// Skips string bytes that need no look (no quote, backslash or control character) eight
+    /// at a time, as serde_json does: this is most of what a scan reads.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        // A byte of the word is flagged when it is zero (the lowest flag is exact).
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+        while let Some(word) = self.b.get(self.at..self.at + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            let x = u64::from_le_bytes(bytes);
+            let stop = zero(x ^ (ONES * u64::from(b'"')))
+                | zero(x ^ (ONES * u64::from(b'\\')))
+                | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+            if stop != 0 {
+                self.at += (stop.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.at += 8;
+        }
+    }
+
+    /// An escape at the cursor; how many bytes shorter its decoded form is.
+    fn escape(&mut self) -> Option<usize> {
+        match *self.b.get(self.at + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                self.at += 2;
+                Some(1)
+            }
+            b'u' => {
+                let unit = self.hex4(self.at + 2)?;
+                self.at += 6;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        // A leading surrogate must be followed by an escaped trailing one.
+                        if self.b.get(self.at..self.at + 2)? != b"\\u" {
+                            return None;
+                        }
+                        if !(0xDC00..=0xDFFF).contains(&self.hex4(self.at + 2)?) {
+                            return None;
+                        }
+                        self.at += 6;
+                        Some(12 - 4)
+                    }
+                    0xDC00..=0xDFFF => None,
+                    0..=0x7F => Some(6 - 1),
+                    0x80..=0x7FF => Some(6 - 2),
+                    _ => Some(6 - 3),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn hex4(&self, at: usize) -> Option<u32> {
+        let digits = self.b.get(at..at + 4)?;
+        digits.iter().try_fold(0u32, |n, &d| {
+            let v = (d as char).to_digit(16)?;
+            Some(n * 16 + v)
+        })
+    }
+
+    /// Any JSON value, checked and skipped.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => self.object(|s, _, _| s.value(depth + 1)),
+            b'[' => self.array(|s| s.value(depth + 1)),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let from = self.at;
+        self.digits();
+        (self.at > from).then_some(())
+    }
+}
