@@ -108,10 +108,10 @@ impl Received {
     pub fn apply(&self, resp: &mut HttpResponse) {
         let headers = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            headers.insert(HeaderName::from_static("x-pura-request-id"), v);
+            headers.insert(names::PURA_REQUEST_ID, v);
         }
         if let Ok(v) = HeaderValue::from_bytes(&self.body_sha256.0) {
-            headers.insert(HeaderName::from_static("x-pura-body-sha256"), v);
+            headers.insert(names::BODY_SHA256, v);
         }
     }
 }
@@ -152,6 +152,30 @@ pub struct XPura {
     pub tier: &'static str,
 }
 
+/// The names of those headers, made at compile time: `from_static` at run time first compares
+/// the name with every standard header's.
+mod names {
+    use actix_web::http::header::HeaderName;
+
+    pub const PROVIDER: HeaderName = HeaderName::from_static("x-pura-provider");
+    pub const MODEL: HeaderName = HeaderName::from_static("x-pura-model");
+    pub const COST: HeaderName = HeaderName::from_static("x-pura-cost");
+    pub const SAVINGS: HeaderName = HeaderName::from_static("x-pura-savings");
+    pub const TIER: HeaderName = HeaderName::from_static("x-pura-tier");
+    pub const BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-pura-budget-remaining");
+    pub const FREE_REMAINING: HeaderName =
+        HeaderName::from_static("x-pura-free-requests-remaining");
+    pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub const RATE_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+    pub const RATE_REMAINING: HeaderName =
+        HeaderName::from_static("x-ratelimit-remaining-requests");
+    pub const RATE_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+    pub const SCORE: HeaderName = HeaderName::from_static("x-pura-score");
+    pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
+    pub const PURA_REQUEST_ID: HeaderName = HeaderName::from_static("x-pura-request-id");
+    pub const BODY_SHA256: HeaderName = HeaderName::from_static("x-pura-body-sha256");
+}
+
 /// Response headers of a served request, ready to put on whatever the front end answers.
 #[derive(Debug, Clone, Default)]
 pub struct Headers(Vec<(HeaderName, HeaderValue)>);
@@ -164,16 +188,15 @@ impl Headers {
         }
     }
 
-    fn push(&mut self, name: &'static str, value: &str) {
+    fn push(&mut self, name: HeaderName, value: &str) {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.0.push((HeaderName::from_static(name), v));
+            self.0.push((name, v));
         }
     }
 
     /// A number, formatted without going through `fmt`.
-    fn push_number(&mut self, name: &'static str, value: u64) {
-        self.0
-            .push((HeaderName::from_static(name), HeaderValue::from(value)));
+    fn push_number(&mut self, name: HeaderName, value: u64) {
+        self.0.push((name, HeaderValue::from(value)));
     }
 }
 
@@ -265,31 +288,22 @@ impl Meta {
             .upstream_request_id
             .as_deref()
             .unwrap_or(&self.request_id);
-        h.push("x-pura-provider", &self.provider.name);
-        h.push("x-pura-model", &self.model);
-        h.push("x-pura-cost", &cost.to_string());
-        h.push("x-pura-savings", &savings.to_string());
-        h.push("x-pura-tier", self.provider.tier.as_str());
-        h.push(
-            "x-pura-budget-remaining",
-            &left.max(Micros::ZERO).to_string(),
-        );
-        h.push_number(
-            "x-pura-free-requests-remaining",
-            r.free_remaining.max(0) as u64,
-        );
-        h.push("x-request-id", request_id);
-        h.push_number("x-ratelimit-limit-requests", r.rate.limit.into());
-        h.push_number("x-ratelimit-remaining-requests", r.rate.remaining.into());
-        h.push(
-            "x-ratelimit-reset-requests",
-            &format!("{}s", r.rate.reset.as_secs()),
-        );
+        h.push(names::PROVIDER, &self.provider.name);
+        h.push(names::MODEL, &self.model);
+        h.push(names::COST, &cost.to_string());
+        h.push(names::SAVINGS, &savings.to_string());
+        h.push(names::TIER, self.provider.tier.as_str());
+        h.push(names::BUDGET_REMAINING, &left.max(Micros::ZERO).to_string());
+        h.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
+        h.push(names::REQUEST_ID, request_id);
+        h.push_number(names::RATE_LIMIT, r.rate.limit.into());
+        h.push_number(names::RATE_REMAINING, r.rate.remaining.into());
+        h.push(names::RATE_RESET, &format!("{}s", r.rate.reset.as_secs()));
         if let Some(score) = &self.score {
-            h.push("x-pura-score", score);
+            h.push(names::SCORE, score);
         }
         if let Some(id) = &self.client_request_id {
-            h.push("x-client-request-id", id);
+            h.push(names::CLIENT_REQUEST_ID, id);
         }
         h
     }
