@@ -36,15 +36,24 @@ impl SseParser {
                 self.line.extend_from_slice(rest);
                 break;
             };
-            self.line.extend_from_slice(&rest[..end]);
             self.after_cr = rest[end] == b'\r';
+            let whole = &rest[..end];
             rest = &rest[end + 1..];
-            let mut line = std::mem::take(&mut self.line);
-            if let Some(ev) = self.take_line(&line) {
+            // A line that arrived whole is read where it lies; only a line split across
+            // pieces goes through the buffer.
+            let ev = if self.line.is_empty() {
+                self.take_line(whole)
+            } else {
+                self.line.extend_from_slice(whole);
+                let mut line = std::mem::take(&mut self.line);
+                let ev = self.take_line(&line);
+                line.clear();
+                self.line = line;
+                ev
+            };
+            if let Some(ev) = ev {
                 out.push(ev);
             }
-            line.clear();
-            self.line = line;
         }
         out
     }
