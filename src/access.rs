@@ -42,8 +42,9 @@ pub fn init(json: bool) {
     } else {
         // env_logger's own layout (`[time LEVEL target] message`, uncoloured), with the time
         // formatted once a second per thread: formatting it for every access line, and
-        // scanning each line for colour codes to strip, were most of the line's cost.
-        b.write_style(env_logger::WriteStyle::Always);
+        // scanning each line for colour codes to strip, were most of the line's cost. The
+        // crate is built without colour, so no line asks the kernel whether stderr is a
+        // terminal either (an `ioctl` per line).
         b.format(|buf, record| {
             STAMP.with_borrow_mut(|stamp| {
                 writeln!(
