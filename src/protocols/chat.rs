@@ -83,8 +83,14 @@ impl ChatEncoder {
     }
 }
 
-fn data(v: impl ToString) -> sse::Event {
-    sse::Event::Data(sse::Data::new(v.to_string()))
+fn data(text: impl Into<String>) -> sse::Event {
+    sse::Event::Data(sse::Data::new(text.into()))
+}
+
+/// A chunk as an event: `serde_json::to_string`, not `Value`'s `Display`, which writes the
+/// same text through a formatter.
+fn json(chunk: &Value) -> sse::Event {
+    data(serde_json::to_string(chunk).unwrap_or_default())
 }
 
 fn with_x_pura(mut chunk: Value, x: &XPura) -> Value {
@@ -98,7 +104,7 @@ impl Encoder for ChatEncoder {
         if finishing {
             self.held_finish.push(chunk);
         } else {
-            out.push(data(chunk));
+            out.push(json(&chunk));
         }
     }
 
@@ -114,14 +120,14 @@ impl Encoder for ChatEncoder {
     fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
         let template = self.held_finish.first().cloned();
         for chunk in std::mem::take(&mut self.held_finish) {
-            out.push(data(with_x_pura(chunk, &end.x_pura)));
+            out.push(json(&with_x_pura(chunk, &end.x_pura)));
         }
         if self.include_usage && end.error.is_none() {
             let mut chunk =
                 template.unwrap_or_else(|| serde_json::json!({"object": "chat.completion.chunk"}));
             chunk["choices"] = Value::Array(Vec::new());
             chunk["usage"] = serde_json::to_value::<&Usage>(&end.usage).unwrap_or(Value::Null);
-            out.push(data(with_x_pura(chunk, &end.x_pura)));
+            out.push(json(&with_x_pura(chunk, &end.x_pura)));
         }
         if let Some(err) = &end.error {
             // The in-stream error line after the first byte has gone out.

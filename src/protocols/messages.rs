@@ -379,7 +379,9 @@ pub fn completion_bytes(c: Completion) -> Result<bytes::Bytes, ApiError> {
 /// An Anthropic SSE event: `event:` named after the data's `type`.
 fn event(data: &Value) -> sse::Event {
     let name = data["type"].as_str().unwrap_or("message").to_owned();
-    sse::Event::Data(sse::Data::new(data.to_string()).event(name))
+    // serde_json::to_string, not Display, which writes the same text through a formatter.
+    let text = serde_json::to_string(data).unwrap_or_default();
+    sse::Event::Data(sse::Data::new(text).event(name))
 }
 
 /// The `error` event after the first byte (Anthropic's in-stream error).

@@ -552,7 +552,9 @@ impl ResponsesEncoder {
         body["type"] = json!(kind);
         body["sequence_number"] = json!(self.seq);
         self.seq += 1;
-        let data = sse::Data::new(body.to_string()).event(kind.to_owned());
+        // serde_json::to_string, not Display, which writes the same text through a formatter.
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let data = sse::Data::new(text).event(kind.to_owned());
         out.push(sse::Event::Data(data));
     }
 
