@@ -162,7 +162,7 @@ impl Relay {
             Ok(Some(Ok(bytes))) => self.upstream.parser.feed(&bytes),
             Ok(None) => {
                 if let Some(ev) = self.upstream.parser.finish() {
-                    self.translate(&ev).await;
+                    self.translate(ev).await;
                     if self.settled {
                         return;
                     }
@@ -173,15 +173,15 @@ impl Relay {
             }
         };
         for ev in events {
-            self.translate(&ev).await;
+            self.translate(ev).await;
             if self.settled {
                 return;
             }
         }
     }
 
-    async fn translate(&mut self, ev: &SseEvent) {
-        match self.upstream.translator.on_event(ev) {
+    async fn translate(&mut self, ev: SseEvent) {
+        match self.upstream.translator.take_event(ev) {
             Ok(items) => {
                 for item in items {
                     if let Some(outcome) = self.take(item) {

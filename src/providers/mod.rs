@@ -143,6 +143,12 @@ impl RawChunk {
 pub trait StreamTranslator {
     /// One parsed SSE event. An `Err` means the stream is malformed (an upstream failure).
     fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String>;
+
+    /// The same for an event the caller is done with: a translator that relays the text as it
+    /// came may keep it instead of copying it.
+    fn take_event(&mut self, event: SseEvent) -> Result<Vec<StreamItem>, String> {
+        self.on_event(&event)
+    }
 }
 
 /// One upstream dialect: how a canonical request becomes its HTTP call, and how its answers,
