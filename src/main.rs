@@ -16,7 +16,9 @@ use pura::actors::invoice_watcher::InvoiceWatcher;
 use pura::auth::KeyCache;
 use pura::cluster;
 use pura::config::Config;
-use pura::db::{self, usage_writer::UsageWriter};
+use pura::db::journal::Journal;
+use pura::db::usage_writer::{self, UsageWriter};
+use pura::db::{self};
 use pura::error::rewrite_plain_errors;
 use pura::lightning::{Backend, LightningHttp};
 use pura::notify::Notifier;
@@ -118,9 +120,23 @@ async fn main() -> std::io::Result<()> {
         None
     };
     let arbiter_shared = arbiter.is_some();
+    // SQLite: settlements are journalled. What a process that died left in the journal is
+    // committed now, before anything reads money.
+    let journal = match db::sqlite_file(&config.database.url) {
+        Some(path) => {
+            let path = Journal::path_for(path);
+            let found =
+                usage_writer::replay(&pool, &path, &replica_id).map_err(|e| fail(e.to_string()))?;
+            if found > 0 {
+                log::info!("settlement journal: {found} settlements a stopped process had not committed are committed now");
+            }
+            Some(Journal::open(&path).map_err(|e| fail(format!("settlement journal: {e}")))?)
+        }
+        None => None,
+    };
     let budgets = Budgets::new(
         pool.clone(),
-        UsageWriter::start(pool.clone(), replica_id.clone()),
+        UsageWriter::start(pool.clone(), replica_id.clone(), journal),
         Notifier::start(
             pool.clone(),
             config.notify.smtp_url.clone(),

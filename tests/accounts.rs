@@ -1398,6 +1398,7 @@ async fn wave_one_keys_migrate_to_one_account_each() {
         r.header("x-pura-free-requests-remaining"),
         Some(free_left.as_str())
     );
+    gw.settle();
     let pool = pura::db::pool(&db.url, 1).expect("pool");
     let mut conn = pool.get().expect("conn");
     let acc = account::find(&mut conn, &account_a)

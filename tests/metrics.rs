@@ -233,6 +233,8 @@ async fn a_served_request_and_a_stream_move_counts_histograms_tokens_and_spend()
         .post("/v1/chat/completions", &key, &hello("model-a", false))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The settlement is journalled; a committed one is one folded into the database.
+    gw.settle();
     let s = scrape(&gw).await;
     assert_eq!(s.sum("pura_requests_total", &labels(&chat)), 1.0);
     let by_provider = [("provider", "solo")];
@@ -260,7 +262,7 @@ async fn a_served_request_and_a_stream_move_counts_histograms_tokens_and_spend()
     );
     assert!(prompt > 0.0 && completion > 0.0, "{prompt} {completion}");
     assert!(s.sum("pura_spend_micros_total", &by_provider) > 0.0);
-    // Settled before the answer left: committed, and nothing left in the queue.
+    // Folded: committed, and nothing left in the queue.
     assert_eq!(
         s.sum("pura_settlements_total", &[("result", "committed")]),
         1.0

@@ -57,7 +57,7 @@ fn setup() -> (tempfile::TempDir, Pool, ApiKey) {
 fn budgets(pool: &Pool) -> Budgets {
     Budgets::new(
         pool.clone(),
-        UsageWriter::start(pool.clone(), "replica".into()),
+        UsageWriter::start(pool.clone(), "replica".into(), None),
         Notifier::start(pool.clone(), String::new(), String::new()),
         Defaults {
             daily_budget_micros: 1_000_000_000_000,

@@ -530,20 +530,25 @@ impl Actor for BudgetActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (pool, id, defaults) = (self.pool.clone(), self.account_id.clone(), self.defaults);
-        // `wait` holds every message until the account is loaded.
+        let writer = self.writer.clone();
+        // `wait` holds every message until the account is loaded. Journalled settlements of
+        // an earlier actor of this account are folded first, so the load counts them.
         ctx.wait(
-            async move { db::run(&pool, move |conn| Account::load(conn, &id, defaults)).await }
-                .into_actor(self)
-                .map(|loaded, act, ctx| match loaded {
-                    Ok(account) => act.account = Some(account),
-                    Err(e) => {
-                        log::error!(
-                            "budget actor for {}: cannot load account: {e}",
-                            act.account_id
-                        );
-                        ctx.stop();
-                    }
-                }),
+            async move {
+                writer.settled().await;
+                db::run(&pool, move |conn| Account::load(conn, &id, defaults)).await
+            }
+            .into_actor(self)
+            .map(|loaded, act, ctx| match loaded {
+                Ok(account) => act.account = Some(account),
+                Err(e) => {
+                    log::error!(
+                        "budget actor for {}: cannot load account: {e}",
+                        act.account_id
+                    );
+                    ctx.stop();
+                }
+            }),
         );
         ctx.run_interval(IDLE_CHECK, |act, ctx| {
             if act.held.is_empty() && act.last_used.elapsed() >= IDLE_STOP {

@@ -9,6 +9,7 @@
 pub mod cached;
 pub mod events;
 pub mod health;
+pub mod journal;
 pub mod models;
 pub mod schema;
 pub mod usage_writer;
@@ -186,6 +187,13 @@ impl r2d2::ManageConnection for Manager {
     fn has_broken(&self, _conn: &mut DbConn) -> bool {
         false
     }
+}
+
+/// The file of a `sqlite://` URL, unless it is an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://")?;
+    let memory = path.is_empty() || path.contains(":memory:") || path.contains("mode=memory");
+    (!memory).then_some(path)
 }
 
 /// Builds the pool; fails fast when the database cannot be reached.

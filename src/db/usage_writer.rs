@@ -6,6 +6,12 @@
 //! the transaction, so they hear of it exactly when it is committed. At shutdown,
 //! [`UsageWriter::flush`] waits until everything queued before it is committed.
 //!
+//! On SQLite a settlement is first appended to the [`journal`](super::journal), which makes
+//! it durable: the request goes on at once, and the writer folds what the journal holds into
+//! the database in batches, at most [`FOLD_WINDOW`] after it was journalled (at once for a
+//! [`UsageWriter::flush`], which readers of usage and money call first: [`UsageWriter::settled`]).
+//! A commit per request was most of a request's cost.
+//!
 //! When the database is away the writer never gives a settlement up: it keeps the batch in
 //! memory and tries again until it commits. The request waiting on one decides, once its
 //! commit has failed ([`Pending::wait`]): a JSON answer not yet sent withdraws it (the client
@@ -24,12 +30,15 @@ use chrono::NaiveDateTime;
 use tokio::sync::oneshot;
 
 use super::events::{self, Event};
+use super::journal::{self, Journal};
 use super::models::usage::UsageRow;
 use super::models::{account, free_spend, hold, ledger, usage};
 use super::{health, DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
 const MAX_BATCH: usize = 512;
+/// How long journalled settlements may wait for others to share their commit.
+pub const FOLD_WINDOW: Duration = Duration::from_millis(20);
 /// Pause before retrying a batch whose commit failed, doubled up to [`MAX_RETRY_PAUSE`].
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -140,6 +149,11 @@ struct Job {
 }
 
 impl Job {
+    /// Journalled: durable already, and nobody waits for its commit.
+    fn journalled(&self) -> bool {
+        self.done.is_none()
+    }
+
     /// Claims the settlement for a commit attempt; false when its request withdrew it.
     fn claim(&self) -> bool {
         [QUEUED, RETRYING].into_iter().any(|from| {
@@ -163,23 +177,69 @@ impl Job {
 #[derive(Clone)]
 pub struct UsageWriter {
     tx: Sender<Job>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl UsageWriter {
-    /// Starts the writer thread on `pool`; `replica_id` tags its spend announcements.
-    pub fn start(pool: Pool, replica_id: String) -> UsageWriter {
+    /// Starts the writer thread on `pool`; `replica_id` tags its spend announcements. With a
+    /// `journal` (SQLite), settlements are journalled and folded in batches.
+    pub fn start(pool: Pool, replica_id: String, journal: Option<Journal>) -> UsageWriter {
         let (tx, rx) = mpsc::channel();
+        let journal = journal.map(Arc::new);
+        let folds = journal.clone();
         let spawned = thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || run(pool, rx, replica_id));
+            .spawn(move || run(pool, rx, replica_id, folds));
         if let Err(e) = spawned {
             log::error!("cannot start usage writer: {e}");
         }
-        UsageWriter { tx }
+        UsageWriter { tx, journal }
     }
 
-    /// Queues a settlement; see [`Pending::wait`].
+    /// Queues a settlement; see [`Pending::wait`]. A journalled one is committed as far as its
+    /// request is concerned: the journal holds it.
     pub fn write(&self, settlement: Settlement) -> Pending {
+        crate::metrics::settlement_queued();
+        let Some(journal) = &self.journal else {
+            return self.queue(settlement);
+        };
+        let line = match journal::encode(&settlement) {
+            Ok(line) => line,
+            Err(e) => {
+                log::error!("settlement journal: cannot encode a settlement ({e}); committing it");
+                return self.queue(settlement);
+            }
+        };
+        let appended = journal.append(line, settlement, |settlement| {
+            let job = Job {
+                settlement: Some(settlement),
+                state: Arc::new(AtomicU8::new(QUEUED)),
+                done: None,
+            };
+            if self.tx.send(job).is_err() {
+                log::error!(
+                    "settlement writer is gone; a journalled settlement waits for the next start"
+                );
+            }
+        });
+        match appended {
+            Ok(()) => {
+                let (done, rx) = oneshot::channel();
+                let _ = done.send(true);
+                Pending {
+                    state: Arc::new(AtomicU8::new(COMMITTED)),
+                    done: rx,
+                }
+            }
+            Err((e, settlement)) => {
+                log::error!("settlement journal: append failed ({e}); committing it instead");
+                self.queue(settlement)
+            }
+        }
+    }
+
+    /// Queues a settlement its request waits for.
+    fn queue(&self, settlement: Settlement) -> Pending {
         let (done, rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let job = Job {
@@ -187,11 +247,20 @@ impl UsageWriter {
             state: state.clone(),
             done: Some(done),
         };
-        crate::metrics::settlement_queued();
         if self.tx.send(job).is_err() {
             log::error!("settlement writer is gone; a settlement was not recorded");
         }
         Pending { state, done: rx }
+    }
+
+    /// Before reading usage or money from the database: waits until the journalled
+    /// settlements are in it (at once without a journal, where each request waited for its own
+    /// commit). False when the writer is gone.
+    pub async fn settled(&self) -> bool {
+        if self.journal.is_none() {
+            return true;
+        }
+        self.flush().await
     }
 
     /// Resolves to `true` once every settlement queued before this call is committed (or
@@ -211,7 +280,7 @@ impl UsageWriter {
     }
 }
 
-fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
+fn run(pool: Pool, rx: Receiver<Job>, replica_id: String, journal: Option<Arc<Journal>>) {
     let mut jobs: Vec<Job> = Vec::new();
     let mut failures: u32 = 0;
     loop {
@@ -227,22 +296,83 @@ fn run(pool: Pool, rx: Receiver<Job>, replica_id: String) {
             thread::yield_now();
         }
         // While a batch is retried, what arrives meanwhile joins it, so every waiting request
-        // sees its own commit fail (and may withdraw) instead of queueing behind it.
+        // sees its own commit fail (and may withdraw) instead of queueing behind it. A batch of
+        // journalled settlements waits up to the fold window for more, until someone waits.
+        let mut patient = failures == 0 && jobs.iter().all(Job::journalled);
+        let until = Instant::now() + FOLD_WINDOW;
         while jobs.len() < MAX_BATCH {
-            match rx.recv_timeout(Duration::ZERO) {
-                Ok(j) => jobs.push(j),
+            let wait = if patient {
+                until.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match rx.recv_timeout(wait) {
+                Ok(j) => {
+                    patient &= j.journalled();
+                    jobs.push(j);
+                }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
         if attempt(&pool, &mut jobs, &replica_id, failures > 0) {
             jobs.clear();
             failures = 0;
+            if let Some(journal) = &journal {
+                fold(journal, &pool, &rx, &mut jobs, &replica_id);
+            }
         } else {
             failures += 1;
             let pause = RETRY_PAUSE.saturating_mul(1 << failures.min(4));
             thread::sleep(pause.min(MAX_RETRY_PAUSE));
         }
     }
+}
+
+/// After a commit: empties the journal when everything in it is committed, that is when the
+/// queue is empty while appends are held off. What the queue still held joins `jobs` for the
+/// next batch. A journal past [`journal::FOLD_AT_BYTES`] (steady load: the queue is never
+/// found empty) is emptied anyway: the queue is committed while appends wait, once in a while.
+fn fold(journal: &Journal, pool: &Pool, rx: &Receiver<Job>, jobs: &mut Vec<Job>, replica_id: &str) {
+    let force = journal.len() >= journal::FOLD_AT_BYTES;
+    let folded = journal.fold(|| {
+        jobs.extend(rx.try_iter());
+        if jobs.is_empty() {
+            return true;
+        }
+        if force && attempt(pool, jobs, replica_id, false) {
+            jobs.clear();
+            return true;
+        }
+        false
+    });
+    if let Err(e) = folded {
+        log::warn!("settlement journal: cannot empty it ({e}); it is replayed at the next start");
+    }
+}
+
+/// Commits what the journal at `path` holds that the database does not (a process that died
+/// before folding it), then empties it. Run at start, before anything reads money. Returns
+/// how many settlements it committed.
+pub fn replay(pool: &Pool, path: &std::path::Path, replica_id: &str) -> Result<usize, DbError> {
+    let found =
+        journal::read(path).map_err(|e| DbError::Connect(format!("settlement journal: {e}")))?;
+    let mut committed = 0;
+    if !found.is_empty() {
+        let mut conn = pool.get()?;
+        for batch in found.chunks(MAX_BATCH) {
+            let batch: Vec<&Settlement> = batch.iter().collect();
+            // As a retry: rows already committed (their fold did happen) are skipped.
+            committed += write_batch(&mut conn, &batch, &[], replica_id, true)?;
+        }
+    }
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f
+            .set_len(0)
+            .map_err(|e| DbError::Connect(format!("settlement journal: {e}")))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DbError::Connect(format!("settlement journal: {e}"))),
+    }
+    Ok(committed)
 }
 
 /// One try at committing `jobs`; true (every job answered) when it committed.
@@ -267,6 +397,7 @@ fn attempt(pool: &Pool, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool
         pool.get_timeout(CONNECT_WAIT)
             .map_err(DbError::from)
             .and_then(|mut c| write_batch(&mut c, &commits, &withdrawn, replica_id, retry))
+            .map(drop)
     };
     let (n_commits, n_withdrawn) = (commits.len(), withdrawn.len());
     if let Err(e) = result {
@@ -303,14 +434,15 @@ fn attempt(pool: &Pool, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool
 
 /// Writes the settlements of `commits` and gives back what the `withdrawn` set aside, in one
 /// transaction. On a `retry`, rows already there are skipped: the attempt before may have
-/// committed even though its answer was lost with the connection.
+/// committed even though its answer was lost with the connection. Returns how many of
+/// `commits` were written.
 fn write_batch(
     conn: &mut DbConn,
     commits: &[&Settlement],
     withdrawn: &[&Settlement],
     replica_id: &str,
     retry: bool,
-) -> Result<(), DbError> {
+) -> Result<usize, DbError> {
     crate::db::write(conn, |conn| {
         let done: HashSet<String> = if retry {
             let ids: Vec<&str> = commits
@@ -327,7 +459,8 @@ fn write_batch(
         for s in withdrawn.iter().filter(fresh) {
             give_back(conn, s)?;
         }
-        write_settlements(conn, &commits, replica_id)
+        write_settlements(conn, &commits, replica_id)?;
+        Ok(commits.len())
     })
 }
 

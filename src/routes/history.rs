@@ -23,6 +23,8 @@ pub async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let account = key.account_id.clone();
     let only = (!key.manages()).then(|| key.id.clone());
+    // Usage and money as of every request answered so far (the journal folded in).
+    state.budgets.writer().settled().await;
     let (entries, invoices) = db::run(&state.pool, move |conn| {
         let only = only.as_deref();
         Ok((

@@ -78,6 +78,8 @@ pub async fn list(
         limit: limit + 1,
     };
     let (account, own, asked_id) = (key.account_id.clone(), key.id.clone(), asked.clone());
+    // Usage and money as of every request answered so far (the journal folded in).
+    state.budgets.writer().settled().await;
     let rows = db::run(&state.pool, move |conn| {
         let mine = asked_id == "all"
             || asked_id == own

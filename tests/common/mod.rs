@@ -213,9 +213,41 @@ impl Gateway {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
-    /// A pool on the gateway's database, for checking what it wrote.
+    /// A pool on the gateway's database, for checking what it wrote (every request answered
+    /// so far is in it: see [`Gateway::settle`]).
     pub fn db(&self) -> pura::db::Pool {
+        self.settle();
         pura::db::pool(&self.db_url, 2).expect("pool")
+    }
+
+    /// Waits until the gateway has folded its settlement journal into the database: an admin
+    /// read folds it first. Blocking, so that the synchronous readers above can call it (the
+    /// gateway is another process). Nothing to wait for when the gateway is not running.
+    pub fn settle(&self) {
+        use std::io::{Read, Write};
+        let token = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PURA_ADMIN_TOKEN")
+            .map_or(ADMIN_TOKEN, |(_, v)| v.as_str());
+        let addr = self.url.trim_start_matches("http://");
+        let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+            return;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+        let ask = format!(
+            "GET /api/admin/keys HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        if conn.write_all(ask.as_bytes()).is_ok() {
+            let mut answer = Vec::new();
+            let _ = conn.read_to_end(&mut answer);
+            assert!(
+                answer.starts_with(b"HTTP/1.1 200"),
+                "the admin read that folds the journal failed: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(200)])
+            );
+        }
     }
 
     /// Starts the gateway and expects it to fail; returns its stderr.
@@ -273,6 +305,7 @@ impl Gateway {
 
     /// Usage rows of a key, read straight from the gateway's database.
     pub fn usage_rows(&self, key_id: &str) -> Vec<pura::db::models::usage::UsageRow> {
+        self.settle();
         let pool = pura::db::pool(&self.db_url, 1).expect("pool");
         let mut conn = pool.get().expect("conn");
         pura::db::models::usage::for_key(&mut conn, key_id).expect("usage rows")
