@@ -124,13 +124,16 @@ async fn main() -> std::io::Result<()> {
     // committed now, before anything reads money.
     let journal = match db::sqlite_file(&config.database.url) {
         Some(path) => {
-            let path = Journal::path_for(path);
-            let found =
-                usage_writer::replay(&pool, &path, &replica_id).map_err(|e| fail(e.to_string()))?;
+            let journal = Journal::open(&Journal::path_for(path))
+                .map_err(|e| fail(format!("settlement journal: {e}")))?;
+            let found = usage_writer::replay(&pool, &journal, &replica_id)
+                .map_err(|e| fail(e.to_string()))?;
             if found > 0 {
-                log::info!("settlement journal: {found} settlements a stopped process had not committed are committed now");
+                log::info!(
+                    "settlement journal: {found} settlements a stopped process had not committed are committed now"
+                );
             }
-            Some(Journal::open(&path).map_err(|e| fail(format!("settlement journal: {e}")))?)
+            Some(journal)
         }
         None => None,
     };

@@ -111,6 +111,12 @@ fn journal_lines(path: &std::path::Path, settlements: &[Settlement]) {
     }
 }
 
+/// A start: takes the journal and commits what it holds.
+fn replay(pool: &Pool, path: &std::path::Path) -> Result<usize, pura::db::DbError> {
+    let journal = Journal::open(path).expect("journal");
+    usage_writer::replay(pool, &journal, "replica")
+}
+
 fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("req_{i}")).collect()
 }
@@ -120,7 +126,7 @@ fn a_journal_left_by_a_dead_process_is_committed_at_start() {
     let (_dir, pool, path, key) = setup();
     let all: Vec<Settlement> = ids(3).iter().map(|id| settlement(id, &key)).collect();
     journal_lines(&path, &all);
-    let replayed = usage_writer::replay(&pool, &path, "replica").expect("replay");
+    let replayed = replay(&pool, &path).expect("replay");
     assert_eq!(replayed, 3);
     let (balance, rows, debits) = books(&pool, &key);
     assert_eq!(rows, ids(3));
@@ -151,10 +157,7 @@ fn a_journal_left_by_a_dead_process_is_committed_at_start() {
         "emptied"
     );
     // A second start finds nothing more to do.
-    assert_eq!(
-        usage_writer::replay(&pool, &path, "replica").expect("replay"),
-        0
-    );
+    assert_eq!(replay(&pool, &path).expect("replay"), 0);
     assert_eq!(books(&pool, &key).0, BALANCE - 3 * COST);
 }
 
@@ -164,10 +167,7 @@ fn replay_skips_what_was_already_committed_and_a_torn_last_line() {
     let all: Vec<Settlement> = ids(4).iter().map(|id| settlement(id, &key)).collect();
     // The first two were folded before the process died; the journal was not emptied yet.
     journal_lines(&path, &all[..2]);
-    assert_eq!(
-        usage_writer::replay(&pool, &path, "replica").expect("fold"),
-        2
-    );
+    assert_eq!(replay(&pool, &path).expect("fold"), 2);
     journal_lines(&path, &all);
     // The process died inside the append of a fifth: half a line.
     let torn = journal::encode(&settlement("req_torn", &key)).expect("encode");
@@ -175,7 +175,7 @@ fn replay_skips_what_was_already_committed_and_a_torn_last_line() {
     text.extend_from_slice(&torn[..torn.len() / 2]);
     std::fs::write(&path, text).expect("write");
     assert_eq!(
-        usage_writer::replay(&pool, &path, "replica").expect("replay"),
+        replay(&pool, &path).expect("replay"),
         2,
         "only the two not committed yet"
     );
@@ -195,7 +195,7 @@ fn an_append_after_a_torn_line_still_reads_back() {
     let read = journal::read(&path).expect("read");
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].row.id, "req_after");
-    usage_writer::replay(&pool, &path, "replica").expect("replay");
+    replay(&pool, &path).expect("replay");
     assert_eq!(books(&pool, &key).1, vec!["req_after".to_string()]);
 }
 
@@ -225,12 +225,24 @@ async fn the_writer_answers_at_once_and_folds_the_journal_into_the_database() {
     assert_eq!(balance, BALANCE - 50 * COST);
     // Emptied once everything in it is committed (right after the commit that answered the
     // flush: give the writer its turn).
-    let emptied = (0..100).any(|_| {
+    let emptied = (0..500).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::metadata(&path).expect("journal").len() == 0
     });
     assert!(emptied, "the journal is emptied once folded");
-    // What a restart would replay now changes nothing.
-    usage_writer::replay(&pool, &path, "replica").expect("replay");
-    assert_eq!(books(&pool, &key).0, BALANCE - 50 * COST);
+}
+
+#[test]
+fn a_second_process_cannot_take_the_journal() {
+    let (_dir, _pool, path, _key) = setup();
+    let first = Journal::open(&path).expect("first");
+    let second = Journal::open(&path)
+        .err()
+        .expect("refused while the first holds it");
+    assert!(
+        second.to_string().contains("another running gateway"),
+        "{second}"
+    );
+    drop(first);
+    Journal::open(&path).expect("free again once the first is gone");
 }

@@ -24,6 +24,7 @@ use super::usage_writer::{HoldSettled, Settlement};
 pub const FOLD_AT_BYTES: u64 = 1 << 20;
 
 pub struct Journal {
+    path: PathBuf,
     file: Mutex<Open>,
 }
 
@@ -77,10 +78,24 @@ impl Journal {
         PathBuf::from(format!("{db_path}-settlements"))
     }
 
+    /// Opens (creates) the journal and locks it for this process: a second gateway on the
+    /// same SQLite file would empty a journal whose settlements it does not hold, and its
+    /// account actors would spend the same balances, so it is refused.
     pub fn open(path: &Path) -> io::Result<Journal> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if let Err(e) = file.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => io::Error::other(format!(
+                    "{} is held by another running gateway: one SQLite database serves one \
+                     process (several replicas share a PostgreSQL database)",
+                    path.display()
+                )),
+                std::fs::TryLockError::Error(e) => e,
+            });
+        }
         let len = file.metadata()?.len();
         Ok(Journal {
+            path: path.to_owned(),
             file: Mutex::new(Open {
                 file,
                 len,
@@ -110,6 +125,10 @@ impl Journal {
         open.len += line.len() as u64;
         then(item);
         Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Bytes journalled since the file was last emptied.

@@ -350,12 +350,12 @@ fn fold(journal: &Journal, pool: &Pool, rx: &Receiver<Job>, jobs: &mut Vec<Job>,
     }
 }
 
-/// Commits what the journal at `path` holds that the database does not (a process that died
-/// before folding it), then empties it. Run at start, before anything reads money. Returns
-/// how many settlements it committed.
-pub fn replay(pool: &Pool, path: &std::path::Path, replica_id: &str) -> Result<usize, DbError> {
-    let found =
-        journal::read(path).map_err(|e| DbError::Connect(format!("settlement journal: {e}")))?;
+/// Commits what `journal` holds that the database does not (a process that died before
+/// folding it), then empties it. Run at start, before anything reads money. Returns how many
+/// settlements it committed.
+pub fn replay(pool: &Pool, journal: &Journal, replica_id: &str) -> Result<usize, DbError> {
+    let failed = |e: std::io::Error| DbError::Connect(format!("settlement journal: {e}"));
+    let found = journal::read(journal.path()).map_err(failed)?;
     let mut committed = 0;
     if !found.is_empty() {
         let mut conn = pool.get()?;
@@ -365,13 +365,7 @@ pub fn replay(pool: &Pool, path: &std::path::Path, replica_id: &str) -> Result<u
             committed += write_batch(&mut conn, &batch, &[], replica_id, true)?;
         }
     }
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Ok(f) => f
-            .set_len(0)
-            .map_err(|e| DbError::Connect(format!("settlement journal: {e}")))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(DbError::Connect(format!("settlement journal: {e}"))),
-    }
+    journal.fold(|| true).map_err(failed)?;
     Ok(committed)
 }
 
