@@ -142,13 +142,15 @@ fn a_journal_left_by_a_dead_process_is_committed_at_start() {
             &first.upstream_request_id,
             first.premium_cost_micros,
             first.cached_tokens,
-            &first.body_sha256
+            &first.body_sha256,
+            first.created_at,
         ),
         (
             &sent.upstream_request_id,
             sent.premium_cost_micros,
             sent.cached_tokens,
-            &sent.body_sha256
+            &sent.body_sha256,
+            sent.created_at,
         )
     );
     assert_eq!(

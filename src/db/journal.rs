@@ -9,6 +9,7 @@
 //! `synchronous = NORMAL` does (neither survives a power cut without an fsync). Once
 //! everything journalled has been committed the file is emptied ([`Journal::fold`]).
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -37,24 +38,27 @@ struct Open {
 }
 
 /// One journalled settlement, as written (a stable layout: replay may read a line an older
-/// build wrote).
+/// build wrote). Written from borrowed text, times as Unix nanoseconds: encoding a line is on
+/// every request's path, and chrono's text formatting cost more than the rest of the line.
 #[derive(Serialize, Deserialize)]
-struct Line {
-    row: Row,
+struct Line<'a> {
+    row: Row<'a>,
     debit_micros: i64,
     free: bool,
-    free_spend: Option<(NaiveDateTime, i64)>,
-    hold: Option<(String, NaiveDateTime, NaiveDateTime)>,
+    /// (UTC day, micro-dollars) of a free request's free-spend adjustment.
+    free_spend: Option<(i64, i64)>,
+    /// (hold id, day start, month start).
+    hold: Option<(Cow<'a, str>, i64, i64)>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Row {
-    id: String,
-    key_id: String,
-    account_id: String,
-    provider: String,
-    model: String,
-    tier: String,
+struct Row<'a> {
+    id: Cow<'a, str>,
+    key_id: Cow<'a, str>,
+    account_id: Cow<'a, str>,
+    provider: Cow<'a, str>,
+    model: Cow<'a, str>,
+    tier: Cow<'a, str>,
     prompt_tokens: i64,
     completion_tokens: i64,
     cached_tokens: i64,
@@ -63,13 +67,23 @@ struct Row {
     premium_cost_micros: i64,
     latency_ms: i64,
     ttft_ms: Option<i64>,
-    status: String,
+    status: Cow<'a, str>,
     stream: bool,
-    protocol: String,
-    upstream_request_id: Option<String>,
-    client_request_id: Option<String>,
-    body_sha256: Option<String>,
-    created_at: NaiveDateTime,
+    protocol: Cow<'a, str>,
+    upstream_request_id: Option<Cow<'a, str>>,
+    client_request_id: Option<Cow<'a, str>>,
+    body_sha256: Option<Cow<'a, str>>,
+    created_at: i64,
+}
+
+/// Nanoseconds since 1970 (exact, where the database keeps what it is given; `i64` reaches
+/// the year 2262).
+fn nanos(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn time(nanos: i64) -> io::Result<NaiveDateTime> {
+    Ok(chrono::DateTime::from_timestamp_nanos(nanos).naive_utc())
 }
 
 impl Journal {
@@ -176,25 +190,29 @@ pub fn read(path: &Path) -> io::Result<Vec<Settlement>> {
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Line>(&line) {
-            Ok(l) => out.push(l.into()),
+        let parsed = serde_json::from_slice::<Line>(&line)
+            .map_err(io::Error::other)
+            .and_then(Line::settlement);
+        match parsed {
+            Ok(s) => out.push(s),
             Err(e) => log::warn!("settlement journal line {}: skipped ({e})", n + 1),
         }
     }
     Ok(out)
 }
 
-impl From<&Settlement> for Line {
-    fn from(s: &Settlement) -> Line {
+impl<'a> From<&'a Settlement> for Line<'a> {
+    fn from(s: &'a Settlement) -> Line<'a> {
         let r = &s.row;
+        let text = |t: &'a str| Cow::Borrowed(t);
         Line {
             row: Row {
-                id: r.id.clone(),
-                key_id: r.key_id.clone(),
-                account_id: r.account_id.clone(),
-                provider: r.provider.clone(),
-                model: r.model.clone(),
-                tier: r.tier.clone(),
+                id: text(&r.id),
+                key_id: text(&r.key_id),
+                account_id: text(&r.account_id),
+                provider: text(&r.provider),
+                model: text(&r.model),
+                tier: text(&r.tier),
                 prompt_tokens: r.prompt_tokens,
                 completion_tokens: r.completion_tokens,
                 cached_tokens: r.cached_tokens,
@@ -203,60 +221,67 @@ impl From<&Settlement> for Line {
                 premium_cost_micros: r.premium_cost_micros,
                 latency_ms: r.latency_ms,
                 ttft_ms: r.ttft_ms,
-                status: r.status.clone(),
+                status: text(&r.status),
                 stream: r.stream,
-                protocol: r.protocol.clone(),
-                upstream_request_id: r.upstream_request_id.clone(),
-                client_request_id: r.client_request_id.clone(),
-                body_sha256: r.body_sha256.clone(),
-                created_at: r.created_at,
+                protocol: text(&r.protocol),
+                upstream_request_id: r.upstream_request_id.as_deref().map(text),
+                client_request_id: r.client_request_id.as_deref().map(text),
+                body_sha256: r.body_sha256.as_deref().map(text),
+                created_at: nanos(r.created_at),
             },
             debit_micros: s.debit_micros,
             free: s.free,
-            free_spend: s.free_spend,
+            free_spend: s.free_spend.map(|(day, delta)| (nanos(day), delta)),
             hold: s
                 .hold
                 .as_ref()
-                .map(|h| (h.id.clone(), h.day_start, h.month_start)),
+                .map(|h| (text(&h.id), nanos(h.day_start), nanos(h.month_start))),
         }
     }
 }
 
-impl From<Line> for Settlement {
-    fn from(l: Line) -> Settlement {
-        let r = l.row;
-        Settlement {
+impl Line<'_> {
+    fn settlement(self) -> io::Result<Settlement> {
+        let r = self.row;
+        let own = Cow::into_owned;
+        Ok(Settlement {
             row: UsageRow {
-                id: r.id,
-                key_id: r.key_id,
-                provider: r.provider,
-                model: r.model,
-                tier: r.tier,
+                id: own(r.id),
+                key_id: own(r.key_id),
+                provider: own(r.provider),
+                model: own(r.model),
+                tier: own(r.tier),
                 prompt_tokens: r.prompt_tokens,
                 completion_tokens: r.completion_tokens,
                 cost_micros: r.cost_micros,
                 latency_ms: r.latency_ms,
                 ttft_ms: r.ttft_ms,
-                status: r.status,
+                status: own(r.status),
                 stream: r.stream,
-                upstream_request_id: r.upstream_request_id,
-                client_request_id: r.client_request_id,
-                created_at: r.created_at,
+                upstream_request_id: r.upstream_request_id.map(own),
+                client_request_id: r.client_request_id.map(own),
+                created_at: time(r.created_at)?,
                 premium_cost_micros: r.premium_cost_micros,
-                protocol: r.protocol,
+                protocol: own(r.protocol),
                 cached_tokens: r.cached_tokens,
                 reasoning_tokens: r.reasoning_tokens,
-                account_id: r.account_id,
-                body_sha256: r.body_sha256,
+                account_id: own(r.account_id),
+                body_sha256: r.body_sha256.map(own),
             },
-            debit_micros: l.debit_micros,
-            free: l.free,
-            free_spend: l.free_spend,
-            hold: l.hold.map(|(id, day_start, month_start)| HoldSettled {
-                id,
-                day_start,
-                month_start,
-            }),
-        }
+            debit_micros: self.debit_micros,
+            free: self.free,
+            free_spend: match self.free_spend {
+                Some((day, delta)) => Some((time(day)?, delta)),
+                None => None,
+            },
+            hold: match self.hold {
+                Some((id, day, month)) => Some(HoldSettled {
+                    id: own(id),
+                    day_start: time(day)?,
+                    month_start: time(month)?,
+                }),
+                None => None,
+            },
+        })
     }
 }
