@@ -640,3 +640,59 @@ async fn requests_refused_for_their_key_are_counted_by_protocol_with_no_provider
     // Nothing was served: no latency observed.
     assert_eq!(s.sum("pura_request_duration_seconds_count", &[]), 0.0);
 }
+
+#[actix_web::test]
+async fn requests_refused_for_their_body_are_counted_by_protocol_with_no_provider() {
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let gw = Gateway::start(
+        &provider_toml("solo", &fake, "mid", "model-a", 0.001),
+        &[("PURA__SERVER__MAX_BODY_BYTES", "2048")],
+    );
+    let (_, key) = gw.key().await;
+    let raw = |path: &str, body: String| {
+        gw.client()
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(&key)
+            .insert_header(("x-api-key", key.as_str()))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+    };
+    // Not JSON at all.
+    for path in ["/v1/chat/completions", "/v1/responses", "/v1/messages"] {
+        let resp = raw(path, "{\"model\": ".into()).await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 400, "{path}");
+    }
+    // JSON that does not validate: no messages.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "model-a", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Over the body limit.
+    let big = serde_json::to_string(&hello(&"x".repeat(4096), false)).expect("json");
+    let resp = raw("/v1/chat/completions", big).await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 413);
+    let s = scrape(&gw).await;
+    let refused = |protocol: &'static str, status: &'static str| {
+        s.sum(
+            "pura_requests_total",
+            &[
+                ("protocol", protocol),
+                ("status", status),
+                ("provider", "none"),
+                ("model", "none"),
+                ("tier", "none"),
+            ],
+        )
+    };
+    assert_eq!(refused("chat", "400"), 2.0);
+    assert_eq!(refused("responses", "400"), 1.0);
+    assert_eq!(refused("messages", "400"), 1.0);
+    assert_eq!(refused("chat", "413"), 1.0);
+    assert_eq!(s.sum("pura_requests_total", &[]), 5.0, "each once");
+    // Nothing was served: no latency observed.
+    assert_eq!(s.sum("pura_request_duration_seconds_count", &[]), 0.0);
+}

@@ -28,6 +28,8 @@ pub struct Received {
     pub started: Instant,
     /// Where this request's spans go; `None` when traces are off.
     pub trace: Option<crate::telemetry::Trace>,
+    /// The pipeline took the request: it counts it in `pura_requests_total` itself.
+    pub entered: std::cell::Cell<bool>,
 }
 
 /// A body's SHA-256 as lowercase hex, on the stack: hashing costs one pass over the body and
@@ -82,14 +84,20 @@ impl Received {
                     .get("traceparent")
                     .and_then(|v| v.to_str().ok()),
             ),
+            entered: std::cell::Cell::new(false),
         }
     }
 
     /// The access line of a request the pipeline refused or failed (a served one is logged
     /// where it settles, see [`Meta::row`]).
+    /// A request refused before the pipeline took it (a body that does not parse or
+    /// validate) is counted here, with no provider.
     pub fn log_failure(&self, protocol: &str, key: &ApiKey, status: u16) {
         if status < 400 {
             return;
+        }
+        if !self.entered.get() {
+            crate::metrics::refused(protocol, &status.to_string());
         }
         crate::access::write(crate::access::Access {
             request_id: Some(&self.request_id),

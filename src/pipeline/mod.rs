@@ -76,6 +76,7 @@ pub enum Outcome {
 /// Runs one request for `key`.
 pub async fn run(ctx: &Ctx<'_>, key: &ApiKey, req: Inbound) -> Result<Outcome, ApiError> {
     let (protocol, started) = (req.protocol, Instant::now());
+    ctx.received.entered.set(true);
     let outcome = serve(ctx, key, req, started).await;
     if let Some(trace) = &ctx.received.trace {
         let status = match &outcome {

@@ -47,7 +47,8 @@ async fn received(
     body: RawBody,
     stream_default: bool,
 ) -> actix_web::Result<HttpResponse> {
-    let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
+    let max = state.config.server.max_body_bytes;
+    let body = body.map_err(|e| super::refused("chat", ApiError::from_body(&e, max)))?;
     let received = Received::of(&req, &body);
     let authed = key.0.clone();
     let (answer, received) = super::detach::detached(async move {

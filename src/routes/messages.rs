@@ -114,7 +114,8 @@ pub async fn create(
     client: web::Data<awc::Client>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AnthropicError> {
-    let body = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
+    let max = state.config.server.max_body_bytes;
+    let body = body.map_err(|e| super::refused("messages", proto::from_actix(e, max)))?;
     // Once the body is in, every answer (errors included) carries its request id and hash.
     let received = Received::of(&req, &body);
     let authed = key.0.clone();
@@ -200,7 +201,8 @@ pub async fn count_tokens(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AnthropicError> {
-    let body = body.map_err(|e| proto::from_actix(e, state.config.server.max_body_bytes))?;
+    let max = state.config.server.max_body_bytes;
+    let body = body.map_err(|e| super::refused("messages", proto::from_actix(e, max)))?;
     let (raw, wire) = parse(&body)?;
     let chars = proto::prompt_chars(&wire, &raw);
     let input_tokens = crate::money::estimate_tokens(chars).max(1);

@@ -82,3 +82,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/admin/keys/{id}").route(patch().to(admin::update)))
     .service(resource("/api/admin/keys/{id}/credit").route(post().to(admin::credit)));
 }
+
+/// A pipeline path's request refused before its body could be read (too large, too slow, cut
+/// off): counted in `pura_requests_total` with no provider, as every refusal is.
+fn refused<E: actix_web::ResponseError>(protocol: &str, e: E) -> E {
+    crate::metrics::refused(protocol, e.status_code().as_str());
+    e
+}

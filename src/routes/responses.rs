@@ -23,7 +23,8 @@ pub async fn create(
     client: web::Data<awc::Client>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> actix_web::Result<HttpResponse> {
-    let body = body.map_err(|e| ApiError::from_body(&e, state.config.server.max_body_bytes))?;
+    let max = state.config.server.max_body_bytes;
+    let body = body.map_err(|e| super::refused("responses", ApiError::from_body(&e, max)))?;
     // Once the body is in, every answer (errors included) carries its request id and hash.
     let received = Received::of(&req, &body);
     let authed = key.0.clone();
