@@ -59,3 +59,8 @@ if [ "${BENCH_SKIP_INSTRUCTIONS:-0}" != 1 ] && command -v valgrind >/dev/null; t
     say "counting instructions per request (callgrind, about 3 minutes)"
     python3 bench/instructions.py --target-dir "$CARGO_TARGET_DIR"
 fi
+
+# The same requests natively: CPU and wall time per request (under callgrind the settlement
+# writer's batches hold a few rows; here they hold what they do in service).
+say "CPU time per request, natively (about 1 minute)"
+python3 bench/cputime.py --target-dir "$CARGO_TARGET_DIR"
