@@ -378,6 +378,9 @@ async fn a_keys_budget_and_rpm_limit_hold_while_its_siblings_keep_working() {
         assert_eq!(r.header("x-ratelimit-limit-requests"), Some("3"));
         served += 1;
     }
+    // Reading the balance copies the account without its RPM windows: the actor's stay.
+    let (status, _) = gw.get("/api/wallet/balance", &limited.secret).await;
+    assert_eq!(status, 200);
     let r = chat(&gw, &limited).await;
     assert_error(
         "over the key's RPM limit",

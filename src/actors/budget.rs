@@ -895,8 +895,19 @@ impl Handler<GetAccount> for BudgetActor {
     type Result = Option<Account>;
 
     fn handle(&mut self, _: GetAccount, _: &mut Context<Self>) -> Option<Account> {
-        let mut a = self.account.clone()?;
-        Self::roll_windows(&mut a);
-        Some(a)
+        let a = self.account.as_mut()?;
+        // A copy without the keys' RPM windows (a minute of request times each, which no
+        // reader of the copy looks at): they are set aside while it is made.
+        let windows: Vec<VecDeque<Instant>> = a
+            .keys
+            .values_mut()
+            .map(|k| std::mem::take(&mut k.recent))
+            .collect();
+        let mut copy = a.clone();
+        for (k, w) in a.keys.values_mut().zip(windows) {
+            k.recent = w;
+        }
+        Self::roll_windows(&mut copy);
+        Some(copy)
     }
 }
