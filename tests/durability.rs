@@ -307,3 +307,45 @@ async fn budget_thresholds_notify_webhook_and_email_once() {
         None => eprintln!("PURA_TEST_PYTHON unset: email half skipped (scripts/test.sh runs it)"),
     }
 }
+
+/// On SQLite a report folds the settlement journal first. While the database refuses the fold
+/// (another connection holds its write lock) the report is a 503, not a report that silently
+/// misses the request just answered; once the lock goes, the report counts it.
+#[actix_web::test]
+async fn a_report_waits_for_the_journal_and_never_misses_a_request() {
+    let (_fake, gw) = gateway(&[]);
+    if !gw.db_url.starts_with("sqlite://") {
+        return; // PostgreSQL commits each settlement before its answer: no journal.
+    }
+    let (_, key) = gw.key().await;
+    let (release, locked) = std::sync::mpsc::channel::<()>();
+    let (holds, held) = std::sync::mpsc::channel::<()>();
+    let url = gw.db_url.clone();
+    let lock = std::thread::spawn(move || {
+        use diesel::connection::SimpleConnection;
+        let pool = pura::db::pool(&url, 1).expect("pool");
+        let mut conn = pool.get().expect("conn");
+        conn.batch_execute("BEGIN IMMEDIATE").expect("write lock");
+        holds.send(()).expect("signal");
+        let _ = locked.recv();
+        conn.batch_execute("ROLLBACK").expect("release");
+    });
+    held.recv().expect("lock taken");
+    let r = gw
+        .post("/v1/chat/completions", &key, &exact_request(false))
+        .await;
+    assert_eq!(
+        r.status,
+        200,
+        "journalled, the answer does not wait: {}",
+        r.text()
+    );
+    let (status, body) = gw.get("/api/report?period=24h", &key).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    release.send(()).expect("release");
+    lock.join().expect("lock thread");
+    let (status, report) = gw.get("/api/report?period=24h", &key).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["requestCount"], 1, "{report}");
+}

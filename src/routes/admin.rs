@@ -23,7 +23,7 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
     let now = crate::time::now();
     let (day, month) = (Window::Day.start(now), Window::Month.start(now));
     // Usage and money as of every request answered so far (the journal folded in).
-    state.budgets.writer().settled().await;
+    super::settled(&state).await?;
     let rows = db::run(&state.pool, move |conn| {
         let keys = api_key::all(conn)?;
         let mut out = Vec::with_capacity(keys.len());

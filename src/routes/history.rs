@@ -24,7 +24,7 @@ pub async fn history(
     let account = key.account_id.clone();
     let only = (!key.manages()).then(|| key.id.clone());
     // Usage and money as of every request answered so far (the journal folded in).
-    state.budgets.writer().settled().await;
+    super::settled(&state).await?;
     let (entries, invoices) = db::run(&state.pool, move |conn| {
         let only = only.as_deref();
         Ok((

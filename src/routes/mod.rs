@@ -89,3 +89,18 @@ fn refused<E: actix_web::ResponseError>(protocol: &str, e: E) -> E {
     crate::metrics::refused(protocol, e.status_code().as_str());
     e
 }
+
+/// How long a reader of usage or money waits for the settlement journal to be folded.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Before reading usage or money from the database: every request answered so far is in it
+/// (the SQLite journal folded in). A 503 when the writer cannot commit meanwhile (the
+/// database is failing): a report that silently missed recent requests would mislead.
+async fn settled(state: &crate::state::AppState) -> Result<(), crate::error::ApiError> {
+    match tokio::time::timeout(SETTLE_WAIT, state.budgets.writer().settled()).await {
+        Ok(true) => Ok(()),
+        _ => Err(crate::error::ApiError::Unavailable(
+            "Recent usage is still being recorded; retry shortly.".into(),
+        )),
+    }
+}

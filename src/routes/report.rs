@@ -70,7 +70,7 @@ pub async fn report(
     };
     let (account, asked_id) = (key.account_id.clone(), asked.to_owned());
     // Usage and money as of every request answered so far (the journal folded in).
-    state.budgets.writer().settled().await;
+    super::settled(&state).await?;
     let (keys, rows) = db::run(&state.pool, move |conn| {
         let keys = api_key::in_account(conn, &account)?;
         // Another account's key id is as unknown as a made-up one.

@@ -79,7 +79,7 @@ pub async fn list(
     };
     let (account, own, asked_id) = (key.account_id.clone(), key.id.clone(), asked.clone());
     // Usage and money as of every request answered so far (the journal folded in).
-    state.budgets.writer().settled().await;
+    super::settled(&state).await?;
     let rows = db::run(&state.pool, move |conn| {
         let mine = asked_id == "all"
             || asked_id == own
