@@ -124,7 +124,7 @@ async fn mint_into_account(
     let (secret, row) = key_row(&body, &manager.account_id, role)?;
     let (stored, account_id) = (row.clone(), manager.account_id.clone());
     // Usage and money as of every request answered so far (the journal folded in).
-    super::settled(&state).await?;
+    super::settled(state).await?;
     let free = db::run(&state.pool, move |conn| {
         if api_key::in_account(conn, &account_id)?.len() >= MAX_KEYS_PER_ACCOUNT {
             return Ok(None);
