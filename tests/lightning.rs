@@ -315,17 +315,31 @@ async fn two_watchers_and_restarts_credit_once() {
     let inkey = ln.merchant().await;
     let fake = FakeUpstream::start(FakeDialect::OpenAi);
     let mut a = Gateway::start(&chat_toml(&fake), &lnbits_env(&ln, &inkey, "100ms"));
-    // A second replica on the same database, with its own watcher.
-    let b_env: Vec<(String, String)> = lnbits_env(&ln, &inkey, "100ms")
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .chain([("PURA__DATABASE__URL".to_owned(), a.db_url.clone())])
-        .collect();
-    let b_env: Vec<(&str, &str)> = b_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let b = Gateway::start(&chat_toml(&fake), &b_env);
+    // A second replica on the same database, with its own watcher: replicas share PostgreSQL.
+    // SQLite serves one process, and a second gateway on its file is refused (its account
+    // actors would spend the same balances); A's restarts still race its own watcher there.
+    let b = if a.db_url.starts_with("sqlite://") {
+        let refused = Gateway::start_failing(&format!(
+            "[server]\nbind = \"127.0.0.1:0\"\n\n[database]\nurl = \"{}\"\n",
+            a.db_url
+        ));
+        assert!(
+            refused.contains("held by another running gateway"),
+            "{refused}"
+        );
+        None
+    } else {
+        let b_env: Vec<(String, String)> = lnbits_env(&ln, &inkey, "100ms")
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain([("PURA__DATABASE__URL".to_owned(), a.db_url.clone())])
+            .collect();
+        let b_env: Vec<(&str, &str)> = b_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Some(Gateway::start(&chat_toml(&fake), &b_env))
+    };
     let (key_id, key) = a.key().await;
     let (_, inv) = a
         .send(
@@ -351,7 +365,11 @@ async fn two_watchers_and_restarts_credit_once() {
         1,
         "two watchers and two restarts, one credit"
     );
-    let (_, bal) = b.get("/api/wallet/balance", &key).await;
+    let (_, bal) = b
+        .as_ref()
+        .unwrap_or(&a)
+        .get("/api/wallet/balance", &key)
+        .await;
     assert_eq!(bal["balanceSats"], 500);
 
     // The same invoice observed paid twice more, directly through the crediting transaction.
