@@ -248,3 +248,49 @@ fn a_second_process_cannot_take_the_journal() {
     drop(first);
     Journal::open(&path).expect("free again once the first is gone");
 }
+
+/// Appends never stop while the writer folds and empties the journal: nothing is lost or
+/// written twice, and the file is emptied while appends go on (it never holds them all).
+#[actix_web::test]
+async fn folding_under_steady_appends_loses_and_doubles_nothing() {
+    let (_dir, pool, path, key) = setup();
+    let writer = UsageWriter::start(
+        pool.clone(),
+        "replica".into(),
+        Some(Journal::open(&path).expect("journal")),
+    );
+    const N: usize = 3_000;
+    let all = ids(N);
+    let line = journal::encode(&settlement(&all[0], &key))
+        .expect("encode")
+        .len() as u64;
+    let mut largest = 0;
+    for (i, id) in all.iter().enumerate() {
+        assert_eq!(
+            writer.write(settlement(id, &key)).wait(true).await,
+            Outcome::Committed
+        );
+        if i % 100 == 0 {
+            largest = largest.max(std::fs::metadata(&path).expect("journal").len());
+            // Let the writer's thread run now and then, as a worker's other work would.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    assert!(writer.settled().await, "folded");
+    println!(
+        "steady appends: the journal held at most {largest} of {} bytes",
+        N as u64 * line
+    );
+    let (balance, rows, debits) = books(&pool, &key);
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(rows.len(), N);
+    assert_eq!(rows, want, "every settlement once");
+    assert_eq!(debits, want, "every debit once");
+    assert_eq!(balance, BALANCE - N as i64 * COST);
+    assert!(
+        largest < N as u64 * line,
+        "the journal was emptied while appends went on: at most {largest} bytes of {}",
+        N as u64 * line
+    );
+}
