@@ -8,7 +8,9 @@ Runs the release `pura` and the fake upstream (examples/bench_upstream) each und
 requests over one keep-alive connection, dumps (`callgrind_control --dump`) and divides the
 process's total instructions by N. Measured: non-streaming through Pura (a free-tier key, and a
 paid key whose settlement debits a balance) and straight at the fake upstream; streams of 10 and of 50 chunks through Pura, whose difference gives the cost
-per relayed chunk and the fixed cost per streamed request. Everything stays on 127.0.0.1.
+per relayed chunk and the fixed cost per streamed request. The same through a bare actix-web + awc
+forwarder (examples/bench_floor: no auth, budget, routing, parsing or usage row) gives the floor
+the stack itself sets. Everything stays on 127.0.0.1.
 Prints a Markdown table (also written to bench/out/instructions.md)."""
 
 import argparse
@@ -137,6 +139,31 @@ def main():
             pura.stop()
             up.stop()
 
+    # The floor: a bare actix-web + awc forwarder (examples/bench_floor) over the same upstream,
+    # the least any gateway on this stack spends; Pura's figures less these are its own work.
+    for chunks in (10, 50):
+        up = bench.Service(f"upstream-floor-{chunks}", upstream(chunks), None, out_dir,
+                           ready=r"listening on (http://\S+)")
+        cg = CALLGRIND + ["--callgrind-out-file=" + os.path.join(out_dir, f"callgrind.out.floor{chunks}")]
+        floor = bench.Service(f"floor-cg-{chunks}",
+                              cg + [os.path.join(rel, "examples", "bench_floor"),
+                                    "--upstream", up.url, "--workers", "1"],
+                              None, out_dir, ready=r"listening on (http://\S+)", timeout=300)
+        try:
+            if chunks == 50:
+                per = measure(floor, out_dir, "floor_json",
+                              lambda n: send(floor.url, "/v1/chat/completions", body, direct_h, n),
+                              args.requests, args.warmup)
+                rows.append(("bare actix-web + awc forwarder, non-streaming", per))
+            sbody = dict(body, stream=True)
+            per = measure(floor, out_dir, f"floor_stream{chunks}",
+                          lambda n: send(floor.url, "/v1/chat/completions", sbody, direct_h, n),
+                          max(args.requests // 5, 50), args.warmup // 5 or 10)
+            rows.append((f"bare actix-web + awc forwarder, stream of {chunks} chunks", per))
+        finally:
+            floor.stop()
+            up.stop()
+
     # The same non-streaming request from a key past its free tier: its settlement debits the
     # account's balance and writes a ledger entry instead of counting a free request.
     up = bench.Service("upstream-paid", upstream(50), None, out_dir,
@@ -179,8 +206,16 @@ def main():
     lines += [f"| {name} per request | {v:,.0f} |" for name, v in rows]
     lines.append(f"| per relayed stream chunk ((50 − 10 chunks) / 40) | {per_chunk:,.0f} |")
     lines.append(f"| fixed per streamed request (10-chunk stream − 10 × per chunk) | {fixed:,.0f} |")
+    f10 = by["bare actix-web + awc forwarder, stream of 10 chunks"]
+    f50 = by["bare actix-web + awc forwarder, stream of 50 chunks"]
+    floor_chunk = (f50 - f10) / 40
+    lines.append(f"| bare forwarder, per relayed stream chunk | {floor_chunk:,.0f} |")
+    lines.append(f"| bare forwarder, fixed per streamed request | {f10 - 10 * floor_chunk:,.0f} |")
     ratio = by["through Pura, non-streaming"] / by["fake upstream alone, non-streaming"]
     lines.append(f"| Pura non-streaming ÷ fake upstream alone | {ratio:.2f}× |")
+    floor_json = by["bare actix-web + awc forwarder, non-streaming"]
+    lines.append(f"| Pura non-streaming − bare forwarder (Pura's own work) | "
+                 f"{by['through Pura, non-streaming'] - floor_json:,.0f} |")
     text = "\n".join(lines)
     with open(os.path.join(bench.ROOT, "bench", "out", "instructions.md"), "w") as f:
         f.write(text + "\n")

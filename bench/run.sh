@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark, in one command:   bench/run.sh
 #
-# Builds the release binaries (pura, examples/bench_upstream, examples/bench_streams), installs
+# Builds the release binaries (pura, examples/bench_upstream, examples/bench_streams,
+# examples/bench_floor), installs
 # the load generator oha if it is missing, creates bench/.venv with LiteLLM proxy, then runs
 # every scenario against 127.0.0.1 only (bench/bench.py) and writes bench/results.md (also
 # printed); raw oha/stream JSON and the servers' logs go to bench/out/. Never run by the tests.
@@ -29,7 +30,7 @@ for tool in taskset python3 cargo; do
 done
 
 say "building release binaries into $CARGO_TARGET_DIR"
-cargo build --release --bin pura --example bench_upstream --example bench_streams
+cargo build --release --bin pura --example bench_upstream --example bench_streams --example bench_floor
 
 if ! command -v oha >/dev/null; then
     say "installing oha $OHA_VERSION (cargo install, a few minutes once)"
