@@ -71,7 +71,34 @@ pub fn completion_bytes(c: Completion) -> Result<bytes::Bytes, ApiError> {
 pub struct ChatEncoder {
     include_usage: bool,
     /// Finish chunks wait for the end, when the final cost is known.
-    held_finish: Vec<Value>,
+    held_finish: Vec<Held>,
+}
+
+/// A held finish chunk: as the upstream wrote it, or rewritten.
+enum Held {
+    Raw(String),
+    Chunk(Value),
+}
+
+impl Held {
+    fn into_value(self) -> Option<Value> {
+        match self {
+            Held::Raw(text) => serde_json::from_str(&text).ok(),
+            Held::Chunk(v) => Some(v),
+        }
+    }
+}
+
+/// `chunk` (a JSON object's text, as the scanner checked it) with `"x_pura":x` added before its
+/// closing brace: a finish chunk keeps the upstream's text, unparsed. `None` when the chunk has
+/// an `x_pura` of its own, which the parsed path replaces.
+fn splice_x_pura(chunk: &str, x: &str) -> Option<String> {
+    if chunk.contains("\"x_pura\"") {
+        return None;
+    }
+    let head = chunk.strip_suffix('}')?.trim_end();
+    let comma = if head.ends_with('{') { "" } else { "," };
+    Some(format!("{head}{comma}\"x_pura\":{x}}}"))
 }
 
 impl ChatEncoder {
@@ -102,7 +129,7 @@ impl Encoder for ChatEncoder {
     fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>) {
         let finishing = crate::api::chat::chunk_finishes(&chunk);
         if finishing {
-            self.held_finish.push(chunk);
+            self.held_finish.push(Held::Chunk(chunk));
         } else {
             out.push(json(&chunk));
         }
@@ -112,17 +139,35 @@ impl Encoder for ChatEncoder {
     fn raw(&mut self, raw: RawChunk, out: &mut Vec<sse::Event>) {
         if !raw.finishing {
             out.push(sse::Event::Data(sse::Data::new(raw.data)));
-        } else if let Some(chunk) = raw.into_value() {
-            self.held_finish.push(chunk);
+        } else {
+            self.held_finish.push(Held::Raw(raw.data));
         }
     }
 
     fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
-        let template = self.held_finish.first().cloned();
-        for chunk in std::mem::take(&mut self.held_finish) {
-            out.push(json(&with_x_pura(chunk, &end.x_pura)));
+        let usage_chunk = self.include_usage && end.error.is_none();
+        let x = serde_json::to_string(&end.x_pura).unwrap_or_else(|_| "null".into());
+        // The usage chunk is made from the first finish chunk (its id, model, created).
+        let mut template = None;
+        for (i, held) in std::mem::take(&mut self.held_finish)
+            .into_iter()
+            .enumerate()
+        {
+            let is_template = usage_chunk && i == 0;
+            if let (Held::Raw(text), false) = (&held, is_template) {
+                if let Some(spliced) = splice_x_pura(text, &x) {
+                    out.push(data(spliced));
+                    continue;
+                }
+            }
+            if let Some(chunk) = held.into_value() {
+                if is_template {
+                    template = Some(chunk.clone());
+                }
+                out.push(json(&with_x_pura(chunk, &end.x_pura)));
+            }
         }
-        if self.include_usage && end.error.is_none() {
+        if usage_chunk {
             let mut chunk =
                 template.unwrap_or_else(|| serde_json::json!({"object": "chat.completion.chunk"}));
             chunk["choices"] = Value::Array(Vec::new());
@@ -136,5 +181,27 @@ impl Encoder for ChatEncoder {
             ));
         }
         out.push(data("[DONE]"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_pura_is_spliced_into_a_finish_chunk_as_the_parsed_path_adds_it() {
+        let x = r#"{"cost_usd":0.1}"#;
+        let chunk = r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        let spliced = splice_x_pura(chunk, x).unwrap_or_default();
+        let parsed: Value = serde_json::from_str(&spliced).unwrap_or_default();
+        let mut expected: Value = serde_json::from_str(chunk).unwrap_or_default();
+        expected["x_pura"] = serde_json::from_str(x).unwrap_or_default();
+        assert_eq!(parsed, expected);
+        assert_eq!(
+            splice_x_pura("{ }", x).as_deref(),
+            Some(r#"{"x_pura":{"cost_usd":0.1}}"#)
+        );
+        // A chunk with an x_pura of its own takes the parsed path, which replaces it.
+        assert_eq!(splice_x_pura(r#"{"x_pura":1,"choices":[]}"#, x), None);
     }
 }

@@ -100,28 +100,43 @@ pub struct Translator;
 impl StreamTranslator for Translator {
     fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String> {
         let data = event.data.trim();
-        if data.is_empty() {
-            return Ok(Vec::new());
-        }
-        if data == "[DONE]" {
-            return Ok(vec![StreamItem::Done]);
-        }
-        match fast_chunk(data) {
-            Some(items) => Ok(items),
-            None => general_chunk(data),
+        match chunk_scan::scan(data) {
+            Some(found) => match usage_cut(data, &found) {
+                Some(cut) => Ok(raw_chunk(data.to_owned(), cut, &found)),
+                None => unscanned(data),
+            },
+            None => unscanned(data),
         }
     }
 
     /// A content chunk that arrived trimmed (as they do) keeps its text: relayed without a copy.
     fn take_event(&mut self, event: SseEvent) -> Result<Vec<StreamItem>, String> {
-        if event.data.trim().len() == event.data.len() {
-            if let Some(found) = chunk_scan::scan(&event.data) {
-                if let Some(cut) = usage_cut(&event.data, &found) {
-                    return Ok(raw_chunk(event.data, cut, &found));
-                }
-            }
+        if event.data.trim().len() != event.data.len() {
+            return self.on_event(&event);
         }
-        self.on_event(&event)
+        // Scanned once: an event the scanner leaves goes on without a second scan.
+        match chunk_scan::scan(&event.data) {
+            Some(found) => match usage_cut(&event.data, &found) {
+                Some(cut) => Ok(raw_chunk(event.data, cut, &found)),
+                None => unscanned(&event.data),
+            },
+            None => unscanned(&event.data),
+        }
+    }
+}
+
+/// An event (trimmed) that the scanner did not read as a plain content chunk: the end marker,
+/// the usage chunk, Groq's chunks, errors, or anything unusual.
+fn unscanned(data: &str) -> Result<Vec<StreamItem>, String> {
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    if data == "[DONE]" {
+        return Ok(vec![StreamItem::Done]);
+    }
+    match peeked_chunk(data) {
+        Some(items) => Ok(items),
+        None => general_chunk(data),
     }
 }
 
@@ -207,19 +222,6 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-/// The common chunk (choices, no `usage` field, no error) as a [`RawChunk`]; `None` sends the
-/// event down the general path, which handles everything else the same way it always has.
-/// The scanner reads the commonest shape of all without a parse; the peek, the rest.
-fn fast_chunk(data: &str) -> Option<Vec<StreamItem>> {
-    match chunk_scan::scan(data) {
-        Some(found) => {
-            let cut = usage_cut(data, &found)?;
-            Some(raw_chunk(data.to_owned(), cut, &found))
-        }
-        None => peeked_chunk(data),
-    }
-}
-
 /// The chunk the scanner read, as its text less `cut` (taken out in place).
 fn raw_chunk(
     mut data: String,
@@ -251,11 +253,28 @@ fn usage_cut(data: &str, found: &chunk_scan::Scanned) -> Option<Option<std::ops:
     }
 }
 
-/// [`fast_chunk`] through serde: chunks the scanner leaves (Groq's `x_groq`, say).
+/// Chunks the scanner leaves (Groq's `x_groq`, the usage chunk), read through serde into
+/// borrowed structs: a content chunk as a [`RawChunk`], a chunk without choices as its usage
+/// (what [`general_chunk`] makes of both, without building a `Value` of the whole). `None`
+/// sends the event down the general path, which handles everything else.
 fn peeked_chunk(data: &str) -> Option<Vec<StreamItem>> {
     let peek: ChunkPeek = serde_json::from_str(data).ok()?;
-    if peek.error.is_some() || peek.choices.is_empty() {
+    if peek.error.is_some() {
         return None;
+    }
+    if peek.choices.is_empty() {
+        // The usage chunk (`choices: []`), with its usage as `general_chunk` reads it.
+        let usage = peek
+            .usage
+            .as_ref()
+            .and_then(Usage::from_openai)
+            .or_else(|| {
+                peek.x_groq
+                    .and_then(|x| x.usage)
+                    .as_ref()
+                    .and_then(Usage::from_openai)
+            });
+        return Some(usage.map(StreamItem::Usage).into_iter().collect());
     }
     let data = match peek.usage {
         None => data.to_owned(),
@@ -568,6 +587,31 @@ mod tests {
             &items[..],
             [StreamItem::Chunk(_) | StreamItem::Raw(_)]
         ));
+    }
+
+    /// A chunk without choices is read through the peek, not parsed whole: it gives what the
+    /// general path gives (the usage, wherever it is, or nothing).
+    #[test]
+    fn a_chunk_without_choices_reads_as_the_general_path_does() {
+        let cases = [
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","usage":{"prompt_tokens":3}}"#,
+            r#"{"id":"c","choices":[],"usage":null,"x_groq":{"usage":{"prompt_tokens":5,"completion_tokens":6}}}"#,
+            r#"{"id":"c","choices":[],"error":null,"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            r#"{"id":"c","choices":[],"usage":{"completion_tokens":1}}"#,
+            r#"{"id":"c","choices":[]}"#,
+            r#"{"id":"c","choices":[],"error":{"message":"overloaded"}}"#,
+        ];
+        for data in cases {
+            let ours = Translator.on_event(&ev(data));
+            assert_eq!(ours, general_chunk(data), "{data}");
+            assert_eq!(Translator.take_event(ev(data)), ours, "{data}");
+        }
+        let first = Translator.on_event(&ev(cases[0])).unwrap_or_default();
+        assert_eq!(
+            first,
+            vec![StreamItem::Usage(Usage::new(9, 4).with_details(2, 1))]
+        );
     }
 
     #[test]
