@@ -18,6 +18,11 @@ pub struct Scanned {
     pub finishing: bool,
     /// Bytes of decoded content and tool-call arguments across the choices.
     pub text_chars: usize,
+    /// Byte range of the first `delta.content` string (its quotes included), when it is one.
+    pub content: Option<(usize, usize)>,
+    /// Byte range of the top-level `obfuscation` string (OpenAI's random padding, different in
+    /// every chunk unless the client turns it off), when there is one.
+    pub padding: Option<(usize, usize)>,
 }
 
 /// serde_json refuses nesting deeper than 128; stop well before.
@@ -28,15 +33,120 @@ pub fn scan(data: &str) -> Option<Scanned> {
     let mut s = Scanner {
         b: data.as_bytes(),
         at: 0,
+        content: None,
     };
     let found = s.chunk()?;
     s.ws();
     (s.at == s.b.len()).then_some(found)
 }
 
+/// The last chunk of a stream that [`scan`] read, to read the next one by: a stream's content
+/// chunks are alike byte for byte but for their text (same id, model, created, keys in the same
+/// order) and, from OpenAI, their `obfuscation` padding. A chunk that is the template's text
+/// with other strings in those places is what [`scan`] would find in it, learned from
+/// comparisons and those strings alone: everything else is the same text as a chunk already
+/// checked, and a string for a string leaves the JSON valid and its shape unchanged. Anything
+/// else is scanned as usual.
+#[derive(Debug, Default)]
+pub struct Template {
+    text: String,
+    /// The template's own scan.
+    found: Option<Scanned>,
+    /// The strings that may differ, in text order (the content, and the padding if any).
+    slots: Vec<(usize, usize)>,
+    /// Decoded bytes of the content string.
+    content_chars: usize,
+}
+
+impl Template {
+    /// `data` as the template's chunk with other strings in its slots; `None` if it differs
+    /// anywhere else (or there is no template).
+    pub fn read(&self, data: &str) -> Option<Scanned> {
+        let found = self.found.as_ref()?;
+        let content = found.content?;
+        let (b, t) = (data.as_bytes(), self.text.as_bytes());
+        // Where each slot's string is in `data`, and its decoded length.
+        let mut read = [(0, 0, 0); 2];
+        let (mut at_t, mut at_d) = (0, 0);
+        for (i, &(open, close)) in self.slots.iter().enumerate() {
+            // The same text up to and with the opening quote.
+            let same = &t[at_t..=open];
+            let quote = at_d + same.len() - 1;
+            if b.get(at_d..=quote)? != same {
+                return None;
+            }
+            let mut s = Scanner {
+                b,
+                at: quote,
+                content: None,
+            };
+            let chars = s.string()?;
+            read[i] = (quote, s.at, chars);
+            (at_t, at_d) = (close, s.at);
+        }
+        if b[at_d..] != t[at_t..] {
+            return None;
+        }
+        // A template position past a slot moves as that slot's string grew or shrank.
+        let moved = |at: usize| {
+            self.slots
+                .iter()
+                .zip(&read)
+                .rev()
+                .find(|((_, close), _)| *close <= at)
+                .map_or(at, |((_, close), r)| at + r.1 - close)
+        };
+        let slot = |span: (usize, usize)| {
+            let i = self.slots.iter().position(|s| *s == span)?;
+            Some(read[i])
+        };
+        let (open, close, chars) = slot(content)?;
+        Some(Scanned {
+            usage_null: found.usage_null.map(|(from, to)| (moved(from), moved(to))),
+            finishing: found.finishing,
+            text_chars: found.text_chars - self.content_chars + chars,
+            content: Some((open, close)),
+            padding: found
+                .padding
+                .and_then(slot)
+                .map(|(open, close, _)| (open, close)),
+        })
+    }
+
+    /// Scans `data` as [`scan`] does, through the template when it matches; a chunk scanned in
+    /// full becomes the template (its buffer reused).
+    pub fn scan(&mut self, data: &str) -> Option<Scanned> {
+        if let Some(found) = self.read(data) {
+            return Some(found);
+        }
+        let found = scan(data)?;
+        self.found = None;
+        self.slots.clear();
+        if let Some((open, close)) = found.content {
+            let mut s = Scanner {
+                b: data.as_bytes(),
+                at: open,
+                content: None,
+            };
+            if let Some(chars) = s.string().filter(|_| s.at == close) {
+                self.text.clear();
+                self.text.push_str(data);
+                self.content_chars = chars;
+                self.slots.push((open, close));
+                self.slots.extend(found.padding);
+                self.slots.sort_unstable();
+                self.found = Some(found.clone());
+            }
+        }
+        Some(found)
+    }
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     at: usize,
+    /// The first `delta.content` string met (see [`Scanned::content`]).
+    content: Option<(usize, usize)>,
 }
 
 /// A string or null (`Option<String>` in the reference structs): its decoded length, if any.
@@ -64,9 +174,15 @@ impl<'a> Scanner<'a> {
         let mut usage_null = None;
         let mut seen_usage = false;
         let mut seen_error = false;
+        let mut padding = None;
         self.object(|s, key, start| {
             match key {
                 b"choices" if choices.is_none() => choices = Some(s.choices()?),
+                b"obfuscation" if padding.is_none() && s.peek() == Some(b'"') => {
+                    let at = s.at;
+                    s.string()?;
+                    padding = Some((at, s.at));
+                }
                 b"usage" if !seen_usage => {
                     seen_usage = true;
                     s.literal(b"null")?;
@@ -92,6 +208,8 @@ impl<'a> Scanner<'a> {
             usage_null,
             finishing,
             text_chars,
+            content: self.content,
+            padding,
         })
     }
 
@@ -128,7 +246,14 @@ impl<'a> Scanner<'a> {
         let (mut content, mut tools): (Option<MaybeText>, Option<usize>) = (None, None);
         self.object(|s, key, _| {
             match key {
-                b"content" if content.is_none() => content = Some(s.maybe_text()?),
+                b"content" if content.is_none() => {
+                    let at = s.at;
+                    let text = s.maybe_text()?;
+                    if text.is_some() && s.content.is_none() {
+                        s.content = Some((at, s.at));
+                    }
+                    content = Some(text);
+                }
                 b"tool_calls" if tools.is_none() => {
                     tools = Some(if s.null()? { 0 } else { s.tool_calls()? })
                 }

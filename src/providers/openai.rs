@@ -95,7 +95,10 @@ pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
 /// OpenAI chunks are already in the client's shape; the translator only separates usage
 /// (the `choices: []` chunk, or Groq's `x_groq.usage`) and in-stream errors from content.
 #[derive(Debug, Default)]
-pub struct Translator;
+pub struct Translator {
+    /// The stream's last scanned chunk, which its next ones are read by.
+    template: chunk_scan::Template,
+}
 
 impl StreamTranslator for Translator {
     fn on_event(&mut self, event: &SseEvent) -> Result<Vec<StreamItem>, String> {
@@ -115,7 +118,7 @@ impl StreamTranslator for Translator {
             return self.on_event(&event);
         }
         // Scanned once: an event the scanner leaves goes on without a second scan.
-        match chunk_scan::scan(&event.data) {
+        match self.template.scan(&event.data) {
             Some(found) => match usage_cut(&event.data, &found) {
                 Some(cut) => Ok(raw_chunk(event.data, cut, &found)),
                 None => unscanned(&event.data),
@@ -371,7 +374,7 @@ impl super::Adapter for OpenAi {
     }
 
     fn translator(&self, _model: &str) -> Box<dyn StreamTranslator> {
-        Box::new(Translator)
+        Box::new(Translator::default())
     }
 
     fn request_id_header(&self) -> Option<&'static str> {
@@ -527,7 +530,10 @@ mod tests {
                 };
                 // The relay hands events over by value: the same items, copy or no copy.
                 let ev = ev(&data);
-                assert_eq!(Translator.take_event(ev.clone()), Translator.on_event(&ev));
+                assert_eq!(
+                    Translator::default().take_event(ev.clone()),
+                    Translator::default().on_event(&ev)
+                );
                 let data = data.trim();
                 let Some(found) = chunk_scan::scan(data) else {
                     refused += 1;
@@ -564,6 +570,87 @@ mod tests {
         }
     }
 
+    /// A chunk read through the template of an earlier one is exactly what a scan finds in it:
+    /// over chunks that differ from the template only in their content and padding (any
+    /// strings, escapes and all, which it must read) and random corruptions anywhere (most of
+    /// which it must leave to the scan). And a translator that carries its template along a
+    /// stream relays every event as a fresh one does.
+    #[test]
+    fn the_template_reads_a_chunk_exactly_as_the_scanner_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        const TEXT: &[&str] = &[
+            "a",
+            "tok ",
+            "",
+            "\\\"",
+            "\\u00e9",
+            "\\ud83d\\ude00",
+            "\\n",
+            "é",
+            "\"",
+            "\\",
+            "\\u12",
+            "\u{1}",
+            "\",\"x\":\"",
+            "}",
+            "\\/",
+        ];
+        const BYTES: &[u8] = b"{}[]\",:\\ \t0123456789-+.eEnulltrfasu\x01";
+        let samples = [
+            CHUNKS[0],
+            CHUNKS[1],
+            CHUNKS[2],
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764000000,"model":"gpt-4o","service_tier":"default","system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"Qw3e"}"#,
+            r#"{"obfuscation":"","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null,"id":"c"}"#,
+        ];
+        let (mut hits, mut misses) = (0, 0);
+        for sample in samples {
+            let mut template = chunk_scan::Template::default();
+            let first = template.scan(sample);
+            assert_eq!(first, chunk_scan::scan(sample));
+            let Some(first) = first.filter(|f| f.content.is_some()) else {
+                continue;
+            };
+            let mut slots: Vec<_> = first.content.into_iter().chain(first.padding).collect();
+            slots.sort_unstable();
+            let mut translator = Translator::default();
+            for round in 0..3000 {
+                let (mut data, mut at) = (String::new(), 0);
+                for (open, close) in &slots {
+                    data.push_str(&sample[at..*open]);
+                    data.push('"');
+                    for _ in 0..rng.gen_range(0..4) {
+                        data.push_str(TEXT[rng.gen_range(0..TEXT.len())]);
+                    }
+                    data.push('"');
+                    at = *close;
+                }
+                data.push_str(&sample[at..]);
+                if round % 3 == 2 {
+                    let mut bytes = data.into_bytes();
+                    let at = rng.gen_range(0..bytes.len());
+                    bytes[at] = BYTES[rng.gen_range(0..BYTES.len())];
+                    let Ok(d) = String::from_utf8(bytes) else {
+                        continue;
+                    };
+                    data = d;
+                }
+                match template.read(&data) {
+                    Some(found) => {
+                        hits += 1;
+                        assert_eq!(Some(found), chunk_scan::scan(&data), "{data}");
+                    }
+                    None => misses += 1,
+                }
+                let fresh = Translator::default().on_event(&ev(&data));
+                assert_eq!(translator.take_event(ev(&data)), fresh, "{data}");
+            }
+        }
+        assert!(hits > 3000, "hits {hits}");
+        assert!(misses > 2000, "misses {misses}");
+    }
+
     fn ev(data: &str) -> SseEvent {
         SseEvent {
             event: None,
@@ -573,7 +660,7 @@ mod tests {
 
     #[test]
     fn separates_usage_chunk_from_content() {
-        let mut t = Translator;
+        let mut t = Translator::default();
         let items = t
             .on_event(&ev(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}"#))
             .unwrap_or_default();
@@ -603,11 +690,13 @@ mod tests {
             r#"{"id":"c","choices":[],"error":{"message":"overloaded"}}"#,
         ];
         for data in cases {
-            let ours = Translator.on_event(&ev(data));
+            let ours = Translator::default().on_event(&ev(data));
             assert_eq!(ours, general_chunk(data), "{data}");
-            assert_eq!(Translator.take_event(ev(data)), ours, "{data}");
+            assert_eq!(Translator::default().take_event(ev(data)), ours, "{data}");
         }
-        let first = Translator.on_event(&ev(cases[0])).unwrap_or_default();
+        let first = Translator::default()
+            .on_event(&ev(cases[0]))
+            .unwrap_or_default();
         assert_eq!(
             first,
             vec![StreamItem::Usage(Usage::new(9, 4).with_details(2, 1))]
@@ -616,7 +705,7 @@ mod tests {
 
     #[test]
     fn a_content_chunk_passes_as_written_less_its_null_usage() {
-        let mut t = Translator;
+        let mut t = Translator::default();
         let cases = [
             (
                 r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
@@ -652,7 +741,7 @@ mod tests {
 
     #[test]
     fn reads_groq_usage_on_finish_chunk() {
-        let mut t = Translator;
+        let mut t = Translator::default();
         let items = t
             .on_event(&ev(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":18,"completion_tokens":439,"total_tokens":457}}}"#))
             .unwrap_or_default();
@@ -681,7 +770,7 @@ mod tests {
 
     #[test]
     fn malformed_chunk_is_an_error_and_done_ends() {
-        let mut t = Translator;
+        let mut t = Translator::default();
         assert!(t.on_event(&ev("{not json")).is_err());
         assert_eq!(
             t.on_event(&ev("[DONE]")).unwrap_or_default(),
