@@ -20,7 +20,7 @@
 //! already out, leaves it held here until the database returns.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -37,6 +37,11 @@ use super::{health, DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
 const MAX_BATCH: usize = 512;
+/// Journalled settlements queued before the writer is woken ahead of its fold window: under
+/// load a batch is this size, so its commit holds the core (shared with a worker) for about a
+/// millisecond, not the tens that a window's worth of rows took (p99 of a closed loop 7 ->
+/// 22 ms), and nothing piles up in memory.
+const WAKE_AT: usize = 32;
 /// How long journalled settlements may wait for others to share their commit. The journal
 /// holds them meanwhile, and readers of usage and money fold it first ([`UsageWriter::settled`]),
 /// so a longer window costs no reader anything: it only lets more rows share a commit (a
@@ -185,6 +190,8 @@ pub struct UsageWriter {
     /// nothing: the writer gathers those when its fold window ends, so a request's settlement
     /// costs its worker no wake-up of another thread.
     thread: Option<thread::Thread>,
+    /// Journalled settlements sent since the writer last gathered its queue (see [`WAKE_AT`]).
+    queued: Arc<AtomicUsize>,
 }
 
 impl UsageWriter {
@@ -194,9 +201,11 @@ impl UsageWriter {
         let (tx, rx) = mpsc::channel();
         let journal = journal.map(Arc::new);
         let folds = journal.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let gathered = queued.clone();
         let spawned = thread::Builder::new()
             .name("usage-writer".into())
-            .spawn(move || run(pool, rx, replica_id, folds));
+            .spawn(move || run(pool, rx, gathered, replica_id, folds));
         let thread = match spawned {
             Ok(handle) => Some(handle.thread().clone()),
             Err(e) => {
@@ -208,6 +217,7 @@ impl UsageWriter {
             tx,
             journal,
             thread,
+            queued,
         }
     }
 
@@ -244,6 +254,11 @@ impl UsageWriter {
                 log::error!(
                     "settlement writer is gone; a journalled settlement waits for the next start"
                 );
+            }
+            if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_AT {
+                if let Some(t) = &self.thread {
+                    t.unpark();
+                }
             }
         });
         match appended {
@@ -304,7 +319,13 @@ impl UsageWriter {
     }
 }
 
-fn run(pool: Pool, rx: Receiver<Job>, replica_id: String, journal: Option<Arc<Journal>>) {
+fn run(
+    pool: Pool,
+    rx: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    replica_id: String,
+    journal: Option<Arc<Journal>>,
+) {
     let mut jobs: Vec<Job> = Vec::new();
     let mut failures: u32 = 0;
     loop {
@@ -336,8 +357,14 @@ fn run(pool: Pool, rx: Receiver<Job>, replica_id: String, journal: Option<Arc<Jo
             if !patient || jobs.len() >= MAX_BATCH || left.is_zero() {
                 break;
             }
+            if queued.load(Ordering::Relaxed) >= WAKE_AT {
+                break;
+            }
             thread::park_timeout(left);
         }
+        // What came after this is counted towards the next batch (an estimate: a job taken by
+        // the fold below may be counted, which only wakes the writer a little early).
+        queued.store(0, Ordering::Relaxed);
         if attempt(&pool, &mut jobs, &replica_id, failures > 0) {
             jobs.clear();
             failures = 0;
