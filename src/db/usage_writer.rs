@@ -345,7 +345,8 @@ fn run(
         // sees its own commit fail (and may withdraw) instead of queueing behind it. A batch of
         // journalled settlements waits up to the fold window for more, until someone waits.
         // Journalled jobs do not wake the writer (see `UsageWriter::thread`): it sleeps out the
-        // window, woken early only by a job someone waits for, then takes what has come.
+        // window, woken early by a job someone waits for or by [`WAKE_AT`] journalled ones,
+        // then takes what has come.
         let mut patient = failures == 0 && jobs.iter().all(Job::journalled);
         let until = Instant::now() + FOLD_WINDOW;
         loop {
