@@ -98,6 +98,22 @@ def main():
     body = {"model": bench.OPENAI_MODEL, "messages": bench.PROMPT}
     direct_h = {"content-type": "application/json", "authorization": "Bearer bench"}
 
+    def json_and_stream(svc, tag, label, headers, chunks):
+        """Rows for `svc` (a gateway under callgrind): streams of `chunks` chunks, and at 50 the
+        non-streaming request too."""
+        out = []
+        if chunks == 50:
+            per = measure(svc, out_dir, f"{tag}_json",
+                          lambda n: send(svc.url, "/v1/chat/completions", body, headers, n),
+                          args.requests, args.warmup)
+            out.append((f"{label}, non-streaming", per))
+        sbody = dict(body, stream=True)
+        per = measure(svc, out_dir, f"{tag}_stream{chunks}",
+                      lambda n: send(svc.url, "/v1/chat/completions", sbody, headers, n),
+                      max(args.requests // 5, 50), args.warmup // 5 or 10)
+        out.append((f"{label}, stream of {chunks} chunks", per))
+        return out
+
     # The fake upstream alone, under callgrind.
     cg = CALLGRIND + ["--callgrind-out-file=" + os.path.join(out_dir, "callgrind.out.upstream")]
     up = bench.Service("upstream-cg", cg + upstream(50), None, out_dir,
@@ -125,16 +141,7 @@ def main():
                 raise RuntimeError(f"POST /api/keys answered {status}")
             key = json.loads(raw)["key"]
             h = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-            if chunks == 50:
-                per = measure(pura, out_dir, "pura_json",
-                              lambda n: send(pura.url, "/v1/chat/completions", body, h, n),
-                              args.requests, args.warmup)
-                rows.append(("through Pura, non-streaming", per))
-            sbody = dict(body, stream=True)
-            per = measure(pura, out_dir, f"pura_stream{chunks}",
-                          lambda n: send(pura.url, "/v1/chat/completions", sbody, h, n),
-                          max(args.requests // 5, 50), args.warmup // 5 or 10)
-            rows.append((f"through Pura, stream of {chunks} chunks", per))
+            rows.extend(json_and_stream(pura, "pura", "through Pura", h, chunks))
         finally:
             pura.stop()
             up.stop()
@@ -150,16 +157,8 @@ def main():
                                     "--upstream", up.url, "--workers", "1"],
                               None, out_dir, ready=r"listening on (http://\S+)", timeout=300)
         try:
-            if chunks == 50:
-                per = measure(floor, out_dir, "floor_json",
-                              lambda n: send(floor.url, "/v1/chat/completions", body, direct_h, n),
-                              args.requests, args.warmup)
-                rows.append(("bare actix-web + awc forwarder, non-streaming", per))
-            sbody = dict(body, stream=True)
-            per = measure(floor, out_dir, f"floor_stream{chunks}",
-                          lambda n: send(floor.url, "/v1/chat/completions", sbody, direct_h, n),
-                          max(args.requests // 5, 50), args.warmup // 5 or 10)
-            rows.append((f"bare actix-web + awc forwarder, stream of {chunks} chunks", per))
+            rows.extend(json_and_stream(floor, "floor", "bare actix-web + awc forwarder",
+                                        direct_h, chunks))
         finally:
             floor.stop()
             up.stop()
