@@ -59,9 +59,52 @@ impl std::ops::Sub for Micros {
 /// Exact decimal USD with six places (`X-Pura-Cost: 0.000123`), no float rounding.
 impl fmt::Display for Micros {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let m = self.0.unsigned_abs();
-        write!(f, "{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
+        f.write_str(self.decimal().as_str())
+    }
+}
+
+/// A [`Micros`] as its decimal text, written on the stack: three of a request's headers are
+/// amounts, and `format!` through `core::fmt` cost more than the rest of those headers.
+pub struct Decimal {
+    buf: [u8; 28],
+    start: usize,
+}
+
+impl Decimal {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, '.' and '-' are written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
+    }
+}
+
+impl Micros {
+    /// The text `Display` writes, without a formatter or an allocation.
+    pub fn decimal(self) -> Decimal {
+        let mut buf = [b'0'; 28];
+        let mut at = buf.len();
+        let mut m = self.0.unsigned_abs();
+        // Six fraction digits, always written (the buffer's zeros pad them).
+        for _ in 0..6 {
+            at -= 1;
+            buf[at] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        at -= 1;
+        buf[at] = b'.';
+        // The whole dollars: at least one digit.
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        if self.0 < 0 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        Decimal { buf, start: at }
     }
 }
 
@@ -177,6 +220,28 @@ pub fn micros_to_sats(m: Micros, usd_per_sat: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written digits read as `format!` writes the same amount, at every edge.
+    #[test]
+    fn an_amount_reads_as_format_writes_it() {
+        let formatted = |v: i64| {
+            let (sign, m) = (if v < 0 { "-" } else { "" }, v.unsigned_abs());
+            format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
+        };
+        let mut values = vec![0, 1, -1, 9, 10, 999_999, 1_000_000, -1_000_000, 1_000_001];
+        values.extend([123_456_789, -42, i64::MAX, i64::MIN, i64::MIN + 1]);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x as i64) >> (x % 60));
+        }
+        for v in values {
+            assert_eq!(Micros(v).decimal().as_str(), formatted(v), "{v}");
+            assert_eq!(Micros(v).to_string(), formatted(v), "{v}");
+        }
+    }
 
     #[test]
     fn decimal_strings_are_exact() {

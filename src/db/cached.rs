@@ -110,57 +110,64 @@ statement! {
     }
 }
 
-/// One usage row, on SQLite (each row of a batch goes through this one prepared statement).
-/// Diesel's own insert is cached too, but by its SQL, which it rebuilds and hashes for every
-/// row to find the statement: a third of what the insert cost. This one is found by type.
-pub struct InsertUsage<'a>(pub &'a UsageRow);
+/// `N` usage rows in one `INSERT` on SQLite. Diesel's own insert is cached too, but by its
+/// SQL, which it rebuilds and hashes for every statement to find it: this one is found by type,
+/// one per `N`. A batch goes through the `CHUNK`-row statement and its rest through the 1-row
+/// one, so only two statements are ever prepared, and each runs (binds, steps, resets) once per
+/// `CHUNK` rows rather than once per row.
+pub struct InsertUsage<'a, const N: usize>(pub &'a [&'a UsageRow; N]);
 
-impl QueryId for InsertUsage<'_> {
-    type QueryId = InsertUsage<'static>;
+/// The rows of one multi-row statement: 21 binds a row keeps it far below SQLite's limit.
+pub const CHUNK: usize = 16;
+
+impl<const N: usize> QueryId for InsertUsage<'_, N> {
+    type QueryId = InsertUsage<'static, N>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-/// Writes `INSERT INTO usage (columns) VALUES (binds)` from one list of column, SQL type and
-/// value, so a column's name and its value cannot drift apart.
+/// Writes `INSERT INTO usage (columns) VALUES (binds), (binds), …` from one list of column,
+/// SQL type and field, so a column's name and its value cannot drift apart.
 macro_rules! insert_usage {
-    ($out:ident, $first:ident: $fty:ty = $fval:expr, $($col:ident: $ty:ty = $val:expr),+ $(,)?) => {
+    ($out:ident, $rows:expr, $first:ident: $fty:ty, $($col:ident: $ty:ty),+ $(,)?) => {
         $out.push_sql(concat!(
-            "INSERT INTO usage (", stringify!($first), $(", ", stringify!($col)),+, ") VALUES ("
+            "INSERT INTO usage (", stringify!($first), $(", ", stringify!($col)),+, ") VALUES "
         ));
-        $out.push_bind_param::<$fty, _>($fval)?;
-        $(
-            $out.push_sql(", ");
-            $out.push_bind_param::<$ty, _>($val)?;
-        )+
-        $out.push_sql(")");
+        for (i, r) in $rows.iter().enumerate() {
+            $out.push_sql(if i == 0 { "(" } else { ", (" });
+            $out.push_bind_param::<$fty, _>(&r.$first)?;
+            $(
+                $out.push_sql(", ");
+                $out.push_bind_param::<$ty, _>(&r.$col)?;
+            )+
+            $out.push_sql(")");
+        }
     };
 }
 
-impl QueryFragment<Sqlite> for InsertUsage<'_> {
+impl<const N: usize> QueryFragment<Sqlite> for InsertUsage<'_, N> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        let r = self.0;
-        insert_usage!(out,
-            id: Text = &r.id,
-            key_id: Text = &r.key_id,
-            provider: Text = &r.provider,
-            model: Text = &r.model,
-            tier: Text = &r.tier,
-            prompt_tokens: BigInt = &r.prompt_tokens,
-            completion_tokens: BigInt = &r.completion_tokens,
-            cost_micros: BigInt = &r.cost_micros,
-            latency_ms: BigInt = &r.latency_ms,
-            ttft_ms: Nullable<BigInt> = &r.ttft_ms,
-            status: Text = &r.status,
-            stream: Bool = &r.stream,
-            upstream_request_id: Nullable<Text> = &r.upstream_request_id,
-            client_request_id: Nullable<Text> = &r.client_request_id,
-            created_at: Timestamp = &r.created_at,
-            premium_cost_micros: BigInt = &r.premium_cost_micros,
-            protocol: Text = &r.protocol,
-            cached_tokens: BigInt = &r.cached_tokens,
-            reasoning_tokens: BigInt = &r.reasoning_tokens,
-            account_id: Text = &r.account_id,
-            body_sha256: Nullable<Text> = &r.body_sha256,
+        insert_usage!(out, self.0,
+            id: Text,
+            key_id: Text,
+            provider: Text,
+            model: Text,
+            tier: Text,
+            prompt_tokens: BigInt,
+            completion_tokens: BigInt,
+            cost_micros: BigInt,
+            latency_ms: BigInt,
+            ttft_ms: Nullable<BigInt>,
+            status: Text,
+            stream: Bool,
+            upstream_request_id: Nullable<Text>,
+            client_request_id: Nullable<Text>,
+            created_at: Timestamp,
+            premium_cost_micros: BigInt,
+            protocol: Text,
+            cached_tokens: BigInt,
+            reasoning_tokens: BigInt,
+            account_id: Text,
+            body_sha256: Nullable<Text>,
         );
         Ok(())
     }
@@ -189,6 +196,7 @@ mod tests {
 
     use diesel::connection::SimpleConnection;
 
+    use super::CHUNK;
     use crate::db::models::usage::UsageRow;
     use crate::db::models::{account, free_spend, ledger, usage};
     use crate::db::DbConn;
@@ -249,7 +257,7 @@ mod tests {
                 account::move_balance(conn, "acct_x", 5)?;
                 account::use_free_requests(conn, "acct_x", 1)?;
                 free_spend::adjust(conn, day, 7)?;
-                usage::insert_many(conn, &[row(crate::ids::ordered_id("u_"))])?;
+                usage::insert_many(conn, &[&row(crate::ids::ordered_id("u_"))])?;
                 ledger::record_debits(conn, &[])?;
                 Ok(())
             })
@@ -294,7 +302,8 @@ mod tests {
     }
 
     /// The hand-written insert binds every column to its own field: what is read back is
-    /// what was written, nulls included.
+    /// what was written, nulls included, whether a row went through the multi-row statement
+    /// or the single-row one (batches of 2, of `CHUNK` and of two chunks and some).
     #[test]
     fn a_usage_row_reads_back_as_written() {
         use crate::db::schema::usage::dsl as u;
@@ -306,17 +315,47 @@ mod tests {
         crate::db::migrate(&mut conn).expect("migrate");
         conn.batch_execute("PRAGMA foreign_keys = OFF")
             .expect("pragma");
-        let full = row("u_full".into());
-        let sparse = UsageRow {
-            id: "u_sparse".into(),
-            ttft_ms: None,
-            stream: false,
-            upstream_request_id: None,
-            client_request_id: Some("client_9".into()),
-            body_sha256: None,
-            ..row(String::new())
+        // Every field differs from row to row, so a bind shifted by one row or one column
+        // reads back as a different row.
+        let make = |batch: usize, i: usize| {
+            let n = (batch * 100 + i) as i64;
+            let full = row(format!("u_{batch}_{i:03}"));
+            if i.is_multiple_of(2) {
+                return UsageRow {
+                    key_id: format!("key_{n}"),
+                    provider: format!("p{n}"),
+                    model: format!("m{n}"),
+                    prompt_tokens: n,
+                    completion_tokens: n + 1,
+                    cost_micros: n + 2,
+                    latency_ms: n + 3,
+                    ttft_ms: Some(n + 4),
+                    upstream_request_id: Some(format!("up_{n}")),
+                    premium_cost_micros: n + 5,
+                    cached_tokens: n + 6,
+                    reasoning_tokens: n + 7,
+                    account_id: format!("acct_{n}"),
+                    ..full
+                };
+            }
+            UsageRow {
+                ttft_ms: None,
+                stream: false,
+                upstream_request_id: None,
+                client_request_id: Some(format!("client_{n}")),
+                body_sha256: None,
+                status: "withdrawn".into(),
+                prompt_tokens: n,
+                ..full
+            }
         };
-        usage::insert_many(&mut conn, &[full.clone(), sparse.clone()]).expect("insert");
+        let mut written = Vec::new();
+        for (batch, size) in [2, CHUNK, 2 * CHUNK + 3].into_iter().enumerate() {
+            let rows: Vec<UsageRow> = (0..size).map(|i| make(batch, i)).collect();
+            let refs: Vec<&UsageRow> = rows.iter().collect();
+            usage::insert_many(&mut conn, &refs).expect("insert");
+            written.extend(rows);
+        }
         let back: Vec<UsageRow> = u::usage
             .order(u::id)
             .select(UsageRow::as_select())
@@ -325,7 +364,7 @@ mod tests {
         let show = |r: &UsageRow| format!("{r:?}");
         assert_eq!(
             back.iter().map(show).collect::<Vec<_>>(),
-            vec![show(&full), show(&sparse)]
+            written.iter().map(show).collect::<Vec<_>>()
         );
     }
 }

@@ -536,7 +536,7 @@ fn write_settlements(
     }
     // One statement per kind of change, not per request: the rows in one multi-row insert,
     // free requests per account, debits summed per account, spend announced per key.
-    let rows: Vec<UsageRow> = batch.iter().map(|s| s.row.clone()).collect();
+    let rows: Vec<&UsageRow> = batch.iter().map(|s| &s.row).collect();
     let mut free: BTreeMap<&str, i64> = BTreeMap::new();
     let mut spend: BTreeMap<(&str, &str), Spend> = BTreeMap::new();
     let mut debits = Vec::new();

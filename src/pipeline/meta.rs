@@ -298,15 +298,18 @@ impl Meta {
             .unwrap_or(&self.request_id);
         h.push(names::PROVIDER, &self.provider.name);
         h.push(names::MODEL, &self.model);
-        h.push(names::COST, &cost.to_string());
-        h.push(names::SAVINGS, &savings.to_string());
+        h.push(names::COST, cost.decimal().as_str());
+        h.push(names::SAVINGS, savings.decimal().as_str());
         h.push(names::TIER, self.provider.tier.as_str());
-        h.push(names::BUDGET_REMAINING, &left.max(Micros::ZERO).to_string());
+        h.push(
+            names::BUDGET_REMAINING,
+            left.max(Micros::ZERO).decimal().as_str(),
+        );
         h.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
         h.push(names::REQUEST_ID, request_id);
         h.push_number(names::RATE_LIMIT, r.rate.limit.into());
         h.push_number(names::RATE_REMAINING, r.rate.remaining.into());
-        h.push(names::RATE_RESET, &format!("{}s", r.rate.reset.as_secs()));
+        h.push(names::RATE_RESET, seconds(r.rate.reset.as_secs()).as_str());
         if let Some(score) = &self.score {
             h.push(names::SCORE, score);
         }
@@ -315,6 +318,14 @@ impl Meta {
         }
         h
     }
+}
+
+/// `12s`, as `x-ratelimit-reset-requests` says a duration (the integer's own `to_string`
+/// skips `format!`'s argument machinery).
+fn seconds(secs: u64) -> String {
+    let mut text = secs.to_string();
+    text.push('s');
+    text
 }
 
 /// Attributes of a span about this provider and model.
