@@ -13,9 +13,10 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Bool, HasSqlType, Nullable, Text, Timestamp};
-use diesel::sqlite::Sqlite;
+use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::QueryResult;
 
+use super::models::ledger::Entry;
 use super::models::usage::UsageRow;
 use super::DbConn;
 
@@ -110,67 +111,100 @@ statement! {
     }
 }
 
-/// `N` usage rows in one `INSERT` on SQLite. Diesel's own insert is cached too, but by its
-/// SQL, which it rebuilds and hashes for every statement to find it: this one is found by type,
-/// one per `N`. A batch goes through the `CHUNK`-row statement and its rest through the 1-row
-/// one, so only two statements are ever prepared, and each runs (binds, steps, resets) once per
-/// `CHUNK` rows rather than once per row.
-pub struct InsertUsage<'a, const N: usize>(pub &'a [&'a UsageRow; N]);
-
 /// The rows of one multi-row statement: 21 binds a row keeps it far below SQLite's limit.
 pub const CHUNK: usize = 16;
 
-impl<const N: usize> QueryId for InsertUsage<'_, N> {
-    type QueryId = InsertUsage<'static, N>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+/// Declares a multi-row `INSERT` on SQLite, `$name<N>`: `N` rows in one statement, written
+/// from one list of column, SQL type and field so a column's name and its value cannot drift
+/// apart. Diesel's own insert is cached too, but by its SQL, which it rebuilds and hashes for
+/// every statement to find it: this one is found by type, one per `N`. `$all` runs a batch
+/// through the `CHUNK`-row statement and its rest through the 1-row one, so only two statements
+/// are ever prepared, and each runs (binds, steps, resets) once per `CHUNK` rows rather than
+/// once per row.
+macro_rules! multi_insert {
+    ($(#[$doc:meta])* $name:ident, $all:ident, $row:ty, $table:literal,
+     $first:ident: $fty:ty, $($col:ident: $ty:ty),+ $(,)?) => {
+        $(#[$doc])*
+        pub struct $name<'a, const N: usize>(pub &'a [&'a $row; N]);
 
-/// Writes `INSERT INTO usage (columns) VALUES (binds), (binds), …` from one list of column,
-/// SQL type and field, so a column's name and its value cannot drift apart.
-macro_rules! insert_usage {
-    ($out:ident, $rows:expr, $first:ident: $fty:ty, $($col:ident: $ty:ty),+ $(,)?) => {
-        $out.push_sql(concat!(
-            "INSERT INTO usage (", stringify!($first), $(", ", stringify!($col)),+, ") VALUES "
-        ));
-        for (i, r) in $rows.iter().enumerate() {
-            $out.push_sql(if i == 0 { "(" } else { ", (" });
-            $out.push_bind_param::<$fty, _>(&r.$first)?;
-            $(
-                $out.push_sql(", ");
-                $out.push_bind_param::<$ty, _>(&r.$col)?;
-            )+
-            $out.push_sql(")");
+        impl<const N: usize> QueryId for $name<'_, N> {
+            type QueryId = $name<'static, N>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<const N: usize> QueryFragment<Sqlite> for $name<'_, N> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+                out.push_sql(concat!(
+                    "INSERT INTO ", $table, " (", stringify!($first),
+                    $(", ", stringify!($col)),+, ") VALUES "
+                ));
+                for (i, r) in self.0.iter().enumerate() {
+                    out.push_sql(if i == 0 { "(" } else { ", (" });
+                    out.push_bind_param::<$fty, _>(&r.$first)?;
+                    $(
+                        out.push_sql(", ");
+                        out.push_bind_param::<$ty, _>(&r.$col)?;
+                    )+
+                    out.push_sql(")");
+                }
+                Ok(())
+            }
+        }
+
+        /// Inserts `rows` through the two cached statements (see `multi_insert!`).
+        pub fn $all(c: &mut SqliteConnection, rows: &[&$row]) -> QueryResult<()> {
+            let chunks = rows.chunks_exact(CHUNK);
+            let rest = chunks.remainder();
+            for chunk in chunks {
+                if let Ok(chunk) = <&[&$row; CHUNK]>::try_from(chunk) {
+                    c.execute_returning_count(&$name(chunk))?;
+                }
+            }
+            for row in rest {
+                c.execute_returning_count(&$name(&[*row]))?;
+            }
+            Ok(())
         }
     };
 }
 
-impl<const N: usize> QueryFragment<Sqlite> for InsertUsage<'_, N> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        insert_usage!(out, self.0,
-            id: Text,
-            key_id: Text,
-            provider: Text,
-            model: Text,
-            tier: Text,
-            prompt_tokens: BigInt,
-            completion_tokens: BigInt,
-            cost_micros: BigInt,
-            latency_ms: BigInt,
-            ttft_ms: Nullable<BigInt>,
-            status: Text,
-            stream: Bool,
-            upstream_request_id: Nullable<Text>,
-            client_request_id: Nullable<Text>,
-            created_at: Timestamp,
-            premium_cost_micros: BigInt,
-            protocol: Text,
-            cached_tokens: BigInt,
-            reasoning_tokens: BigInt,
-            account_id: Text,
-            body_sha256: Nullable<Text>,
-        );
-        Ok(())
-    }
+multi_insert! {
+    /// Usage rows.
+    InsertUsage, insert_usage, UsageRow, "usage",
+    id: Text,
+    key_id: Text,
+    provider: Text,
+    model: Text,
+    tier: Text,
+    prompt_tokens: BigInt,
+    completion_tokens: BigInt,
+    cost_micros: BigInt,
+    latency_ms: BigInt,
+    ttft_ms: Nullable<BigInt>,
+    status: Text,
+    stream: Bool,
+    upstream_request_id: Nullable<Text>,
+    client_request_id: Nullable<Text>,
+    created_at: Timestamp,
+    premium_cost_micros: BigInt,
+    protocol: Text,
+    cached_tokens: BigInt,
+    reasoning_tokens: BigInt,
+    account_id: Text,
+    body_sha256: Nullable<Text>,
+}
+
+multi_insert! {
+    /// Ledger entries (the settlement's debits).
+    InsertLedger, insert_ledger, Entry, "ledger",
+    id: Text,
+    key_id: Text,
+    kind: Text,
+    reference: Text,
+    amount_micros: BigInt,
+    memo: Nullable<Text>,
+    created_at: Timestamp,
+    account_id: Text,
 }
 
 impl DbConn {
@@ -258,7 +292,7 @@ mod tests {
                 account::use_free_requests(conn, "acct_x", 1)?;
                 free_spend::adjust(conn, day, 7)?;
                 usage::insert_many(conn, &[&row(crate::ids::ordered_id("u_"))])?;
-                ledger::record_debits(conn, &[])?;
+                ledger::record_debits(conn, &[entry(crate::ids::ordered_id("l_"), 1)])?;
                 Ok(())
             })
             .expect("runs");
@@ -362,6 +396,53 @@ mod tests {
             .load(&mut *conn)
             .expect("load");
         let show = |r: &UsageRow| format!("{r:?}");
+        assert_eq!(
+            back.iter().map(show).collect::<Vec<_>>(),
+            written.iter().map(show).collect::<Vec<_>>()
+        );
+    }
+
+    fn entry(id: String, n: i64) -> ledger::Entry {
+        ledger::Entry {
+            key_id: format!("key_{n}"),
+            kind: ledger::DEBIT.into(),
+            reference: format!("ref_{id}"),
+            amount_micros: -n,
+            memo: (n % 3 != 0).then(|| format!("memo {n}")),
+            created_at: chrono::DateTime::from_timestamp_micros(1_764_000_000_000_000 + n)
+                .expect("time")
+                .naive_utc(),
+            account_id: format!("acct_{n}"),
+            id,
+        }
+    }
+
+    /// Debits read back as written, through the multi-row statement and the single-row one.
+    #[test]
+    fn ledger_entries_read_back_as_written() {
+        use crate::db::schema::ledger::dsl as l;
+        use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = crate::db::pool(&url, 1).expect("pool");
+        let mut conn = pool.get().expect("conn");
+        crate::db::migrate(&mut conn).expect("migrate");
+        conn.batch_execute("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        let mut written = Vec::new();
+        for (batch, size) in [1, CHUNK, 2 * CHUNK + 3].into_iter().enumerate() {
+            let entries: Vec<ledger::Entry> = (0..size)
+                .map(|i| entry(format!("l_{batch}_{i:03}"), (batch * 100 + i) as i64))
+                .collect();
+            ledger::record_debits(&mut conn, &entries).expect("insert");
+            written.extend(entries);
+        }
+        let back: Vec<ledger::Entry> = l::ledger
+            .order(l::id)
+            .select(ledger::Entry::as_select())
+            .load(&mut *conn)
+            .expect("load");
+        let show = |e: &ledger::Entry| format!("{e:?}");
         assert_eq!(
             back.iter().map(show).collect::<Vec<_>>(),
             written.iter().map(show).collect::<Vec<_>>()

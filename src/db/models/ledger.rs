@@ -55,13 +55,10 @@ pub fn record_debits(conn: &mut DbConn, entries: &[Entry]) -> Result<(), diesel:
         return Ok(());
     }
     match conn {
-        // One cached single-row statement per entry on SQLite (see `usage::insert_many`).
+        // Two cached statements of fixed size on SQLite (see `usage::insert_many`).
         DbConn::Sqlite(c) => {
-            for entry in entries {
-                diesel::insert_into(ledger::table)
-                    .values(std::array::from_ref(entry))
-                    .execute(c)?;
-            }
+            let refs: Vec<&Entry> = entries.iter().collect();
+            crate::db::cached::insert_ledger(c, &refs)?;
         }
         DbConn::Pg(c) => {
             diesel::insert_into(ledger::table)

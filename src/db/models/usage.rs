@@ -39,25 +39,13 @@ pub struct UsageRow {
 
 /// Inserts rows with multi-row statements (inside the group commit's transaction).
 pub fn insert_many(conn: &mut DbConn, rows: &[&UsageRow]) -> Result<(), diesel::result::Error> {
-    use crate::db::cached::{InsertUsage, CHUNK};
     // Multi-row VALUES is backend-specific in diesel (SQLite has no DEFAULT keyword), so this
     // is one of the few places that matches on the connection.
     match conn {
         // Diesel never caches a statement whose row count varies, and preparing this one costs
         // more than running it: on SQLite (no round trips) the rows go through two cached
-        // statements of fixed size instead (see `InsertUsage`).
-        DbConn::Sqlite(c) => {
-            let chunks = rows.chunks_exact(CHUNK);
-            let rest = chunks.remainder();
-            for chunk in chunks {
-                if let Ok(chunk) = <&[&UsageRow; CHUNK]>::try_from(chunk) {
-                    c.execute_returning_count(&InsertUsage(chunk))?;
-                }
-            }
-            for row in rest {
-                c.execute_returning_count(&InsertUsage(&[*row]))?;
-            }
-        }
+        // statements of fixed size instead.
+        DbConn::Sqlite(c) => crate::db::cached::insert_usage(c, rows)?,
         DbConn::Pg(c) => {
             diesel::insert_into(usage::table)
                 .values(rows.to_vec())
