@@ -110,7 +110,7 @@ def main():
         sbody = dict(body, stream=True)
         per = measure(svc, out_dir, f"{tag}_stream{chunks}",
                       lambda n: send(svc.url, "/v1/chat/completions", sbody, headers, n),
-                      max(args.requests // 5, 50), args.warmup // 5 or 10)
+                      max(args.requests // 5, 50), max(args.requests // 5, 50))
         out.append((f"{label}, stream of {chunks} chunks", per))
         return out
 
