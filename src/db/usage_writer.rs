@@ -320,6 +320,36 @@ impl UsageWriter {
     }
 }
 
+/// The writer's connection, kept from one batch to the next so that the statements it
+/// prepared stay prepared: a connection taken from the pool each time is often another one
+/// (readers take them too), whose first run of each statement parses it again (the 16-row
+/// insert costs more to parse than a batch to run). Dropped after a failed batch, so the next
+/// one starts on a fresh connection. With a pool of one it is given back after each batch, so
+/// readers still get it.
+struct WriterConn {
+    pool: Pool,
+    held: Option<r2d2::PooledConnection<super::Manager>>,
+}
+
+impl WriterConn {
+    fn new(pool: Pool) -> WriterConn {
+        WriterConn { pool, held: None }
+    }
+
+    /// Runs `f` on the kept connection (taken from the pool when there is none).
+    fn with<T>(&mut self, f: impl FnOnce(&mut DbConn) -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut conn = match self.held.take() {
+            Some(c) => c,
+            None => self.pool.get_timeout(CONNECT_WAIT)?,
+        };
+        let result = f(&mut conn);
+        if result.is_ok() && self.pool.max_size() > 1 {
+            self.held = Some(conn);
+        }
+        result
+    }
+}
+
 fn run(
     pool: Pool,
     rx: Receiver<Job>,
@@ -329,6 +359,7 @@ fn run(
 ) {
     let mut jobs: Vec<Job> = Vec::new();
     let mut failures: u32 = 0;
+    let mut conn = WriterConn::new(pool);
     loop {
         if jobs.is_empty() {
             match rx.recv() {
@@ -367,11 +398,11 @@ fn run(
         // What came after this is counted towards the next batch (an estimate: a job taken by
         // the fold below may be counted, which only wakes the writer a little early).
         queued.store(0, Ordering::Relaxed);
-        if attempt(&pool, &mut jobs, &replica_id, failures > 0) {
+        if attempt(&mut conn, &mut jobs, &replica_id, failures > 0) {
             jobs.clear();
             failures = 0;
             if let Some(journal) = &journal {
-                fold(journal, &pool, &rx, &mut jobs, &replica_id);
+                fold(journal, &mut conn, &rx, &mut jobs, &replica_id);
             }
         } else {
             failures += 1;
@@ -385,14 +416,20 @@ fn run(
 /// queue is empty while appends are held off. What the queue still held joins `jobs` for the
 /// next batch. A journal past [`journal::FOLD_AT_BYTES`] (steady load: the queue is never
 /// found empty) is emptied anyway: the queue is committed while appends wait, once in a while.
-fn fold(journal: &Journal, pool: &Pool, rx: &Receiver<Job>, jobs: &mut Vec<Job>, replica_id: &str) {
+fn fold(
+    journal: &Journal,
+    conn: &mut WriterConn,
+    rx: &Receiver<Job>,
+    jobs: &mut Vec<Job>,
+    replica_id: &str,
+) {
     let force = journal.len() >= journal::FOLD_AT_BYTES;
     let folded = journal.fold(|| {
         jobs.extend(rx.try_iter());
         if jobs.is_empty() {
             return true;
         }
-        if force && attempt(pool, jobs, replica_id, false) {
+        if force && attempt(conn, jobs, replica_id, false) {
             jobs.clear();
             return true;
         }
@@ -423,7 +460,7 @@ pub fn replay(pool: &Pool, journal: &Journal, replica_id: &str) -> Result<usize,
 }
 
 /// One try at committing `jobs`; true (every job answered) when it committed.
-fn attempt(pool: &Pool, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool {
+fn attempt(conn: &mut WriterConn, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool {
     let mut commits = Vec::new();
     let mut withdrawn = Vec::new();
     for job in jobs.iter() {
@@ -441,9 +478,7 @@ fn attempt(pool: &Pool, jobs: &mut [Job], replica_id: &str, retry: bool) -> bool
     } else if health::is_down() {
         Err(DbError::Down)
     } else {
-        pool.get_timeout(CONNECT_WAIT)
-            .map_err(DbError::from)
-            .and_then(|mut c| write_batch(&mut c, &commits, &withdrawn, replica_id, retry))
+        conn.with(|c| write_batch(c, &commits, &withdrawn, replica_id, retry))
             .map(drop)
     };
     let (n_commits, n_withdrawn) = (commits.len(), withdrawn.len());
