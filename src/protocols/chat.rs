@@ -3,7 +3,6 @@
 //! `chat.completion.chunk` lines ending in `data: [DONE]` (older SDKs break on `event:`).
 //! The chunk with `finish_reason`, and the usage chunk, carry `x_pura` with the final cost.
 
-use actix_web_lab::sse;
 use serde_json::Value;
 
 use crate::api::{ChatRequest, Usage};
@@ -12,7 +11,7 @@ use crate::pipeline::meta::XPura;
 use crate::pipeline::relay::End;
 use crate::providers::{Completion, RawChunk};
 
-use super::Encoder;
+use super::{Encoder, Frame};
 
 /// The body as a chat request, judged as actix's JSON extractor would (a JSON content type,
 /// then the fields), but from bytes the handler keeps: their hash is `X-Pura-Body-Sha256`.
@@ -110,14 +109,14 @@ impl ChatEncoder {
     }
 }
 
-fn data(text: impl Into<String>) -> sse::Event {
-    sse::Event::Data(sse::Data::new(text.into()))
+fn data(text: &str) -> Frame {
+    Frame::data(text)
 }
 
 /// A chunk as an event: `serde_json::to_string`, not `Value`'s `Display`, which writes the
 /// same text through a formatter.
-fn json(chunk: &Value) -> sse::Event {
-    data(serde_json::to_string(chunk).unwrap_or_default())
+fn json(chunk: &Value) -> Frame {
+    data(&serde_json::to_string(chunk).unwrap_or_default())
 }
 
 fn with_x_pura(mut chunk: Value, x: &XPura) -> Value {
@@ -126,7 +125,7 @@ fn with_x_pura(mut chunk: Value, x: &XPura) -> Value {
 }
 
 impl Encoder for ChatEncoder {
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>) {
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<Frame>) {
         let finishing = crate::api::chat::chunk_finishes(&chunk);
         if finishing {
             self.held_finish.push(Held::Chunk(chunk));
@@ -136,15 +135,15 @@ impl Encoder for ChatEncoder {
     }
 
     /// Passed on as the upstream wrote it, unless it is a finish chunk (held for `x_pura`).
-    fn raw(&mut self, raw: RawChunk, out: &mut Vec<sse::Event>) {
+    fn raw(&mut self, raw: RawChunk, out: &mut Vec<Frame>) {
         if !raw.finishing {
-            out.push(sse::Event::Data(sse::Data::new(raw.data)));
+            out.push(data(&raw.data));
         } else {
             self.held_finish.push(Held::Raw(raw.data));
         }
     }
 
-    fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
+    fn end(&mut self, end: End, out: &mut Vec<Frame>) {
         let usage_chunk = self.include_usage && end.error.is_none();
         let x = serde_json::to_string(&end.x_pura).unwrap_or_else(|_| "null".into());
         // The usage chunk is made from the first finish chunk (its id, model, created).
@@ -156,7 +155,7 @@ impl Encoder for ChatEncoder {
             let is_template = usage_chunk && i == 0;
             if let (Held::Raw(text), false) = (&held, is_template) {
                 if let Some(spliced) = splice_x_pura(text, &x) {
-                    out.push(data(spliced));
+                    out.push(data(&spliced));
                     continue;
                 }
             }
@@ -177,7 +176,7 @@ impl Encoder for ChatEncoder {
         if let Some(err) = &end.error {
             // The in-stream error line after the first byte has gone out.
             out.push(data(
-                serde_json::to_string(&err.envelope()).unwrap_or_default(),
+                &serde_json::to_string(&err.envelope()).unwrap_or_default(),
             ));
         }
         out.push(data("[DONE]"));

@@ -12,9 +12,9 @@
 //! against any set of upstreams. `[routing] aliases` maps an id to a model or a tier, e.g.
 //! `aliases = { "claude-3-5-haiku-latest" = "cheap", "claude-sonnet-4-6" = "premium" }`.
 
+use super::Frame;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use actix_web_lab::sse;
 use serde_json::{json, Map, Value};
 
 use crate::api::chat::{FunctionCall, FunctionDef, Tool, ToolCall};
@@ -377,15 +377,15 @@ pub fn completion_bytes(c: Completion) -> Result<bytes::Bytes, ApiError> {
 }
 
 /// An Anthropic SSE event: `event:` named after the data's `type`.
-fn event(data: &Value) -> sse::Event {
-    let name = data["type"].as_str().unwrap_or("message").to_owned();
+fn event(data: &Value) -> Frame {
+    let name = data["type"].as_str().unwrap_or("message");
     // serde_json::to_string, not Display, which writes the same text through a formatter.
     let text = serde_json::to_string(data).unwrap_or_default();
-    sse::Event::Data(sse::Data::new(text).event(name))
+    Frame::named(name, &text)
 }
 
 /// The `error` event after the first byte (Anthropic's in-stream error).
-fn error_event(error: ApiError) -> sse::Event {
+fn error_event(error: ApiError) -> Frame {
     let error = AnthropicError(error);
     event(&json!({"type": "error", "error": {"type": error.kind(), "message": error.to_string()}}))
 }
@@ -430,7 +430,7 @@ impl MessagesEncoder {
         }
     }
 
-    fn start(&mut self, out: &mut Vec<sse::Event>) {
+    fn start(&mut self, out: &mut Vec<Frame>) {
         if self.started {
             return;
         }
@@ -443,7 +443,7 @@ impl MessagesEncoder {
         out.push(event(&json!({"type": "ping"})));
     }
 
-    fn close(&mut self, out: &mut Vec<sse::Event>) {
+    fn close(&mut self, out: &mut Vec<Frame>) {
         if let Some((index, _)) = self.open.take() {
             out.push(event(
                 &json!({"type": "content_block_stop", "index": index}),
@@ -452,7 +452,7 @@ impl MessagesEncoder {
     }
 
     /// Makes sure a block of `kind` is open (closing another); returns its index.
-    fn ensure(&mut self, kind: Open, block: Value, out: &mut Vec<sse::Event>) -> usize {
+    fn ensure(&mut self, kind: Open, block: Value, out: &mut Vec<Frame>) -> usize {
         if let Some((index, open)) = self.open {
             if open == kind {
                 return index;
@@ -469,13 +469,13 @@ impl MessagesEncoder {
         index
     }
 
-    fn delta(&mut self, index: usize, delta: Value, out: &mut Vec<sse::Event>) {
+    fn delta(&mut self, index: usize, delta: Value, out: &mut Vec<Frame>) {
         out.push(event(
             &json!({"type": "content_block_delta", "index": index, "delta": delta}),
         ));
     }
 
-    fn tool_call(&mut self, call: &Value, out: &mut Vec<sse::Event>) {
+    fn tool_call(&mut self, call: &Value, out: &mut Vec<Frame>) {
         let k = call["index"].as_u64().unwrap_or(0);
         let is_new = call.get("id").is_some_and(|id| !id.is_null())
             || !matches!(self.open, Some((_, Open::Tool(open))) if open == k);
@@ -503,7 +503,7 @@ impl MessagesEncoder {
 }
 
 impl Encoder for MessagesEncoder {
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>) {
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<Frame>) {
         self.start(out);
         let choice = &chunk["choices"][0];
         let delta = &choice["delta"];
@@ -524,7 +524,7 @@ impl Encoder for MessagesEncoder {
         }
     }
 
-    fn native(&mut self, ev: SseEvent, out: &mut Vec<sse::Event>) {
+    fn native(&mut self, ev: SseEvent, out: &mut Vec<Frame>) {
         self.started = true;
         let name = ev.event.as_deref().unwrap_or_default();
         if name == "error" {
@@ -538,7 +538,7 @@ impl Encoder for MessagesEncoder {
         out.push(super::native_event(ev));
     }
 
-    fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
+    fn end(&mut self, end: End, out: &mut Vec<Frame>) {
         let x_pura = serde_json::to_value(&end.x_pura).unwrap_or(Value::Null);
         if let Some(mut stop) = self.held_stop.take() {
             // A native stream: everything but the final event has gone out already.

@@ -4,14 +4,17 @@
 //! file here (plus its routes); the pipeline never learns about wire formats.
 
 pub mod chat;
+pub mod frame;
 pub mod messages;
 pub mod responses;
 
 use std::convert::Infallible;
 
 use actix_web::HttpRequest;
-use actix_web_lab::sse;
+use bytes::Bytes;
 use serde_json::Value;
+
+pub use frame::Frame;
 
 use crate::pipeline::relay::{End, Event, Relay};
 use crate::pipeline::Hints;
@@ -21,48 +24,47 @@ use crate::providers::RawChunk;
 /// Turns canonical stream events into one protocol's SSE events.
 pub trait Encoder: 'static {
     /// One OpenAI chunk from the relay.
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>);
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<Frame>);
     /// The settled end of the stream: the protocol's closing events.
-    fn end(&mut self, end: End, out: &mut Vec<sse::Event>);
+    fn end(&mut self, end: End, out: &mut Vec<Frame>);
     /// Async work between the end's events being made and sent (storing a response).
     fn after_end(&mut self) -> Option<futures_util::future::LocalBoxFuture<'static, ()>> {
         None
     }
     /// An OpenAI chunk as the upstream wrote it: a protocol that rewrites chunks reads it as
     /// one.
-    fn raw(&mut self, raw: RawChunk, out: &mut Vec<sse::Event>) {
+    fn raw(&mut self, raw: RawChunk, out: &mut Vec<Frame>) {
         if let Some(chunk) = raw.into_value() {
             self.chunk(chunk, out);
         }
     }
     /// An event of a native stream: relayed as it came (only protocols that have one).
-    fn native(&mut self, event: SseEvent, out: &mut Vec<sse::Event>) {
+    fn native(&mut self, event: SseEvent, out: &mut Vec<Frame>) {
         out.push(native_event(event));
     }
 }
 
 /// An upstream's own SSE event, re-emitted with its name.
-pub fn native_event(event: SseEvent) -> sse::Event {
-    let mut data = sse::Data::new(event.data);
-    if let Some(name) = event.event {
-        data.set_event(name);
+pub fn native_event(event: SseEvent) -> Frame {
+    match &event.event {
+        Some(name) => Frame::named(name, &event.data),
+        None => Frame::data(&event.data),
     }
-    sse::Event::Data(data)
 }
 
 /// The SSE body of a relayed stream, encoded by `encoder`.
 pub fn sse_stream(
     relay: Box<Relay>,
     encoder: impl Encoder,
-) -> impl futures_util::Stream<Item = Result<sse::Event, Infallible>> {
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     // One buffer for the whole stream: an event costs no allocation of its own here.
-    let queue = std::collections::VecDeque::<sse::Event>::new();
+    let queue = std::collections::VecDeque::<Frame>::new();
     futures_util::stream::unfold(
         (relay, encoder, queue, Vec::new()),
         |(mut relay, mut encoder, mut queue, mut out)| async move {
             loop {
                 if let Some(ev) = queue.pop_front() {
-                    return Some((Ok(ev), (relay, encoder, queue, out)));
+                    return Some((Ok(ev.into_bytes()), (relay, encoder, queue, out)));
                 }
                 match relay.next().await? {
                     Event::Chunk(c) => encoder.chunk(c, &mut out),

@@ -6,7 +6,7 @@
 //! OpenAI upstream the client's body goes natively (reasoning items and encrypted content
 //! survive); `store` is always false upstream, since Pura keeps stored responses itself.
 
-use actix_web_lab::sse;
+use super::Frame;
 use serde_json::{json, Map, Value};
 
 use crate::api::chat::{FunctionCall, FunctionDef, Message, Role, Tool, ToolCall};
@@ -548,17 +548,16 @@ impl ResponsesEncoder {
         self
     }
 
-    fn emit(&mut self, out: &mut Vec<sse::Event>, kind: &str, mut body: Value) {
+    fn emit(&mut self, out: &mut Vec<Frame>, kind: &str, mut body: Value) {
         body["type"] = json!(kind);
         body["sequence_number"] = json!(self.seq);
         self.seq += 1;
         // serde_json::to_string, not Display, which writes the same text through a formatter.
         let text = serde_json::to_string(&body).unwrap_or_default();
-        let data = sse::Data::new(text).event(kind.to_owned());
-        out.push(sse::Event::Data(data));
+        out.push(Frame::named(kind, &text));
     }
 
-    fn start(&mut self, out: &mut Vec<sse::Event>) {
+    fn start(&mut self, out: &mut Vec<Frame>) {
         if self.started {
             return;
         }
@@ -573,7 +572,7 @@ impl ResponsesEncoder {
         self.done_items.len()
     }
 
-    fn close(&mut self, out: &mut Vec<sse::Event>) {
+    fn close(&mut self, out: &mut Vec<Frame>) {
         let Some(open) = self.open.take() else { return };
         let i = self.index();
         let item = match open {
@@ -624,7 +623,7 @@ impl ResponsesEncoder {
         self.done_items.push(item);
     }
 
-    fn text(&mut self, delta: &str, out: &mut Vec<sse::Event>) {
+    fn text(&mut self, delta: &str, out: &mut Vec<Frame>) {
         if !matches!(self.open, Some(Open::Text { .. })) {
             self.close(out);
             let id = format!("msg_{}", random_alnum(24));
@@ -653,7 +652,7 @@ impl ResponsesEncoder {
         }
     }
 
-    fn reasoning(&mut self, delta: &str, out: &mut Vec<sse::Event>) {
+    fn reasoning(&mut self, delta: &str, out: &mut Vec<Frame>) {
         if !matches!(self.open, Some(Open::Reasoning { .. })) {
             self.close(out);
             let id = format!("rs_{}", random_alnum(24));
@@ -686,7 +685,7 @@ impl ResponsesEncoder {
         }
     }
 
-    fn call(&mut self, tc: &Value, out: &mut Vec<sse::Event>) {
+    fn call(&mut self, tc: &Value, out: &mut Vec<Frame>) {
         let index = tc["index"].as_u64().unwrap_or(0);
         let same = matches!(&self.open, Some(Open::Call { index: k, .. }) if *k == index);
         if !same {
@@ -727,7 +726,7 @@ impl ResponsesEncoder {
 }
 
 impl Encoder for ResponsesEncoder {
-    fn chunk(&mut self, chunk: Value, out: &mut Vec<sse::Event>) {
+    fn chunk(&mut self, chunk: Value, out: &mut Vec<Frame>) {
         self.start(out);
         let choice = &chunk["choices"][0];
         let delta = &choice["delta"];
@@ -747,7 +746,7 @@ impl Encoder for ResponsesEncoder {
         }
     }
 
-    fn native(&mut self, event: SseEvent, out: &mut Vec<sse::Event>) {
+    fn native(&mut self, event: SseEvent, out: &mut Vec<Frame>) {
         // The upstream announced the response itself: a cut stream's `response.failed` must
         // not announce it a second time.
         self.started = true;
@@ -778,7 +777,7 @@ impl Encoder for ResponsesEncoder {
         Some(Box::pin(store.save(response)))
     }
 
-    fn end(&mut self, end: End, out: &mut Vec<sse::Event>) {
+    fn end(&mut self, end: End, out: &mut Vec<Frame>) {
         if let Some(mut terminal) = self.native_terminal.take() {
             // The upstream's own terminal event, with Pura's final cost added to its response
             // (as every protocol's last event carries it; SDKs ignore the extra field).

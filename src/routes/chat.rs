@@ -2,8 +2,7 @@
 //! false, as OpenAI) and Pura's `POST /api/chat` (stream defaults to true). Decode, run the
 //! pipeline, encode: the protocol lives in `protocols::chat`, the request in `pipeline`.
 
-use actix_web::{web, HttpRequest, HttpResponse, Responder, ResponseError};
-use actix_web_lab::sse::Sse;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::auth::AuthedKey;
 use crate::error::ApiError;
@@ -103,9 +102,7 @@ async fn handle(
         }
         Outcome::Stream { relay, headers } => {
             let events = protocols::sse_stream(relay, chat::ChatEncoder::new(include_usage));
-            let mut resp = Sse::from_stream(events)
-                .respond_to(req)
-                .map_into_boxed_body();
+            let mut resp = protocols::frame::response(events);
             headers.apply(&mut resp);
             Ok(resp)
         }

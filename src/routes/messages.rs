@@ -8,8 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder, ResponseError};
-use actix_web_lab::sse::Sse;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{Map, Value};
 
 use crate::api::messages::{MessagesRequest, ModelInfo, ModelList, TokenCount};
@@ -182,9 +181,7 @@ async fn serve(
             let meta = relay.meta();
             let encoder = MessagesEncoder::new(meta.model.clone(), meta.prompt_estimate);
             let events = protocols::sse_stream(relay, encoder);
-            let mut resp = Sse::from_stream(events)
-                .respond_to(req)
-                .map_into_boxed_body();
+            let mut resp = protocols::frame::response(events);
             headers.apply(&mut resp);
             resp
         }

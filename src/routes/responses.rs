@@ -1,8 +1,7 @@
 //! `POST /v1/responses` and `/api/responses` (OpenAI Responses, what Codex speaks). Decode,
 //! run the pipeline, encode: the protocol lives in `protocols::responses`.
 
-use actix_web::{web, HttpRequest, HttpResponse, Responder, ResponseError};
-use actix_web_lab::sse::Sse;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{Map, Value};
 
 use crate::api::responses::ResponsesRequest;
@@ -95,8 +94,8 @@ async fn serve(
         }
         Outcome::Stream { relay, headers } => {
             let encoder = ResponsesEncoder::new(echo).storing(store);
-            let sse = Sse::from_stream(protocols::sse_stream(relay, encoder));
-            (sse.respond_to(req).map_into_boxed_body(), headers)
+            let events = protocols::sse_stream(relay, encoder);
+            (protocols::frame::response(events), headers)
         }
     };
     headers.apply(&mut resp);
