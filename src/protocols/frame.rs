@@ -28,13 +28,26 @@ impl Frame {
     fn build(name: Option<&str>, text: &str) -> Frame {
         const EVENT: &[u8] = b"event: ";
         const DATA: &[u8] = b"data: ";
-        let lines = 1 + memchr::memchr_iter(b'\n', text.as_bytes()).count();
+        // One line, nearly always (JSON text has no raw newline): one search, not a count and
+        // a split, which cost more than the copy.
+        let one_line = memchr::memchr(b'\n', text.as_bytes()).is_none();
+        let lines = if one_line {
+            1
+        } else {
+            1 + memchr::memchr_iter(b'\n', text.as_bytes()).count()
+        };
         let head = name.map_or(0, |n| EVENT.len() + n.len() + 1);
         let mut buf = Vec::with_capacity(head + lines * (DATA.len() + 1) + text.len() + 1);
         if let Some(name) = name {
             buf.extend_from_slice(EVENT);
             buf.extend_from_slice(name.as_bytes());
             buf.push(b'\n');
+        }
+        if one_line {
+            buf.extend_from_slice(DATA);
+            buf.extend_from_slice(text.as_bytes());
+            buf.extend_from_slice(b"\n\n");
+            return Frame(Bytes::from(buf));
         }
         for line in text.split('\n') {
             buf.extend_from_slice(DATA);
