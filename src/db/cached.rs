@@ -241,18 +241,28 @@ mod tests {
         cached: BTreeSet<String>,
     }
 
-    /// Every statement a settlement runs is prepared once per connection: a statement that
-    /// ran but never entered the cache is parsed again each time.
-    #[test]
-    fn the_settlement_statements_stay_prepared() {
+    /// A migrated SQLite database in a temporary directory (kept alive by the first half) and
+    /// a connection to it. The rows these tests write name no real key or account: they are
+    /// about statements and binds, not references, so foreign keys are off.
+    fn migrated() -> (
+        tempfile::TempDir,
+        r2d2::PooledConnection<crate::db::Manager>,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::db::pool(&url, 1).expect("pool");
         let mut conn = pool.get().expect("conn");
         crate::db::migrate(&mut conn).expect("migrate");
-        // The usage rows name no real key: this test is about statements, not references.
         conn.batch_execute("PRAGMA foreign_keys = OFF")
             .expect("pragma");
+        (dir, conn)
+    }
+
+    /// Every statement a settlement runs is prepared once per connection: a statement that
+    /// ran but never entered the cache is parsed again each time.
+    #[test]
+    fn the_settlement_statements_stay_prepared() {
+        let (_dir, mut conn) = migrated();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let log = seen.clone();
         let DbConn::Sqlite(c) = &mut *conn else {
@@ -342,13 +352,7 @@ mod tests {
     fn a_usage_row_reads_back_as_written() {
         use crate::db::schema::usage::dsl as u;
         use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let pool = crate::db::pool(&url, 1).expect("pool");
-        let mut conn = pool.get().expect("conn");
-        crate::db::migrate(&mut conn).expect("migrate");
-        conn.batch_execute("PRAGMA foreign_keys = OFF")
-            .expect("pragma");
+        let (_dir, mut conn) = migrated();
         // Every field differs from row to row, so a bind shifted by one row or one column
         // reads back as a different row.
         let make = |batch: usize, i: usize| {
@@ -422,13 +426,7 @@ mod tests {
     fn ledger_entries_read_back_as_written() {
         use crate::db::schema::ledger::dsl as l;
         use diesel::{QueryDsl, RunQueryDsl, SelectableHelper};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let pool = crate::db::pool(&url, 1).expect("pool");
-        let mut conn = pool.get().expect("conn");
-        crate::db::migrate(&mut conn).expect("migrate");
-        conn.batch_execute("PRAGMA foreign_keys = OFF")
-            .expect("pragma");
+        let (_dir, mut conn) = migrated();
         let mut written = Vec::new();
         for (batch, size) in [1, CHUNK, 2 * CHUNK + 3].into_iter().enumerate() {
             let entries: Vec<ledger::Entry> = (0..size)

@@ -177,7 +177,7 @@ pub fn encode(s: &Settlement) -> io::Result<Vec<u8>> {
     let line = Line::from(s);
     let r = &line.row;
     let mut w = LineWriter(Vec::with_capacity(512));
-    w.raw(b"{\"row\":{\"id\":")?;
+    w.raw(b"{\"row\":{\"id\":");
     w.value(&r.id)?;
     w.field("key_id", &r.key_id)?;
     w.field("account_id", &r.account_id)?;
@@ -199,12 +199,12 @@ pub fn encode(s: &Settlement) -> io::Result<Vec<u8>> {
     w.field("client_request_id", &r.client_request_id)?;
     w.field("body_sha256", &r.body_sha256)?;
     w.field("created_at", &r.created_at)?;
-    w.raw(b"}")?;
+    w.raw(b"}");
     w.field("debit_micros", &line.debit_micros)?;
     w.field("free", &line.free)?;
     w.field("free_spend", &line.free_spend)?;
     w.field("hold", &line.hold)?;
-    w.raw(b"}\n")?;
+    w.raw(b"}\n");
     Ok(w.0)
 }
 
@@ -213,9 +213,8 @@ pub fn encode(s: &Settlement) -> io::Result<Vec<u8>> {
 struct LineWriter(Vec<u8>);
 
 impl LineWriter {
-    fn raw(&mut self, text: &[u8]) -> io::Result<()> {
+    fn raw(&mut self, text: &[u8]) {
         self.0.extend_from_slice(text);
-        Ok(())
     }
 
     fn value<T: Serialize + ?Sized>(&mut self, v: &T) -> io::Result<()> {
