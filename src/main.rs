@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_web::middleware::{from_fn, Condition, ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 
 use pura::actors::arbiter::ReplicaArbiter;
@@ -211,13 +211,8 @@ async fn main() -> std::io::Result<()> {
             .app_data(web::Data::new(BodyTimeout(body_timeout)))
             .wrap(from_fn(body_deadline))
             .wrap(ErrorHandlers::new().default_handler(rewrite_plain_errors))
-            // JSON logs: one access line per request, from `access` (the pipeline's own at
-            // settlement); text: actix's line.
-            .wrap(Condition::new(json_logs, from_fn(pura::access::middleware)))
-            .wrap(Condition::new(
-                !json_logs,
-                Logger::new("%a \"%r\" %s %b %Dms"),
-            ))
+            // One access line per request (JSON: the pipeline writes its own at settlement).
+            .wrap(pura::access::AccessLog)
             .configure(|cfg| pura::configure(cfg, max_body))
     });
     if let Some(w) = config.server.workers {

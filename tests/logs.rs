@@ -142,3 +142,62 @@ async fn json_logs_have_one_access_line_per_request_and_no_secret_at_trace_level
     // One line per request: the first key's mint in `gw.key()` and the 9 made above.
     assert_eq!(access.len(), 10, "{routes:?}");
 }
+
+/// The default text format: one line per request, actix's `%a "%r" %s %b %Dms`, written when
+/// the body has been sent, with the bytes the client received (a stream's too).
+#[actix_web::test]
+async fn text_logs_have_one_access_line_per_request_with_its_size() {
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let toml = provider_toml("openai", &fake, "mid", "gpt-4o", 0.005);
+    let gw = Gateway::start(&toml, &[("RUST_LOG", "info")]);
+    let (_, key) = gw.key().await;
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let served = gw.post("/v1/chat/completions", &key, &chat).await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    let mut stream = chat.clone();
+    stream["stream"] = json!(true);
+    let streamed = gw.post("/v1/chat/completions", &key, &stream).await;
+    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let (status, _) = gw.get("/api/report?period=24h", &key).await;
+    assert_eq!(status, 200);
+    let (status, _) = gw.get("/api/keys/me", "pura_notarealkey").await;
+    assert_eq!(status, 401);
+    // The line of a stream is written when it ends, after the client has read it all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let access = loop {
+        let log = gw.log();
+        let access: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains(" INFO  pura::access] "))
+            .map(|l| l.split_once("pura::access] ").unwrap().1.to_owned())
+            .collect();
+        if access.len() >= 5 || std::time::Instant::now() > deadline {
+            break access;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The mint in `gw.key()`, then the four above, in order.
+    assert_eq!(access.len(), 5, "{access:?}");
+    let expect = [
+        ("POST /api/keys", 201, None),
+        ("POST /v1/chat/completions", 200, Some(served.body.len())),
+        ("POST /v1/chat/completions", 200, Some(streamed.body.len())),
+        ("GET /api/report?period=24h", 200, None),
+        ("GET /api/keys/me", 401, None),
+    ];
+    for (line, (request, status, size)) in access.iter().zip(expect) {
+        let prefix = format!("127.0.0.1 \"{request} HTTP/1.1\" {status} ");
+        let rest = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"));
+        let (bytes, ms) = rest.split_once(' ').expect("size and time");
+        let bytes: usize = bytes.parse().expect("a size");
+        if let Some(size) = size {
+            assert_eq!(bytes, size, "{line}");
+        }
+        assert!(bytes > 0, "{line}");
+        let ms = ms.strip_suffix("ms").expect("ms");
+        let (whole, frac) = ms.split_once('.').expect("a decimal");
+        assert!(whole.parse::<u64>().is_ok() && frac.len() == 6, "{line}");
+    }
+}

@@ -2,16 +2,18 @@
 //! object, and every request gets one access line (target `pura::access`) with its ids, route,
 //! protocol, status, provider, model, tier, tokens, cost, latency and time to first token.
 //! A request served by the pipeline is logged where it settles (its usage row has every
-//! figure, a stream's only at its end); any other request, by [`middleware`]. Key secrets
-//! never reach a line: only key and account ids do. With `text` (the default) the access log
-//! is actix's usual line. A leaf module, like `metrics`: any layer may call it.
+//! figure, a stream's only at its end); any other request, by [`AccessLog`]. Key secrets
+//! never reach a line: only key and account ids do. With `text` (the default) the access
+//! line is actix's usual one (`%a "%r" %s %b %Dms`), written by [`AccessLog`] as well. A leaf
+//! module, like `metrics`: any layer may call it.
+
+mod layer;
+
+pub use layer::AccessLog;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use serde::Serialize;
 
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -45,20 +47,36 @@ pub fn init(json: bool) {
         // scanning each line for colour codes to strip, were most of the line's cost. The
         // crate is built without colour, so no line asks the kernel whether stderr is a
         // terminal either (an `ioctl` per line).
-        b.format(|buf, record| {
-            STAMP.with_borrow_mut(|stamp| {
-                writeln!(
-                    buf,
-                    "[{} {:<5} {}] {}",
-                    stamp.now(),
-                    record.level(),
-                    record.target(),
-                    record.args()
-                )
-            })
-        });
+        // The fixed parts go in as bytes: `{:<5}` padding and one formatter per piece cost
+        // more than the access line itself.
+        b.format(|buf, record| STAMP.with_borrow_mut(|stamp| text_line(buf, stamp.now(), record)));
     }
     b.init();
+}
+
+/// `[time LEVEL target] message` and a newline.
+fn text_line(out: &mut impl Write, time: &str, record: &log::Record) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    out.write_all(time.as_bytes())?;
+    out.write_all(padded_level(record.level()).as_bytes())?;
+    out.write_all(record.target().as_bytes())?;
+    out.write_all(b"] ")?;
+    match record.args().as_str() {
+        Some(text) => out.write_all(text.as_bytes())?,
+        None => out.write_fmt(*record.args())?,
+    }
+    out.write_all(b"\n")
+}
+
+/// ` LEVEL ` as env_logger lays it out (`{:<5}` between spaces).
+fn padded_level(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => " ERROR ",
+        log::Level::Warn => " WARN  ",
+        log::Level::Info => " INFO  ",
+        log::Level::Debug => " DEBUG ",
+        log::Level::Trace => " TRACE ",
+    }
 }
 
 thread_local! {
@@ -90,7 +108,8 @@ impl Stamp {
     }
 }
 
-const TARGET: &str = "pura::access";
+/// The access lines' log target, in both formats.
+pub const TARGET: &str = "pura::access";
 
 /// Any log line other than an access line, in JSON mode.
 #[derive(Serialize)]
@@ -138,25 +157,45 @@ pub fn write(mut line: Access<'_>) {
     }
 }
 
-/// Access lines for requests the pipeline does not log itself: those without our
-/// `X-Pura-Request-Id` (the pipeline's paths log theirs when they settle or fail). The route
-/// is the matched pattern (`/api/account/keys/{id}`), so ids in paths stay out of the log.
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let route = req.match_pattern();
-    let res = next.call(req).await?;
-    if json() && !res.headers().contains_key("x-pura-request-id") {
-        write(Access {
-            method: method.as_str(),
-            route: route.as_deref().unwrap_or("(unmatched)"),
-            status: res.status().as_u16(),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            ..Access::default()
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_line_is_laid_out_as_env_logger_wrote_it() {
+        let levels = [
+            log::Level::Error,
+            log::Level::Warn,
+            log::Level::Info,
+            log::Level::Debug,
+            log::Level::Trace,
+        ];
+        let line = "127.0.0.1 \"POST /v1/chat/completions HTTP/1.1\" 200 507 0.354313ms";
+        for level in levels {
+            for target in ["pura::access", "actix_server::worker"] {
+                let mut ours = Vec::new();
+                let args = format_args!("{line}");
+                let record = log::Record::builder()
+                    .level(level)
+                    .target(target)
+                    .args(args)
+                    .build();
+                text_line(&mut ours, "2026-11-30T09:36:28Z", &record).unwrap();
+                let theirs = format!("[2026-11-30T09:36:28Z {level:<5} {target}] {line}\n");
+                assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+                // A message with no arguments takes the other branch.
+                let mut ours = Vec::new();
+                let record = log::Record::builder()
+                    .level(level)
+                    .target(target)
+                    .args(format_args!("stopped"))
+                    .build();
+                text_line(&mut ours, "t", &record).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    format!("[t {level:<5} {target}] stopped\n")
+                );
+            }
+        }
     }
-    Ok(res)
 }
