@@ -83,7 +83,7 @@ pub fn build(
         body["stream"] = json!(true);
     }
     Ok(UpstreamCall {
-        url: format!("{}/messages", p.base_url),
+        url: p.url("/messages"),
         headers: vec![
             ("x-api-key", p.api_key.expose().to_owned()),
             ("anthropic-version", "2023-06-01".to_owned()),
@@ -395,7 +395,7 @@ pub fn build_native(
         headers.push(("anthropic-version", "2023-06-01".to_owned()));
     }
     Ok(UpstreamCall {
-        url: format!("{}/messages", p.base_url),
+        url: p.url("/messages"),
         headers,
         body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
         native: true,

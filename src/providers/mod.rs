@@ -47,6 +47,17 @@ pub struct ProviderSpec {
 }
 
 impl ProviderSpec {
+    /// `base_url` followed by `path` (`/chat/completions`): joined, not `format!`ted, as it
+    /// is on every request.
+    pub fn url(&self, path: &str) -> String {
+        [self.base_url.as_str(), path].concat()
+    }
+
+    /// `Bearer <api key>`, for the `authorization` header.
+    pub fn bearer(&self) -> String {
+        ["Bearer ", self.api_key.expose()].concat()
+    }
+
     /// What `usage` costs at this provider's catalogue price.
     pub fn cost(&self, usage: &Usage) -> Micros {
         self.price.cost(usage)

@@ -39,8 +39,8 @@ pub fn build(
     }
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
     Ok(UpstreamCall {
-        url: format!("{}/chat/completions", p.base_url),
-        headers: vec![("authorization", format!("Bearer {}", p.api_key.expose()))],
+        url: p.url("/chat/completions"),
+        headers: vec![("authorization", p.bearer())],
         body,
         native: false,
     })
@@ -394,8 +394,8 @@ impl super::Adapter for OpenAi {
         body.insert("model".into(), json!(model));
         body.insert("stream".into(), json!(stream));
         Ok(UpstreamCall {
-            url: format!("{}/responses", p.base_url),
-            headers: vec![("authorization", format!("Bearer {}", p.api_key.expose()))],
+            url: p.url("/responses"),
+            headers: vec![("authorization", p.bearer())],
             body: serde_json::to_vec(&body).map_err(ApiError::internal)?,
             native: true,
         })
