@@ -500,6 +500,7 @@ def main():
     rel = os.path.join(args.target_dir, "release")
     pura_bin = os.path.join(rel, "pura")
     upstream_bin = os.path.join(rel, "examples", "bench_upstream")
+    floor_bin = os.path.join(rel, "examples", "bench_floor")
     args.streams_bin = os.path.join(rel, "examples", "bench_streams")
     load_cpus, gw_cpus, pinning = cpu_split(not args.no_pin)
     gw_workers = len(gw_cpus.split(",")) if gw_cpus else os.cpu_count()
@@ -591,6 +592,18 @@ def main():
                      "add50": diff(pmax["p50"], dmax["p50"]),
                      "add90": diff(pmax["p90"], dmax["p90"]),
                      "add99": diff(pmax["p99"], dmax["p99"])})
+        # The same through a bare actix-web + awc forwarder on Pura's CPU and worker count: how
+        # close to direct the stack itself lets any gateway come on this machine.
+        floor = Service("floor", [floor_bin, "--upstream", up.url, "--workers", str(gw_workers)],
+                        gw_cpus, outdir, ready=r"listening on (http://\S+)")
+        services.append(floor)
+        fmax = oha_row(load.oha("floor-max", floor.url + "/v1/chat/completions", direct_h,
+                                oa_body), "max")
+        floor.stop()
+        rows.append({**fmax, "scenario": sc, "target": "bare forwarder (examples/bench_floor)",
+                     "add50": diff(fmax["p50"], dmax["p50"]),
+                     "add90": diff(fmax["p90"], dmax["p90"]),
+                     "add99": diff(fmax["p99"], dmax["p99"])})
 
         # Streaming: 1,000 concurrent streams of 50 chunks, direct then Pura, both dialects.
         stream_res = {}
@@ -726,8 +739,10 @@ def main():
                                 and r["add99"] <= 0.5 and r["errors"] == 0
                                 and r["achieved"] >= 0.98 * 2000)))
     ratio = pmax["achieved"] / dmax["achieved"] if dmax["achieved"] else 0
+    floor_ratio = fmax["achieved"] / dmax["achieved"] if dmax["achieved"] else 0
     targets.append(("throughput through Pura ≥ 0.5 × the fake upstream's direct throughput",
-                    f"{pmax['achieved']:.0f} vs {dmax['achieved']:.0f} RPS = {ratio:.2f}×",
+                    f"{pmax['achieved']:.0f} vs {dmax['achieved']:.0f} RPS = {ratio:.2f}× "
+                    f"(bare forwarder: {fmax['achieved']:.0f} RPS = {floor_ratio:.2f}×)",
                     verdict(ratio >= 0.5 and pmax["errors"] == 0)))
     if lmax is not None:
         lr = pmax["achieved"] / lmax["achieved"] if lmax["achieved"] else float("inf")
