@@ -43,14 +43,22 @@ def send(url, path, body, headers, n):
     conn.close()
 
 
+# Settlements commit in the background (the writer folds a window of them), so the warm-up's
+# must land before the counters are zeroed and the measured ones before the dump: otherwise a
+# window holds more or fewer commits than its own requests made (under valgrind, which runs
+# ~50x slower, 0.5 s was not always enough: the 10-chunk stream's figure moved by 10%).
+SETTLE_S = 1.5
+
+
 def measure(proc, out_dir, tag, fn, n, warmup):
     fn(warmup)
+    time.sleep(SETTLE_S)
     for old in glob.glob(os.path.join(out_dir, f"{tag}.*")):
         os.remove(old)
     subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True,
                    stdout=subprocess.DEVNULL)
     fn(n)
-    time.sleep(0.5)  # let the last settlement's group commit land inside the window
+    time.sleep(SETTLE_S)  # the last settlements' group commit lands inside the window
     subprocess.run(["callgrind_control", "--dump=" + tag, str(proc.pid)], check=True,
                    stdout=subprocess.DEVNULL)
     time.sleep(1.0)
