@@ -10,6 +10,18 @@ use serde_json::{json, Value};
 
 const LNBITS_KEY: &str = "lnbits-invoice-key-0123456789abcdef";
 
+/// One chat completion and one streamed: the body sent, and both answers (each a 200).
+async fn chat_and_stream(gw: &Gateway, key: &str) -> (Value, common::Reply, common::Reply) {
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let served = gw.post("/v1/chat/completions", key, &chat).await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    let mut stream = chat.clone();
+    stream["stream"] = json!(true);
+    let streamed = gw.post("/v1/chat/completions", key, &stream).await;
+    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    (chat, served, streamed)
+}
+
 #[actix_web::test]
 async fn json_logs_have_one_access_line_per_request_and_no_secret_at_trace_level() {
     let fake = FakeUpstream::start(FakeDialect::OpenAi);
@@ -27,13 +39,7 @@ async fn json_logs_have_one_access_line_per_request_and_no_secret_at_trace_level
         ],
     );
     let (key_id, key) = gw.key().await;
-    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
-    let served = gw.post("/v1/chat/completions", &key, &chat).await;
-    assert_eq!(served.status, 200, "{}", served.text());
-    let mut stream = chat.clone();
-    stream["stream"] = json!(true);
-    let streamed = gw.post("/v1/chat/completions", &key, &stream).await;
-    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let (chat, served, streamed) = chat_and_stream(&gw, &key).await;
     // The free tier is used up and nothing is funded: the 402 path (its invoice fails).
     let refused = gw.post("/v1/chat/completions", &key, &chat).await;
     assert!(
@@ -151,13 +157,7 @@ async fn text_logs_have_one_access_line_per_request_with_its_size() {
     let toml = provider_toml("openai", &fake, "mid", "gpt-4o", 0.005);
     let gw = Gateway::start(&toml, &[("RUST_LOG", "info")]);
     let (_, key) = gw.key().await;
-    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
-    let served = gw.post("/v1/chat/completions", &key, &chat).await;
-    assert_eq!(served.status, 200, "{}", served.text());
-    let mut stream = chat.clone();
-    stream["stream"] = json!(true);
-    let streamed = gw.post("/v1/chat/completions", &key, &stream).await;
-    assert_eq!(streamed.status, 200, "{}", streamed.text());
+    let (_, served, streamed) = chat_and_stream(&gw, &key).await;
     let (status, _) = gw.get("/api/report?period=24h", &key).await;
     assert_eq!(status, 200);
     let (status, _) = gw.get("/api/keys/me", "pura_notarealkey").await;

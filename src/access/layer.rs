@@ -18,10 +18,8 @@ use actix_web::http::Version;
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 
-use super::{json, write, Access};
-
-/// Text access lines go where JSON ones do (`RUST_LOG=pura::access=warn` silences them).
-const TEXT_TARGET: &str = super::TARGET;
+// Text lines go to the JSON ones' target (`RUST_LOG=pura::access=warn` silences both).
+use super::{json, write, Access, TARGET};
 
 /// Wrap the app in this (outermost) to get an access line per request.
 pub struct AccessLog;
@@ -70,7 +68,7 @@ where
         let started = Instant::now();
         let pending = if json() {
             Pending::Json(req.method().clone(), req.match_pattern())
-        } else if log::log_enabled!(target: TEXT_TARGET, log::Level::Info) {
+        } else if log::log_enabled!(target: TARGET, log::Level::Info) {
             let q = req.query_string();
             let mut line = String::with_capacity(64 + req.path().len() + q.len());
             request_part(
@@ -159,7 +157,7 @@ pin_project! {
             let this = this.project();
             if let Some(mut line) = this.line.take() {
                 end_part(&mut line, *this.size, this.started.elapsed().as_nanos());
-                log::info!(target: TEXT_TARGET, "{line}");
+                log::info!(target: TARGET, "{line}");
             }
         }
     }
