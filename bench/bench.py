@@ -546,9 +546,12 @@ def main():
                     "threads_idle": proc_status(pura.pid, "Threads")}
         pura_url = pura.url + "/v1/chat/completions"
 
-        def pura_h(label):
+        def pura_h_at(url, label):
             return {"content-type": "application/json",
-                    "authorization": f"Bearer {mint(pura.url, label)}"}
+                    "authorization": f"Bearer {mint(url, label)}"}
+
+        def pura_h(label):
+            return pura_h_at(pura.url, label)
 
         def track_peak(entry, sampler, when):
             if sampler.peak > entry["peak"]:
@@ -582,7 +585,7 @@ def main():
                      "add90": diff(p["p90"], d["p90"]), "add99": diff(p["p99"], d["p99"])})
 
         # Maximum throughput, closed loop with 64 connections.
-        sc = "max throughput (closed loop, 64 conns)"
+        sc = sc_max = "max throughput (closed loop, 64 conns)"
         dmax = oha_row(load.oha("direct-max", openai_direct, direct_h, oa_body), "max")
         rows.append({**dmax, "scenario": sc, "target": "direct (fake upstream)"})
         with RssSampler(pura.pid) as s:
@@ -642,6 +645,27 @@ def main():
         if not pura.alive():
             notes.append("Pura exited during the run; see bench/out/pura.log")
         pura.stop()
+
+        # 1 worker against one per CPU: the same closed loop through a second Pura with a
+        # worker on every CPU, unpinned (on a machine this small it shares the load
+        # generator's and the fake upstream's CPUs).
+        all_cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+        wide = None
+        if gw_cpus and all_cpus != gw_cpus:
+            n_all = len(all_cpus.split(","))
+            cfg_wide = pura_config(tempfile.mkdtemp(prefix="pura-bench-wide-"), up.url, n_all)
+            pura_wide = Service("pura-wide", [pura_bin, "--config", cfg_wide], None, outdir,
+                                env=env, ready=r"pura listening on (http://\S+)")
+            services.append(pura_wide)
+            time.sleep(1.0)
+            wide = oha_row(load.oha("pura-wide-max", pura_wide.url + "/v1/chat/completions",
+                                    pura_h_at(pura_wide.url, "wide"), oa_body), "max")
+            pura_wide.stop()
+            rows.append({**wide, "scenario": sc_max,
+                         "target": f"Pura, {n_all} workers on CPUs {all_cpus} (unpinned)",
+                         "add50": diff(wide["p50"], dmax["p50"]),
+                         "add90": diff(wide["p90"], dmax["p90"]),
+                         "add99": diff(wide["p99"], dmax["p99"])})
 
         # ---- LiteLLM
         lmax = None
@@ -744,6 +768,15 @@ def main():
                     f"{pmax['achieved']:.0f} vs {dmax['achieved']:.0f} RPS = {ratio:.2f}× "
                     f"(bare forwarder: {fmax['achieved']:.0f} RPS = {floor_ratio:.2f}×)",
                     verdict(ratio >= 0.5 and pmax["errors"] == 0)))
+    if wide is not None:
+        scale = wide["achieved"] / pmax["achieved"] if pmax["achieved"] else 0
+        targets.append(("with a worker per core the throughput scales (1 vs "
+                        f"{len(all_cpus.split(','))} workers, closed loop)",
+                        f"1 worker on CPU {gw_cpus}: {pmax['achieved']:.0f} RPS; "
+                        f"{len(all_cpus.split(','))} workers on CPUs {all_cpus}: "
+                        f"{wide['achieved']:.0f} RPS = {scale:.2f}× (the load generator and "
+                        "the fake upstream share those CPUs)",
+                        verdict(scale > 1.0 and wide["errors"] == 0)))
     if lmax is not None:
         lr = pmax["achieved"] / lmax["achieved"] if lmax["achieved"] else float("inf")
         targets.append(("throughput through Pura ≥ 100 × LiteLLM's",

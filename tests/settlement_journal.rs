@@ -294,3 +294,41 @@ async fn folding_under_steady_appends_loses_and_doubles_nothing() {
         N as u64 * line
     );
 }
+
+/// The writer folds in the idle scheduling class, so under saturation it may get no core for a
+/// while: past its backlog bound a request waits for its own commit instead of journalling,
+/// so what waits in memory stays bounded, and every settlement is still committed once.
+#[actix_web::test]
+async fn past_its_backlog_bound_a_request_waits_for_its_commit() {
+    let (_dir, pool, path, key) = setup();
+    const BOUND: usize = 10;
+    let writer = UsageWriter::start(
+        pool.clone(),
+        "replica".into(),
+        Some(Journal::open(&path).expect("journal")),
+    )
+    .with_max_backlog(BOUND);
+    let all = ids(40);
+    let mut pending = Vec::new();
+    for id in &all {
+        // Written back to back, well inside the writer's fold window: without the bound all
+        // 40 would be journalled and waiting for it.
+        pending.push(writer.write(settlement(id, &key)));
+        assert!(
+            writer.backlog() <= BOUND,
+            "backlog {} over its bound",
+            writer.backlog()
+        );
+    }
+    for p in pending {
+        assert_eq!(p.wait(true).await, Outcome::Committed);
+    }
+    assert!(writer.settled().await, "folded");
+    assert_eq!(writer.backlog(), 0, "every journalled settlement answered");
+    let (balance, rows, debits) = books(&pool, &key);
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(rows, want, "every settlement once");
+    assert_eq!(debits, want, "every debit once");
+    assert_eq!(balance, BALANCE - 40 * COST);
+}

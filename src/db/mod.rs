@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod journal;
 pub mod models;
+mod sched;
 pub mod schema;
 pub mod usage_writer;
 
@@ -260,14 +261,18 @@ pub fn start_checkpointer(pool: &Pool) {
     let pool = pool.clone();
     let spawned = std::thread::Builder::new()
         .name("wal-checkpoint".into())
-        .spawn(move || loop {
-            std::thread::sleep(CHECKPOINT_EVERY);
-            let done = pool.get().map_err(DbError::from).and_then(|mut c| {
-                c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    .map_err(DbError::from)
-            });
-            if let Err(e) = done {
-                log::warn!("WAL checkpoint failed: {e}");
+        .spawn(move || {
+            // Periodic and never urgent: it need not preempt a worker when it wakes.
+            sched::batch();
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let done = pool.get().map_err(DbError::from).and_then(|mut c| {
+                    c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        .map_err(DbError::from)
+                });
+                if let Err(e) = done {
+                    log::warn!("WAL checkpoint failed: {e}");
+                }
             }
         });
     if let Err(e) = spawned {

@@ -37,6 +37,12 @@ use super::{health, DbConn, DbError, Pool};
 
 /// At most this many rows per transaction.
 const MAX_BATCH: usize = 512;
+/// Journalled settlements not yet committed, beyond which a request waits for its own commit
+/// instead of journalling. The writer runs in the idle class (see [`super::sched::idle`]), so
+/// under saturation it only gets the core when the worker has nothing to do: this makes the
+/// worker wait for it rather than let settlements pile up in memory. About a tenth of a second
+/// of a closed loop; far above what steady traffic leaves queued (a fold window's worth).
+pub const MAX_BACKLOG: usize = 4 * MAX_BATCH;
 /// Journalled settlements queued before the writer is woken ahead of its fold window: under
 /// load a batch is this size. With the window alone a closed loop queued thousands of rows and
 /// committed them in one burst on the core a worker shares (closed-loop p99 7 -> 22 ms, and
@@ -155,6 +161,8 @@ struct Job {
     settlement: Option<Settlement>,
     state: Arc<AtomicU8>,
     done: Option<oneshot::Sender<bool>>,
+    /// A journalled job's place in [`UsageWriter::backlog`], given back when it is answered.
+    backlog: Option<Arc<AtomicUsize>>,
 }
 
 impl Job {
@@ -176,6 +184,9 @@ impl Job {
         if committed {
             self.state.store(COMMITTED, Ordering::Release);
         }
+        if let Some(backlog) = self.backlog.take() {
+            backlog.fetch_sub(1, Ordering::AcqRel);
+        }
         if let Some(done) = self.done.take() {
             let _ = done.send(committed);
         }
@@ -193,6 +204,9 @@ pub struct UsageWriter {
     thread: Option<thread::Thread>,
     /// Journalled settlements sent since the writer last gathered its queue (see [`WAKE_AT`]).
     queued: Arc<AtomicUsize>,
+    /// Journalled settlements not yet committed (see [`MAX_BACKLOG`]).
+    backlog: Arc<AtomicUsize>,
+    max_backlog: usize,
 }
 
 impl UsageWriter {
@@ -219,7 +233,20 @@ impl UsageWriter {
             journal,
             thread,
             queued,
+            backlog: Arc::new(AtomicUsize::new(0)),
+            max_backlog: MAX_BACKLOG,
         }
+    }
+
+    /// The same writer with another bound on its backlog (tests use a small one).
+    pub fn with_max_backlog(mut self, max: usize) -> UsageWriter {
+        self.max_backlog = max;
+        self
+    }
+
+    /// Journalled settlements not yet committed to the database.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Acquire)
     }
 
     /// Sends a job someone waits for, and wakes the writer if it is gathering a batch.
@@ -238,10 +265,17 @@ impl UsageWriter {
         let Some(journal) = &self.journal else {
             return self.queue(settlement);
         };
+        // A full backlog means the writer is being starved of the core: wait for it. Not while
+        // the database is down, when the journal is what keeps requests served.
+        if self.backlog.fetch_add(1, Ordering::AcqRel) >= self.max_backlog && !health::is_down() {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+            return self.queue(settlement);
+        }
         let line = match journal::encode(&settlement) {
             Ok(line) => line,
             Err(e) => {
                 log::error!("settlement journal: cannot encode a settlement ({e}); committing it");
+                self.backlog.fetch_sub(1, Ordering::AcqRel);
                 return self.queue(settlement);
             }
         };
@@ -250,6 +284,7 @@ impl UsageWriter {
                 settlement: Some(settlement),
                 state: Arc::new(AtomicU8::new(QUEUED)),
                 done: None,
+                backlog: Some(self.backlog.clone()),
             };
             if self.tx.send(job).is_err() {
                 log::error!(
@@ -273,6 +308,7 @@ impl UsageWriter {
             }
             Err((e, settlement)) => {
                 log::error!("settlement journal: append failed ({e}); committing it instead");
+                self.backlog.fetch_sub(1, Ordering::AcqRel);
                 self.queue(settlement)
             }
         }
@@ -286,6 +322,7 @@ impl UsageWriter {
             settlement: Some(settlement),
             state: state.clone(),
             done: Some(done),
+            backlog: None,
         };
         if !self.send_waited(job) {
             log::error!("settlement writer is gone; a settlement was not recorded");
@@ -312,6 +349,7 @@ impl UsageWriter {
             settlement: None,
             state: Arc::new(AtomicU8::new(QUEUED)),
             done: Some(done),
+            backlog: None,
         };
         if !self.send_waited(flush) {
             return false;
@@ -357,6 +395,12 @@ fn run(
     replica_id: String,
     journal: Option<Arc<Journal>>,
 ) {
+    if journal.is_some() {
+        // Nobody waits for a journalled settlement's commit (the journal made it durable), so
+        // folding them yields the core to every request ([`super::sched`]). Without a journal
+        // each request waits for its commit: the writer keeps its ordinary class.
+        super::sched::idle();
+    }
     let mut jobs: Vec<Job> = Vec::new();
     let mut failures: u32 = 0;
     let mut conn = WriterConn::new(pool);
