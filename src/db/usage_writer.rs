@@ -42,6 +42,9 @@ const MAX_BATCH: usize = 512;
 /// under saturation it only gets the core when the worker has nothing to do: this makes the
 /// worker wait for it rather than let settlements pile up in memory. About a tenth of a second
 /// of a closed loop; far above what steady traffic leaves queued (a fold window's worth).
+/// The price is paid at saturation only: a closed loop's p99 went from about 5.5 to 13 ms
+/// (the requests caught by a drain), with the same throughput. A bound of one batch (512)
+/// drained more often and cost 30 ms p99 and 13% of the throughput; 8,192 changed little.
 pub const MAX_BACKLOG: usize = 4 * MAX_BATCH;
 /// Journalled settlements queued before the writer is woken ahead of its fold window: under
 /// load a batch is this size. With the window alone a closed loop queued thousands of rows and
