@@ -277,3 +277,38 @@ async fn client_disconnect_mid_stream_stops_the_upstream_and_bills_what_was_sent
         "the upstream stream was dropped"
     );
 }
+
+/// A provider's `timeout` bounds the wait for its answer and each silence in a stream, not a
+/// stream's whole length: a generation that keeps sending outlives it (here 1.2 s between
+/// events against a 3 s timeout, about 7 s in all).
+#[actix_web::test]
+async fn a_stream_that_keeps_sending_outlives_the_provider_timeout() {
+    // One dialect: what is checked (the upstream connection's own timeout) is the same for all.
+    for dialect in [FakeDialect::OpenAi] {
+        let fake = FakeUpstream::start(dialect);
+        fake.set_behavior(Behavior::SlowStream(Duration::from_millis(1200)));
+        let gw = Gateway::start(&provider_toml("slow", &fake, "mid", "model-a", 0.001), &[]);
+        let (key_id, key) = gw.key().await;
+        let started = std::time::Instant::now();
+        let r = gw
+            .post("/v1/chat/completions", &key, &hello("model-a", true))
+            .await;
+        assert!(
+            started.elapsed() > Duration::from_secs(3),
+            "{dialect:?}: longer than the timeout"
+        );
+        assert_eq!(r.status, 200);
+        let data = r.sse_data();
+        let errors: Vec<&String> = data.iter().filter(|d| d.contains("\"error\"")).collect();
+        assert!(errors.is_empty(), "{dialect:?}: {errors:?}");
+        assert_eq!(
+            data.last().map(String::as_str),
+            Some("[DONE]"),
+            "{dialect:?}"
+        );
+        assert!(streamed_text(&r.chunks()).starts_with("Hello from fake"));
+        let rows = gw.usage_rows(&key_id);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "ok", "{dialect:?}");
+    }
+}
