@@ -268,20 +268,19 @@ impl UsageWriter {
         let Some(journal) = &self.journal else {
             return self.queue(settlement);
         };
+        let line = match journal::encode(&settlement) {
+            Ok(line) => line,
+            Err(e) => {
+                log::error!("settlement journal: cannot encode a settlement ({e}); committing it");
+                return self.queue(settlement);
+            }
+        };
         // A full backlog means the writer is being starved of the core: wait for it. Not while
         // the database is down, when the journal is what keeps requests served.
         if self.backlog.fetch_add(1, Ordering::AcqRel) >= self.max_backlog && !health::is_down() {
             self.backlog.fetch_sub(1, Ordering::AcqRel);
             return self.queue(settlement);
         }
-        let line = match journal::encode(&settlement) {
-            Ok(line) => line,
-            Err(e) => {
-                log::error!("settlement journal: cannot encode a settlement ({e}); committing it");
-                self.backlog.fetch_sub(1, Ordering::AcqRel);
-                return self.queue(settlement);
-            }
-        };
         let appended = journal.append(line, settlement, |settlement| {
             let job = Job {
                 settlement: Some(settlement),
