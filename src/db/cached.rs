@@ -18,6 +18,7 @@ use diesel::QueryResult;
 
 use super::models::ledger::Entry;
 use super::models::usage::UsageRow;
+use super::sqlite_time::SqliteTime;
 use super::DbConn;
 
 /// The bind types these statements use, on either backend.
@@ -185,7 +186,7 @@ multi_insert! {
     stream: Bool,
     upstream_request_id: Nullable<Text>,
     client_request_id: Nullable<Text>,
-    created_at: Timestamp,
+    created_at: SqliteTime,
     premium_cost_micros: BigInt,
     protocol: Text,
     cached_tokens: BigInt,
@@ -203,7 +204,7 @@ multi_insert! {
     reference: Text,
     amount_micros: BigInt,
     memo: Nullable<Text>,
-    created_at: Timestamp,
+    created_at: SqliteTime,
     account_id: Text,
 }
 

@@ -13,6 +13,7 @@ pub mod journal;
 pub mod models;
 mod sched;
 pub mod schema;
+mod sqlite_time;
 pub mod usage_writer;
 
 use std::time::{Duration, Instant};
