@@ -444,3 +444,94 @@ async fn actixs_own_errors_carry_the_envelope() {
     );
     assert!(known.starts_with("HTTP/1.1 405"), "{known}");
 }
+
+/// Reads one HTTP/1.1 request (head and `content-length` body); false at the end of the
+/// connection.
+fn read_request(s: &mut std::net::TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return false,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).is_ok()
+}
+
+/// An OpenAI upstream that answers the first request of each connection, keeps the connection
+/// open, and closes it on the next request without answering: a kept-alive connection closed
+/// at its idle timeout just as a request reused it. Returns its port and the connections it
+/// accepted.
+fn closing_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut s = conn;
+                if !read_request(&mut s) {
+                    return;
+                }
+                let body = json!({
+                    "id": "chatcmpl-closing", "object": "chat.completion", "created": 1,
+                    "model": "gpt-4o",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "hi"}}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+                })
+                .to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes());
+                // The next request on this connection is read and not answered.
+                let _ = read_request(&mut s);
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// A request sent on a pooled connection that the upstream closes without a byte of answer
+/// was not served: it goes again on another connection, and the upstream is not blamed.
+#[actix_web::test]
+async fn a_request_on_a_connection_the_upstream_closed_goes_again() {
+    let (port, accepted) = closing_upstream();
+    let toml = format!(
+        "[providers.closing]\ndialect = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n\
+         api_key = \"k\"\ntier = \"mid\"\nmodels = [\"gpt-4o\"]\nprice_per_1k = 0.001\n\
+         timeout = \"3s\"\n"
+    );
+    let gw = Gateway::start(&toml, &[]);
+    let (key_id, key) = gw.key().await;
+    for i in 0..4 {
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &key,
+                &json!({"model": "gpt-4o",
+                "messages": [{"role": "user", "content": "hello"}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.json()["choices"][0]["message"]["content"], "hi");
+    }
+    assert_eq!(gw.usage_rows(&key_id).len(), 4);
+    // Each request after the first was sent on the previous one's connection, closed, and sent
+    // again on a new one.
+    let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(opened, 4, "connections accepted");
+}
