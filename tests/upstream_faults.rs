@@ -535,3 +535,51 @@ async fn a_request_on_a_connection_the_upstream_closed_goes_again() {
     let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(opened, 4, "connections accepted");
 }
+
+/// Hundreds of pooled connections that the upstream closed at its idle timeout (actix's 5 s):
+/// taking one, awc reads past every closed one; past tokio's cooperative budget those reads
+/// said "not ready" and closed connections passed as open, so the first request after the
+/// pause went to closed ones, more than its retries could absorb, and was a 502.
+#[actix_web::test]
+async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_of_closed_ones() {
+    let (fake, gw) = one(
+        FakeDialect::OpenAi,
+        "openai",
+        "gpt-4o",
+        "[limits]\nrpm = 100000\ndefault_daily_budget_usd = 1000000.0\n\
+         default_monthly_budget_usd = 1000000.0\n\n[free_tier]\nmax_request_usd = 1000.0\n\
+         daily_budget_usd = 1000000.0\n",
+    );
+    let (_, key) = gw.key().await;
+    // Slow answers keep 1,600 requests in flight at once: each of the 2 workers pools about
+    // 800 connections, more than the 5 attempts (4 retries) at 128 reads each could pass.
+    fake.set_behavior(Behavior::DelayFirstByte(std::time::Duration::from_millis(
+        1500,
+    )));
+    let body = hello(false);
+    let burst = (0..1600).map(|_| gw.post("/v1/chat/completions", &key, &body));
+    for r in futures_util::future::join_all(burst).await {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(
+        fake.connections() >= 1_400,
+        "only {} upstream connections were opened",
+        fake.connections()
+    );
+    fake.set_behavior(Behavior::Normal);
+    // The fake upstream closes a connection idle for 5 s.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    // A new client: the test's own pooled connections to the gateway were closed too (and awc
+    // on this side has the same walk to make).
+    let client = awc::Client::default();
+    for i in 0..4 {
+        let resp = client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .send_json(&body)
+            .await
+            .expect("request");
+        let r = common::Reply::read(resp).await;
+        assert_eq!(r.status, 200, "request {i} after the pause: {}", r.text());
+    }
+}

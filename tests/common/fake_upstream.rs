@@ -121,6 +121,8 @@ struct Inner {
     dialect: FakeDialect,
     state: Mutex<State>,
     cancelled: AtomicUsize,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
 }
 
 impl Inner {
@@ -156,8 +158,10 @@ impl FakeUpstream {
                 reasoning: None,
             }),
             cancelled: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let data = web::Data::from(inner.clone());
+        let counted = inner.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -166,6 +170,9 @@ impl FakeUpstream {
                         .app_data(data.clone())
                         .app_data(web::PayloadConfig::new(32 << 20))
                         .default_service(web::to(handle))
+                })
+                .on_connect(move |_, _| {
+                    counted.connections.fetch_add(1, Ordering::SeqCst);
                 })
                 .workers(1)
                 .shutdown_timeout(0)
@@ -205,6 +212,11 @@ impl FakeUpstream {
     /// Number of streamed bodies dropped before their last event was sent (client hung up).
     pub fn streams_cancelled(&self) -> usize {
         self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::SeqCst)
     }
 
     /// The only API key this fake accepts.
