@@ -244,9 +244,10 @@ impl Relay {
 
     /// Ends the stream: commits the usage row, tells the ProviderActor, queues the `End`.
     /// The upstream body is not read past the last event, so awc closes an HTTP/1.1 connection
-    /// instead of pooling it. Reading it to its end was tried: awc's reuse check then missed
-    /// connections the upstream had closed at its idle timeout, and a request after a pause went
-    /// to five closed ones in a row (`bench/results.md`, twelfth session).
+    /// instead of pooling it. Reading it to its end was tried (`db8d4b0`) and reverted: with
+    /// every stream's connection pooled, a request after a pause went to closed ones, which
+    /// `transport::post` has avoided since, and the first request after the pause reads every
+    /// closed connection in one go (`bench/results.md`, twelfth session).
     async fn finish(&mut self, cut: Option<Cut>) {
         if self.settled {
             return;
