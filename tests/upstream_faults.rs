@@ -551,18 +551,16 @@ async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_
          daily_budget_usd = 1000000.0\n",
     );
     let (_, key) = gw.key().await;
-    // Slow answers keep 1,600 requests in flight at once: each of the 2 workers pools about
-    // 800 connections, more than the 5 attempts (4 retries) at 128 reads each could pass.
-    fake.set_behavior(Behavior::DelayFirstByte(std::time::Duration::from_millis(
-        1500,
-    )));
+    // 1,600 requests held at the upstream at once: each of the 2 workers pools about 800
+    // connections, more than the 5 attempts (4 retries) at 128 reads each could pass.
+    fake.set_behavior(Behavior::Gather(1_600));
     let body = hello(false);
     let burst = (0..1600).map(|_| gw.post("/v1/chat/completions", &key, &body));
     for r in futures_util::future::join_all(burst).await {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert!(
-        fake.connections() >= 1_400,
+        fake.connections() >= 1_600,
         "only {} upstream connections were opened",
         fake.connections()
     );

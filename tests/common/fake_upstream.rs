@@ -84,6 +84,9 @@ pub enum Behavior {
     HangBeforeHeaders,
     /// Wait this long before sending the response headers, then answer normally.
     DelayFirstByte(Duration),
+    /// Hold each request until this many are held at once (or 30 s passed), then answer all:
+    /// that many connections in use at the same time, however fast they arrive.
+    Gather(usize),
     /// Streams: role chunk + one content chunk, then the dialect's in-stream error (Gemini: just
     /// end without `finishReason`). Non-stream requests are answered normally.
     MidStreamError,
@@ -123,6 +126,8 @@ struct Inner {
     cancelled: AtomicUsize,
     /// TCP connections accepted.
     connections: AtomicUsize,
+    /// Requests that have arrived under [`Behavior::Gather`].
+    gathered: AtomicUsize,
 }
 
 impl Inner {
@@ -159,6 +164,7 @@ impl FakeUpstream {
             }),
             cancelled: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            gathered: AtomicUsize::new(0),
         });
         let data = web::Data::from(inner.clone());
         let counted = inner.clone();
@@ -1065,6 +1071,13 @@ async fn handle(req: HttpRequest, raw: Bytes, inner: web::Data<Inner>) -> HttpRe
         Behavior::Status(s) => return render(d, status_err(d, s, &model)),
         Behavior::HangBeforeHeaders => actix_web::rt::time::sleep(Duration::from_secs(60)).await,
         Behavior::DelayFirstByte(t) => actix_web::rt::time::sleep(t).await,
+        Behavior::Gather(n) => {
+            inner.gathered.fetch_add(1, Ordering::SeqCst);
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while inner.gathered.load(Ordering::SeqCst) < n && std::time::Instant::now() < until {
+                actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         _ => {}
     }
     let stream = if d == FakeDialect::Gemini {
