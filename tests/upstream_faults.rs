@@ -542,13 +542,17 @@ async fn a_request_on_a_connection_the_upstream_closed_goes_again() {
 /// pause went to closed ones, more than its retries could absorb, and was a 502.
 #[actix_web::test]
 async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_of_closed_ones() {
-    let (fake, gw) = one(
-        FakeDialect::OpenAi,
-        "openai",
-        "gpt-4o",
-        "[limits]\nrpm = 100000\ndefault_daily_budget_usd = 1000000.0\n\
+    // Gathering 1,600 requests takes longer than `one`'s 3 s provider timeout on a loaded
+    // machine (on PostgreSQL each request is admitted through the database first).
+    let fake = FakeUpstream::start(FakeDialect::OpenAi);
+    let provider = provider_toml("openai", &fake, "mid", "gpt-4o", 0.001)
+        .replace("timeout = \"3s\"", "timeout = \"60s\"");
+    let gw = Gateway::start(
+        &(provider
+            + "[limits]\nrpm = 100000\ndefault_daily_budget_usd = 1000000.0\n\
          default_monthly_budget_usd = 1000000.0\n\n[free_tier]\nmax_request_usd = 1000.0\n\
-         daily_budget_usd = 1000000.0\n",
+         daily_budget_usd = 1000000.0\n"),
+        &[],
     );
     let (_, key) = gw.key().await;
     // 1,600 requests held at the upstream at once: each of the 2 workers pools about 800
