@@ -142,6 +142,40 @@ async fn stream_is_data_only_chunks_with_usage_x_pura_and_done() {
     }
 }
 
+/// A stream that ended well leaves its upstream connection to the next request: awc closes an
+/// HTTP/1.1 connection whose body was dropped before its end, so without reading the end each
+/// streamed request would pay a new connect (and a TLS handshake against a real provider).
+#[actix_web::test]
+async fn a_finished_stream_leaves_its_upstream_connection_for_the_next_request() {
+    for (dialect, name, model) in DIALECTS {
+        let (fake, gw) = one_provider(dialect, name, model);
+        let (_, key) = gw.key().await;
+        let mut asks = vec![("/v1/chat/completions", ask(model, true))];
+        if dialect == FakeDialect::Anthropic {
+            // The native relay (Messages to an Anthropic upstream) ends the same way.
+            asks.push((
+                "/v1/messages",
+                json!({"model": model, "max_tokens": 64, "stream": true,
+                       "messages": [{"role": "user", "content": "hello"}]}),
+            ));
+        }
+        for (path, body) in asks {
+            let before = fake.connections();
+            for i in 0..4 {
+                let r = gw.post(path, &key, &body).await;
+                assert_eq!(r.status, 200, "{name} {path} #{i}: {}", r.text());
+                // The end of the upstream body may still be read in the background.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let opened = fake.connections() - before;
+            assert!(
+                opened <= 1,
+                "{name} {path}: 4 streams opened {opened} upstream connections"
+            );
+        }
+    }
+}
+
 #[actix_web::test]
 async fn stream_without_include_usage_has_no_usage_chunk() {
     for (dialect, name, model) in DIALECTS {

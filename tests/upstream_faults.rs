@@ -542,6 +542,18 @@ async fn a_request_on_a_connection_the_upstream_closed_goes_again() {
 /// pause went to closed ones, more than its retries could absorb, and was a 502.
 #[actix_web::test]
 async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_of_closed_ones() {
+    after_a_pause(false).await;
+}
+
+/// The same with streams: a stream read to its end leaves its connection in the pool (the
+/// relay's `transport::release`), so a burst of streams pools as many connections as a burst of
+/// plain requests, and they are closed by the upstream the same way.
+#[actix_web::test]
+async fn after_a_pause_the_first_stream_finds_an_open_connection_past_hundreds_of_closed_ones() {
+    after_a_pause(true).await;
+}
+
+async fn after_a_pause(stream: bool) {
     // Gathering 1,600 requests takes longer than `one`'s 3 s provider timeout on a loaded
     // machine (on PostgreSQL each request is admitted through the database first).
     let fake = FakeUpstream::start(FakeDialect::OpenAi);
@@ -558,7 +570,7 @@ async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_
     // 1,600 requests held at the upstream at once: each of the 2 workers pools about 800
     // connections, more than the 5 attempts (4 retries) at 128 reads each could pass.
     fake.set_behavior(Behavior::Gather(1_600));
-    let body = hello(false);
+    let body = hello(stream);
     let burst = (0..1600).map(|_| gw.post("/v1/chat/completions", &key, &body));
     for r in futures_util::future::join_all(burst).await {
         assert_eq!(r.status, 200, "{}", r.text());
@@ -569,6 +581,17 @@ async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_
         fake.connections()
     );
     fake.set_behavior(Behavior::Normal);
+    // The burst's connections went back to the pool: one more request opens none (a stream's
+    // end may still be read in the background for a moment).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let before = fake.connections();
+    let r = gw.post("/v1/chat/completions", &key, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        fake.connections(),
+        before,
+        "the burst's connections were not pooled"
+    );
     // The fake upstream closes a connection idle for 5 s.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     // A new client: the test's own pooled connections to the gateway were closed too (and awc
@@ -583,5 +606,13 @@ async fn after_a_pause_the_first_request_finds_an_open_connection_past_hundreds_
             .expect("request");
         let r = common::Reply::read(resp).await;
         assert_eq!(r.status, 200, "request {i} after the pause: {}", r.text());
+        if stream {
+            assert_eq!(
+                r.sse_data().last().map(String::as_str),
+                Some("[DONE]"),
+                "stream {i} after the pause: {}",
+                r.text()
+            );
+        }
     }
 }

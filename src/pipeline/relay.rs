@@ -22,7 +22,7 @@ use crate::db::usage_writer;
 use crate::error::ApiError;
 use crate::money::{estimate_tokens, Micros};
 use crate::providers::sse::SseEvent;
-use crate::providers::transport::OpenStream;
+use crate::providers::transport::{self, OpenStream};
 use crate::providers::{RawChunk, StreamItem};
 use crate::shutdown::CutSignal;
 
@@ -161,6 +161,8 @@ impl Relay {
             }
             Ok(Some(Ok(bytes))) => self.upstream.parser.feed(&bytes),
             Ok(None) => {
+                // Ended: awc's body must not be polled again (see `finish`).
+                self.upstream.body = transport::ended();
                 if let Some(ev) = self.upstream.parser.finish() {
                     self.translate(ev).await;
                     if self.settled {
@@ -243,14 +245,17 @@ impl Relay {
     }
 
     /// Ends the stream: commits the usage row, tells the ProviderActor, queues the `End`.
-    /// The upstream body is not read past the last event, so awc closes an HTTP/1.1 connection
-    /// instead of pooling it. Reading it to its end was tried (`db8d4b0`) and reverted: with
-    /// every stream's connection pooled, a request after a pause went to closed ones, which
-    /// `transport::post` has avoided since, and the first request after the pause reads every
-    /// closed connection in one go (`bench/results.md`, twelfth session).
     async fn finish(&mut self, cut: Option<Cut>) {
         if self.settled {
             return;
+        }
+        if cut.is_none() {
+            // The upstream said its last event: what follows is the body's end, read so that
+            // the connection goes back to the pool instead of being closed.
+            transport::release(std::mem::replace(
+                &mut self.upstream.body,
+                transport::ended(),
+            ));
         }
         let usage = self.final_usage();
         let cost = self.meta.provider.cost(&usage);

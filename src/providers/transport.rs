@@ -242,6 +242,38 @@ fn retry_info(body: &[u8]) -> Option<u64> {
     Some(secs.max(0.0).ceil() as u64)
 }
 
+/// How long the rest of a finished stream (after its last event: usually just the chunked
+/// terminator) is read in the background before the connection is given up.
+const RELEASE_WITHIN: Duration = Duration::from_secs(2);
+/// Pieces read at once before the rest is left to a task.
+const RELEASE_POLLS: usize = 4;
+
+/// An empty body, to stand in for one that was handed on or has ended (awc's must not be polled
+/// again after its end).
+pub fn ended() -> UpstreamBody {
+    Box::pin(futures_util::stream::empty())
+}
+
+/// Reads what is left of a stream whose last event has arrived, so that awc gives the
+/// connection back to its pool: an HTTP/1.1 response dropped before its end closes the
+/// connection, and the next request to that upstream pays a new connect (and, over TLS, a new
+/// handshake). The end is usually buffered already and is read here; otherwise a task on this
+/// worker reads it, for at most [`RELEASE_WITHIN`]. Never given a body that already ended.
+pub fn release(mut body: UpstreamBody) {
+    use futures_util::FutureExt;
+    for _ in 0..RELEASE_POLLS {
+        match body.next().now_or_never() {
+            Some(Some(Ok(_))) => continue,
+            Some(_) => return,
+            None => break,
+        }
+    }
+    actix_web::rt::spawn(async move {
+        let rest = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(RELEASE_WITHIN, rest).await;
+    });
+}
+
 /// Reads until the first content chunk (or the end) so a failure can still fall back.
 async fn peek(
     mut body: UpstreamBody,
