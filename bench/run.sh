@@ -59,6 +59,9 @@ python3 bench/bench.py --target-dir "$CARGO_TARGET_DIR" --oha "$(command -v oha)
 if [ "${BENCH_SKIP_INSTRUCTIONS:-0}" != 1 ] && command -v valgrind >/dev/null; then
     say "counting instructions per request (callgrind, about 3 minutes)"
     python3 bench/instructions.py --target-dir "$CARGO_TARGET_DIR"
+    # Again with glibc's string functions on their vector loops: valgrind counts each byte
+    # of a `rep stosb` as an instruction (see VECTOR_STRING_OPS in instructions.py).
+    python3 bench/instructions.py --target-dir "$CARGO_TARGET_DIR" --vector-string-ops
 fi
 
 # The same requests natively: CPU and wall time per request (under callgrind the settlement
