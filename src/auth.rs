@@ -24,7 +24,7 @@ const KEY_RANDOM_LEN: usize = 40;
 pub struct AuthedKey(pub Arc<ApiKey>);
 
 /// Key hash -> the key row and when it was read.
-type Entries = HashMap<String, (Arc<ApiKey>, Instant)>;
+type Entries = HashMap<String, (Arc<ApiKey>, Instant), foldhash::fast::RandomState>;
 
 /// Hash cache: key hash -> key row. Disabled keys are cached too, so they fail fast. Cloning
 /// shares the cache (the cluster listener holds a clone).

@@ -146,7 +146,7 @@ pub struct Account {
     pub free_remaining: i64,
     pub day_start: NaiveDateTime,
     pub month_start: NaiveDateTime,
-    pub keys: HashMap<String, KeyMoney>,
+    pub keys: HashMap<String, KeyMoney, foldhash::fast::RandomState>,
     /// The limits of a key that sets none of its own.
     pub defaults: Defaults,
     /// The PostgreSQL snapshot the account was read under (None on SQLite).
@@ -426,7 +426,7 @@ pub struct BudgetActor {
     local_free: Option<Arc<LocalFreeSpend>>,
     on_idle: OnIdle,
     account: Option<Account>,
-    held: HashMap<u64, Held>,
+    held: HashMap<u64, Held, foldhash::fast::RandomState>,
     next_id: u64,
     reserved_paid: i64,
     reserved_free: i64,
@@ -452,7 +452,7 @@ impl BudgetActor {
             local_free,
             on_idle,
             account: None,
-            held: HashMap::new(),
+            held: HashMap::default(),
             next_id: 0,
             reserved_paid: 0,
             reserved_free: 0,

@@ -36,7 +36,7 @@ use crate::error::ApiError;
 use crate::money::Micros;
 use crate::notify::Notifier;
 
-type Map = Arc<Mutex<HashMap<String, Addr<BudgetActor>>>>;
+type Map = Arc<Mutex<HashMap<String, Addr<BudgetActor>, foldhash::fast::RandomState>>>;
 
 /// Times a settlement may be handed on to another actor before it is given up (logged): only
 /// an arbiter that is itself gone (the process exiting past its last flush) refuses it again.
