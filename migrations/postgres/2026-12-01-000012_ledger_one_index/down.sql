@@ -1,0 +1,1 @@
+CREATE INDEX ledger_key ON ledger (key_id, created_at);
