@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fds;
 pub mod ids;
 pub mod lightning;
 pub mod metrics;

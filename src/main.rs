@@ -84,8 +84,11 @@ async fn main() -> std::io::Result<()> {
     let fail = |e: String| std::io::Error::other(e);
     // The config first: it says how to log.
     let config = Config::load(config_path().as_deref()).map_err(|e| fail(e.to_string()))?;
+    // Before the workers and the database threads start (see `fds`).
+    let fd_table = pura::fds::reserve();
     let json_logs = config.log.format == pura::config::LogFormat::Json;
     pura::access::init(json_logs);
+    log::debug!("descriptor table reserved for {fd_table} descriptors");
     pura::metrics::init();
     pura::telemetry::init(&config.telemetry.otlp_endpoint);
     let pool = db::pool(&config.database.url, config.database.pool_size)
