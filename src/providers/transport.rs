@@ -80,10 +80,10 @@ impl Failure {
     }
 }
 
-/// Times a request goes again after its connection closed without answering. Going again on
-/// a closed connection costs no round trip (its end is already there to read), and after a
-/// pause longer than the upstream's idle timeout every pooled connection is closed: more than
-/// one may pass awc's check.
+/// Times a request goes again after its connection closed without answering. awc's check (run
+/// outside the budget, see `post`) drops the pooled connections whose close has arrived; what
+/// is left is a close that arrives between the check and the write, as the upstream's idle
+/// timeout strikes. Going again costs no round trip (the close is already there to read).
 const STALE_RETRIES: usize = 4;
 
 /// What awc answers a request with (its body type depends on awc's compression features).
