@@ -88,3 +88,254 @@ impl Usage {
         Some(u)
     }
 }
+
+/// An OpenAI `usage` object read straight from an answer's bytes, with the same result as
+/// [`Usage::from_openai`] on its `Value` for any JSON (a field's last occurrence counts, a
+/// field that is not an unsigned integer reads as absent), without building that `Value`:
+/// every non-streaming answer's usage went through one, with a string allocated per key.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenAiUsage(pub Option<Usage>);
+
+impl<'de> Deserialize<'de> for OpenAiUsage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(lenient::UsageVisitor)
+    }
+}
+
+mod lenient {
+    use std::fmt;
+
+    use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    use super::{OpenAiUsage, Usage};
+
+    /// Declares a visitor that reads anything that is not a JSON object as `$empty`, skipping
+    /// it, and hands an object to `$map`.
+    macro_rules! lenient_visitor {
+        ($vis:vis $name:ident -> $out:ty, $empty:expr, |$m:ident| $map:block) => {
+            $vis struct $name;
+
+            impl<'de> Visitor<'de> for $name {
+                type Value = $out;
+
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_str<E>(self, _: &str) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_unit<E>(self) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_none<E>(self) -> Result<$out, E> {
+                    Ok($empty)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<$out, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok($empty)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut $m: A) -> Result<$out, A::Error> {
+                    $map
+                }
+            }
+        };
+    }
+
+    /// A value as `Value::as_u64` reads it: an unsigned integer, or none.
+    struct AsU64(Option<u64>);
+
+    impl<'de> Deserialize<'de> for AsU64 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(AsU64Visitor)
+        }
+    }
+
+    struct AsU64Visitor;
+
+    impl<'de> Visitor<'de> for AsU64Visitor {
+        type Value = AsU64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<AsU64, E> {
+            Ok(AsU64(Some(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<AsU64, E> {
+            Ok(AsU64(u64::try_from(v).ok()))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<AsU64, E> {
+            Ok(AsU64(None))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<AsU64, E> {
+            Ok(AsU64(None))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<AsU64, E> {
+            Ok(AsU64(None))
+        }
+        fn visit_unit<E>(self) -> Result<AsU64, E> {
+            Ok(AsU64(None))
+        }
+        fn visit_none<E>(self) -> Result<AsU64, E> {
+            Ok(AsU64(None))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AsU64, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(AsU64(None))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AsU64, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(AsU64(None))
+        }
+    }
+
+    /// The keys read, matched without allocating.
+    enum Key {
+        Prompt,
+        Completion,
+        Total,
+        PromptDetails,
+        CompletionDetails,
+        Cached,
+        Reasoning,
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_identifier(KeyVisitor)
+        }
+    }
+
+    struct KeyVisitor;
+
+    impl<'de> Visitor<'de> for KeyVisitor {
+        type Value = Key;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E>(self, k: &str) -> Result<Key, E> {
+            Ok(match k {
+                "prompt_tokens" => Key::Prompt,
+                "completion_tokens" => Key::Completion,
+                "total_tokens" => Key::Total,
+                "prompt_tokens_details" => Key::PromptDetails,
+                "completion_tokens_details" => Key::CompletionDetails,
+                "cached_tokens" => Key::Cached,
+                "reasoning_tokens" => Key::Reasoning,
+                _ => Key::Other,
+            })
+        }
+    }
+
+    /// A details object's counts (either kind: each reads the one it needs).
+    #[derive(Default)]
+    struct Details {
+        cached: Option<u64>,
+        reasoning: Option<u64>,
+    }
+
+    impl<'de> Deserialize<'de> for Details {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(DetailsVisitor)
+        }
+    }
+
+    lenient_visitor!(DetailsVisitor -> Details, Details::default(), |map| {
+        let mut d = Details::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Cached => d.cached = map.next_value::<AsU64>()?.0,
+                Key::Reasoning => d.reasoning = map.next_value::<AsU64>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(d)
+    });
+
+    lenient_visitor!(pub(super) UsageVisitor -> OpenAiUsage, OpenAiUsage(None), |map| {
+        let (mut prompt, mut completion, mut total) = (None, None, None);
+        let (mut cached, mut reasoning) = (None, None);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Prompt => prompt = map.next_value::<AsU64>()?.0,
+                Key::Completion => completion = map.next_value::<AsU64>()?.0,
+                Key::Total => total = map.next_value::<AsU64>()?.0,
+                Key::PromptDetails => cached = map.next_value::<Details>()?.cached,
+                Key::CompletionDetails => reasoning = map.next_value::<Details>()?.reasoning,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(prompt) = prompt else {
+            return Ok(OpenAiUsage(None));
+        };
+        let completion = completion.unwrap_or(0);
+        let mut u = Usage::new(prompt, completion)
+            .with_details(cached.unwrap_or(0), reasoning.unwrap_or(0));
+        u.total_tokens = total.unwrap_or(prompt + completion);
+        Ok(OpenAiUsage(Some(u)))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// For any usage JSON, reading it straight from the bytes gives what `from_openai` gives
+    /// on its `Value`: absent, null, wrong-typed and repeated fields included.
+    #[test]
+    fn an_openai_usage_read_from_bytes_is_what_from_openai_reads() {
+        let cases = [
+            r#"{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}"#,
+            r#"{"prompt_tokens":9}"#,
+            r#"{"completion_tokens":12}"#,
+            r#"{}"#,
+            r#"null"#,
+            r#"[]"#,
+            r#"[1,{"prompt_tokens":3}]"#,
+            r#""text""#,
+            r#"17"#,
+            r#"true"#,
+            r#"{"prompt_tokens":-1,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":1.5,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":"5","completion_tokens":2}"#,
+            r#"{"prompt_tokens":5,"completion_tokens":null,"total_tokens":"x"}"#,
+            r#"{"prompt_tokens":5,"completion_tokens":-3,"total_tokens":99}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens":7,"completion_tokens":1}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens":"7","completion_tokens":1}"#,
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":0}"#,
+            r#"{"prompt_tokens":18446744073709551616,"completion_tokens":0}"#,
+            r#"{"prompt_tokens":10,"completion_tokens":20,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":6}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":1},"prompt_tokens_details":{"audio_tokens":2}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":{"reasoning_tokens":4},"completion_tokens_details":{"cached_tokens":6}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":[{"cached_tokens":4}],"completion_tokens_details":"x"}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":{"a":[1,2]}},"x":{"prompt_tokens":99}}"#,
+            r#"{"prompt_\u0074okens":8,"completion_tokens":1,"extra":[{"deep":[[[]]]}]}"#,
+            r#"{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"prompt_tokens_details":{"cached_tokens":0}}"#,
+        ];
+        for case in cases {
+            let value: Value = serde_json::from_str(case).unwrap();
+            let read: OpenAiUsage = serde_json::from_str(case).unwrap();
+            assert_eq!(read.0, Usage::from_openai(&value), "{case}");
+        }
+    }
+}

@@ -51,7 +51,7 @@ pub fn build(
 struct Peek {
     choices: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<crate::api::usage::OpenAiUsage>,
     #[serde(default)]
     model: Option<String>,
 }
@@ -69,7 +69,7 @@ pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
     if peek.choices.is_empty() {
         return Err("upstream answer has no choices".into());
     }
-    let usage = peek.usage.as_ref().and_then(Usage::from_openai);
+    let usage = peek.usage.and_then(|u| u.0);
     if peek.model.is_some() {
         return Ok(Completion {
             body: Value::Null,
