@@ -27,6 +27,7 @@ pub mod providers;
 pub mod routes;
 pub mod routing;
 pub mod secret;
+pub mod sha;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;

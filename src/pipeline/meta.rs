@@ -38,15 +38,8 @@ pub struct Received {
 pub struct BodyHash([u8; 64]);
 
 impl BodyHash {
-    /// By `ring`, whose SHA-256 is assembly with a path for each x86 generation: on CPUs without
-    /// SHA extensions (valgrind's, x86 servers before Ice Lake) it is about two thirds of
-    /// `sha2`'s portable code (4,642 instructions against 7,058 for a 110-byte body).
     pub fn of(body: &[u8]) -> Self {
-        let mut hex = [0u8; 64];
-        let digest = ring::digest::digest(&ring::digest::SHA256, body);
-        // 32 digest bytes always fill 64 hex digits: the error case cannot happen.
-        let _ = hex::encode_to_slice(digest.as_ref(), &mut hex);
-        BodyHash(hex)
+        BodyHash(crate::sha::hex(body))
     }
 
     pub fn as_str(&self) -> &str {
@@ -337,28 +330,4 @@ pub fn upstream_attributes(provider: &str, model: &str) -> Vec<(&'static str, St
         ("pura.provider", provider.to_owned()),
         ("pura.model", model.to_owned()),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BodyHash;
-    use sha2::{Digest, Sha256};
-
-    /// `ring`'s digest is the SHA-256 `sha2` computes, at every length around the block edges.
-    #[test]
-    fn a_body_hash_is_the_lowercase_hex_sha256_of_the_body() {
-        assert_eq!(
-            BodyHash::of(b"abc").as_str(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        let body: Vec<u8> = (0..1_100u32).map(|i| (i * 7 + i / 3) as u8).collect();
-        for n in 0..body.len() {
-            let bytes = &body[..n];
-            assert_eq!(
-                BodyHash::of(bytes).as_str(),
-                hex::encode(Sha256::digest(bytes)),
-                "{n}"
-            );
-        }
-    }
 }
