@@ -306,37 +306,51 @@ impl Handler<Observations> for ProviderActor {
     }
 }
 
-/// Tells `actor` the result of an attempt. On an HTTP worker the results wait until the
-/// worker has run what else was ready, then go in one message per provider: the providers'
-/// thread then wakes once per batch instead of once per request (on a core shared with the
-/// worker each wake was a context switch). Elsewhere, and while a batch is not being taken,
-/// the message goes at once.
-pub fn observe(actor: &Addr<ProviderActor>, o: Observe) {
-    thread_local! {
-        static BATCH: std::cell::RefCell<Vec<(Addr<ProviderActor>, Observe)>> =
-            const { std::cell::RefCell::new(Vec::new()) };
-    }
+/// How long a worker gathers its successful attempts' results before it sends them. A success
+/// on a closed circuit only moves the provider's averages and its window's counts, which lose
+/// nothing by arriving a tenth of a second late; sent per request, each woke the providers'
+/// thread: at a modest rate, one cross-thread wake per request (about 2,500 instructions of
+/// that thread alone, callgrind, one request at a time).
+const GATHER: Duration = Duration::from_millis(100);
+
+thread_local! {
+    /// This worker's results not yet sent.
+    static BATCH: std::cell::RefCell<Vec<(Addr<ProviderActor>, Observe)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Tells `actor` the result of an attempt. On an HTTP worker a success waits up to [`GATHER`]
+/// with the others gathered meanwhile, then all go in one message per provider. A failure, or
+/// the result of a half-open circuit's probe (`probe`), can change the circuit: it goes at once,
+/// with whatever has gathered. Elsewhere than on a worker, the message goes at once.
+pub fn observe(actor: &Addr<ProviderActor>, o: Observe, probe: bool) {
     if Arbiter::try_current().is_none() || tokio::runtime::Handle::try_current().is_err() {
         actor.do_send(o);
         return;
     }
+    let urgent = probe || o.outcome == Outcome::Failure;
     let first = BATCH.with_borrow_mut(|b| {
         b.push((actor.clone(), o));
         b.len() == 1
     });
-    if first {
+    if urgent {
+        send_gathered();
+    } else if first {
         actix_web::rt::spawn(async {
-            // Behind every task that is ready now, and the I/O the runtime polls meanwhile.
-            tokio::task::yield_now().await;
-            let mut batch = BATCH.take();
-            while let Some((actor, _)) = batch.first() {
-                let actor = actor.clone();
-                let (mine, rest): (Vec<_>, Vec<_>) =
-                    batch.into_iter().partition(|(a, _)| *a == actor);
-                actor.do_send(Observations(mine.into_iter().map(|(_, o)| o).collect()));
-                batch = rest;
-            }
+            tokio::time::sleep(GATHER).await;
+            send_gathered();
         });
+    }
+}
+
+/// Sends this worker's gathered results, one message per provider.
+fn send_gathered() {
+    let mut batch = BATCH.take();
+    while let Some((actor, _)) = batch.first() {
+        let actor = actor.clone();
+        let (mine, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(a, _)| *a == actor);
+        actor.do_send(Observations(mine.into_iter().map(|(_, o)| o).collect()));
+        batch = rest;
     }
 }
 
@@ -452,5 +466,37 @@ mod tests {
         let h = addr.send(Snapshot).await.expect("snapshot");
         assert!(h.error_ratio >= 0.5, "{h:?}");
         assert!(matches!(h.circuit, Circuit::Open(_)));
+    }
+
+    /// On a worker, successes wait out the gather window and then arrive together; a failure
+    /// goes at once and takes what had gathered with it; a probe's success goes at once.
+    #[actix_web::test]
+    async fn successes_are_gathered_while_failures_and_probes_go_at_once() {
+        let ok = |ms| Observe {
+            latency: Duration::from_millis(ms),
+            ttft: None,
+            outcome: Outcome::Success,
+        };
+        let addr = ProviderActor::new("t", Duration::from_secs(60), Duration::from_secs(5)).start();
+        observe(&addr, ok(40), false);
+        observe(&addr, ok(40), false);
+        // A message sent now is handled after any sent before it: none was.
+        let h = addr.send(Snapshot).await.expect("snapshot");
+        assert_eq!(h.ewma_latency_ms, 0.0, "{h:?}");
+        actix_web::rt::time::sleep(GATHER * 3).await;
+        let h = addr.send(Snapshot).await.expect("snapshot");
+        assert!((h.ewma_latency_ms - 40.0).abs() < 1e-6, "{h:?}");
+
+        let addr = ProviderActor::new("t", Duration::from_secs(60), Duration::from_secs(5)).start();
+        observe(&addr, ok(40), false);
+        observe(&addr, fail(), false);
+        let h = addr.send(Snapshot).await.expect("snapshot");
+        assert!((h.ewma_latency_ms - 40.0).abs() < 1e-6, "{h:?}");
+        assert!((h.error_ratio - 0.5).abs() < 1e-6, "{h:?}");
+
+        let addr = ProviderActor::new("t", Duration::from_secs(60), Duration::from_secs(5)).start();
+        observe(&addr, ok(30), true);
+        let h = addr.send(Snapshot).await.expect("snapshot");
+        assert!((h.ewma_latency_ms - 30.0).abs() < 1e-6, "{h:?}");
     }
 }

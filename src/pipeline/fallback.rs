@@ -69,7 +69,11 @@ pub async fn run(
         let failure = match sent {
             Ok((upstream_request_id, answer)) => {
                 if let Answer::Json(_) = answer {
-                    provider::observe(&candidate.actor, observe(started, Outcome::Success));
+                    provider::observe(
+                        &candidate.actor,
+                        observe(started, Outcome::Success),
+                        candidate.probe,
+                    );
                 }
                 if failed.any() {
                     crate::metrics::fallback(&spec.name);
@@ -86,14 +90,22 @@ pub async fn run(
         if let Failure::Client(status, msg) = failure {
             // The upstream is healthy (no circuit penalty); the request is not, and would be
             // refused by the next upstream too. Tell the client.
-            provider::observe(&candidate.actor, observe(started, Outcome::Success));
+            provider::observe(
+                &candidate.actor,
+                observe(started, Outcome::Success),
+                candidate.probe,
+            );
             return Err(ApiError::BadRequest {
                 message: format!("{} rejected the request (HTTP {status}): {msg}", spec.name),
                 param: None,
                 code: "upstream_rejected",
             });
         }
-        provider::observe(&candidate.actor, observe(started, Outcome::Failure));
+        provider::observe(
+            &candidate.actor,
+            observe(started, Outcome::Failure),
+            candidate.probe,
+        );
         failed.called(&spec.name, failure);
     }
     Err(failed.into_error())

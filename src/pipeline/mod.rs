@@ -248,8 +248,9 @@ async fn serve(
                 Micros(reservation.budget_remaining_micros),
             );
             let actor = served.candidate.actor.clone();
+            let probe = served.candidate.probe;
             let cut = state.shutdown.signal();
-            let relay = Box::new(Relay::new(meta, ticket, actor, open, cut));
+            let relay = Box::new(Relay::new(meta, ticket, (actor, probe), open, cut));
             Ok(Outcome::Stream { relay, headers })
         }
     }

@@ -66,6 +66,8 @@ pub struct Relay {
     meta: Meta,
     ticket: Ticket,
     actor: Addr<ProviderActor>,
+    /// The stream is a half-open circuit's probe: its result goes to the actor at once.
+    probe: bool,
     upstream: OpenStream,
     /// Items read while peeking, still to be handed out.
     backlog: VecDeque<StreamItem>,
@@ -86,7 +88,7 @@ impl Relay {
     pub fn new(
         meta: Meta,
         ticket: Ticket,
-        actor: Addr<ProviderActor>,
+        (actor, probe): (Addr<ProviderActor>, bool),
         mut upstream: OpenStream,
         cut: CutSignal,
     ) -> Relay {
@@ -95,6 +97,7 @@ impl Relay {
             meta,
             ticket,
             actor,
+            probe,
             upstream,
             backlog,
             chunks: VecDeque::new(),
@@ -300,6 +303,7 @@ impl Relay {
                     Outcome::Success
                 },
             },
+            self.probe,
         );
         // The text is out, but its bill is not on disk: the stream does not end as a success.
         let cut = match cut {
