@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::sha;
 use actix_web::{http::header, HttpRequest};
 use subtle::ConstantTimeEq;
 
 use crate::db::models::api_key::{self, ApiKey};
 use crate::db::{self, Pool};
 use crate::error::ApiError;
+use crate::sha;
 
 pub const KEY_PREFIX: &str = "pura_";
 const KEY_RANDOM_LEN: usize = 40;

@@ -110,10 +110,12 @@ mod lenient {
 
     use super::{OpenAiUsage, Usage};
 
-    /// Declares a visitor that reads anything that is not a JSON object as `$empty`, skipping
-    /// it, and hands an object to `$map`.
+    /// Declares a visitor that reads an integer through `$int` (given it as `Option<u64>`, none
+    /// when negative), hands an object to `$map`, and reads anything else as `$empty`, skipping
+    /// it.
     macro_rules! lenient_visitor {
-        ($vis:vis $name:ident -> $out:ty, $empty:expr, |$m:ident| $map:block) => {
+        ($vis:vis $name:ident -> $out:ty, $empty:expr, |$n:ident| $int:expr,
+         |$m:ident| $map:block) => {
             $vis struct $name;
 
             impl<'de> Visitor<'de> for $name {
@@ -125,11 +127,13 @@ mod lenient {
                 fn visit_bool<E>(self, _: bool) -> Result<$out, E> {
                     Ok($empty)
                 }
-                fn visit_i64<E>(self, _: i64) -> Result<$out, E> {
-                    Ok($empty)
+                fn visit_i64<E>(self, v: i64) -> Result<$out, E> {
+                    let $n = u64::try_from(v).ok();
+                    Ok($int)
                 }
-                fn visit_u64<E>(self, _: u64) -> Result<$out, E> {
-                    Ok($empty)
+                fn visit_u64<E>(self, v: u64) -> Result<$out, E> {
+                    let $n = Some(v);
+                    Ok($int)
                 }
                 fn visit_f64<E>(self, _: f64) -> Result<$out, E> {
                     Ok($empty)
@@ -163,44 +167,10 @@ mod lenient {
         }
     }
 
-    struct AsU64Visitor;
-
-    impl<'de> Visitor<'de> for AsU64Visitor {
-        type Value = AsU64;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<AsU64, E> {
-            Ok(AsU64(Some(v)))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<AsU64, E> {
-            Ok(AsU64(u64::try_from(v).ok()))
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<AsU64, E> {
-            Ok(AsU64(None))
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<AsU64, E> {
-            Ok(AsU64(None))
-        }
-        fn visit_str<E>(self, _: &str) -> Result<AsU64, E> {
-            Ok(AsU64(None))
-        }
-        fn visit_unit<E>(self) -> Result<AsU64, E> {
-            Ok(AsU64(None))
-        }
-        fn visit_none<E>(self) -> Result<AsU64, E> {
-            Ok(AsU64(None))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AsU64, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(AsU64(None))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AsU64, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(AsU64(None))
-        }
-    }
+    lenient_visitor!(AsU64Visitor -> AsU64, AsU64(None), |n| AsU64(n), |map| {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(AsU64(None))
+    });
 
     /// The keys read, matched without allocating.
     enum Key {
@@ -255,7 +225,7 @@ mod lenient {
         }
     }
 
-    lenient_visitor!(DetailsVisitor -> Details, Details::default(), |map| {
+    lenient_visitor!(DetailsVisitor -> Details, Details::default(), |_n| Details::default(), |map| {
         let mut d = Details::default();
         while let Some(key) = map.next_key::<Key>()? {
             match key {
@@ -269,7 +239,7 @@ mod lenient {
         Ok(d)
     });
 
-    lenient_visitor!(pub(super) UsageVisitor -> OpenAiUsage, OpenAiUsage(None), |map| {
+    lenient_visitor!(pub(super) UsageVisitor -> OpenAiUsage, OpenAiUsage(None), |_n| OpenAiUsage(None), |map| {
         let (mut prompt, mut completion, mut total) = (None, None, None);
         let (mut cached, mut reasoning) = (None, None);
         while let Some(key) = map.next_key::<Key>()? {
