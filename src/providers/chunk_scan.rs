@@ -40,6 +40,58 @@ pub fn scan(data: &str) -> Option<Scanned> {
     (s.at == s.b.len()).then_some(found)
 }
 
+/// What [`answer`] learned of a non-streaming `chat.completion`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Elements of its `choices` array.
+    pub choices: usize,
+    /// It has a `model` string (`null` counts as none).
+    pub model: bool,
+    /// Byte range of its `usage` value, when it has one.
+    pub usage: Option<(usize, usize)>,
+}
+
+/// Reads a whole answer (`data`, all of it) in one pass, checking it as JSON as [`scan`] does:
+/// what `openai::Peek` would read of it, without serde's per-value calls. `None` when it is not
+/// plainly so: no `choices` array, a `model` neither string nor null, a repeated or escaped key
+/// among those three, anything that is not JSON. The caller then asks serde, which decides.
+pub fn answer(data: &str) -> Option<Answer> {
+    let mut s = Scanner {
+        b: data.as_bytes(),
+        at: 0,
+        content: None,
+    };
+    let (mut choices, mut model, mut usage) = (None, None, None);
+    s.object(|s, key, _| {
+        match key {
+            b"choices" if choices.is_none() => {
+                let mut n = 0;
+                s.array(|s| {
+                    n += 1;
+                    s.value(2)
+                })?;
+                choices = Some(n);
+            }
+            b"model" if model.is_none() => model = Some(s.maybe_text()?.is_some()),
+            b"usage" if usage.is_none() => {
+                let at = s.at;
+                s.value(1)?;
+                usage = Some((at, s.at));
+            }
+            b"choices" | b"model" | b"usage" => return None,
+            _ => s.value(1)?,
+        }
+        Some(())
+    })?;
+    s.ws();
+    (s.at == s.b.len()).then_some(())?;
+    Some(Answer {
+        choices: choices?,
+        model: model.unwrap_or(false),
+        usage,
+    })
+}
+
 /// The last chunk of a stream that [`scan`] read, to read the next one by: a stream's content
 /// chunks are alike byte for byte but for their text (same id, model, created, keys in the same
 /// order) and, from OpenAI, their `obfuscation` padding. A chunk that is the template's text

@@ -13,6 +13,7 @@ use super::sse::SseEvent;
 use super::{
     chunk_scan, Completion, ProviderSpec, RawChunk, StreamItem, StreamTranslator, UpstreamCall,
 };
+use crate::api::usage::OpenAiUsage;
 use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
 
@@ -51,9 +52,51 @@ pub fn build(
 struct Peek {
     choices: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
-    usage: Option<crate::api::usage::OpenAiUsage>,
+    usage: Option<OpenAiUsage>,
     #[serde(default)]
     model: Option<String>,
+}
+
+/// What [`parse`] needs of an answer, as [`Peek`] reads it.
+#[derive(Debug, PartialEq)]
+struct Peeked {
+    choices: usize,
+    model: bool,
+    usage: Option<Usage>,
+}
+
+impl Peeked {
+    /// Read by [`chunk_scan::answer`] where it can (serde's walk over every value of the
+    /// answer was about a twentieth of a request's instructions), else by serde.
+    fn of(body: &[u8]) -> Result<Peeked, String> {
+        let scanned = std::str::from_utf8(body).ok().and_then(chunk_scan::answer);
+        match scanned {
+            Some(a) => Ok(Peeked {
+                choices: a.choices,
+                model: a.model,
+                usage: match a.usage {
+                    // A JSON value the scanner checked: any reads as some usage or none.
+                    Some((from, to)) => {
+                        serde_json::from_slice::<Option<OpenAiUsage>>(&body[from..to])
+                            .map_err(|e| format!("invalid answer from upstream: {e}"))?
+                            .and_then(|u| u.0)
+                    }
+                    None => None,
+                },
+            }),
+            None => Peeked::by_serde(body),
+        }
+    }
+
+    fn by_serde(body: &[u8]) -> Result<Peeked, String> {
+        let peek: Peek = serde_json::from_slice(body)
+            .map_err(|e| format!("invalid answer from upstream: {e}"))?;
+        Ok(Peeked {
+            choices: peek.choices.len(),
+            model: peek.model.is_some(),
+            usage: peek.usage.and_then(|u| u.0),
+        })
+    }
 }
 
 /// Checks an OpenAI `chat.completion` and reads its usage. The bytes are passed on as they
@@ -64,13 +107,12 @@ pub fn parse(body: bytes::Bytes, model: &str) -> Result<Completion, String> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("upstream answer is not a JSON object".into());
     }
-    let peek: Peek =
-        serde_json::from_slice(&body).map_err(|e| format!("invalid answer from upstream: {e}"))?;
-    if peek.choices.is_empty() {
+    let peek = Peeked::of(&body)?;
+    if peek.choices == 0 {
         return Err("upstream answer has no choices".into());
     }
-    let usage = peek.usage.and_then(|u| u.0);
-    if peek.model.is_some() {
+    let usage = peek.usage;
+    if peek.model {
         return Ok(Completion {
             body: Value::Null,
             usage,
@@ -177,9 +219,10 @@ fn general_chunk(data: &str) -> Result<Vec<StreamItem>, String> {
 struct ChunkPeek<'a> {
     #[serde(default, borrow)]
     choices: Vec<ChoicePeek<'a>>,
-    /// Present (even `null`): the chunk takes the general path, which takes `usage` out.
-    #[serde(default, deserialize_with = "present")]
-    usage: Option<Value>,
+    /// Absent `None`, `null` `Some(None)`, else what it reads as (see [`OpenAiUsage`]): read
+    /// without building a `Value` (the usage chunk of every stream comes this way).
+    #[serde(default, deserialize_with = "present_usage")]
+    usage: Option<Option<OpenAiUsage>>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -220,9 +263,11 @@ struct XGroq {
     usage: Option<Value>,
 }
 
-/// A field that is there, `null` included (`Some(Value::Null)`); absent stays `None`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+/// A usage that is there, `null` included (`Some(None)`); absent stays `None`.
+fn present_usage<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<OpenAiUsage>>, D::Error> {
+    Option::<OpenAiUsage>::deserialize(d).map(Some)
 }
 
 /// The chunk the scanner read, as its text less `cut` (taken out in place).
@@ -267,24 +312,20 @@ fn peeked_chunk(data: &str) -> Option<Vec<StreamItem>> {
     }
     if peek.choices.is_empty() {
         // The usage chunk (`choices: []`), with its usage as `general_chunk` reads it.
-        let usage = peek
-            .usage
-            .as_ref()
-            .and_then(Usage::from_openai)
-            .or_else(|| {
-                peek.x_groq
-                    .and_then(|x| x.usage)
-                    .as_ref()
-                    .and_then(Usage::from_openai)
-            });
+        let usage = peek.usage.flatten().and_then(|u| u.0).or_else(|| {
+            peek.x_groq
+                .and_then(|x| x.usage)
+                .as_ref()
+                .and_then(Usage::from_openai)
+        });
         return Some(usage.map(StreamItem::Usage).into_iter().collect());
     }
     let data = match peek.usage {
         None => data.to_owned(),
         // OpenAI writes `"usage":null` into every chunk when usage is asked for, as Pura
         // always asks; the general path takes it out of content chunks, and so does this.
-        Some(Value::Null) => without_null_usage(data)?,
-        Some(_) => return None,
+        Some(None) => without_null_usage(data)?,
+        Some(Some(_)) => return None,
     };
     let mut out = Vec::with_capacity(2);
     if let Some(u) = peek
@@ -688,6 +729,12 @@ mod tests {
             r#"{"id":"c","choices":[],"usage":{"completion_tokens":1}}"#,
             r#"{"id":"c","choices":[]}"#,
             r#"{"id":"c","choices":[],"error":{"message":"overloaded"}}"#,
+            r#"{"id":"c","choices":[],"usage":[{"prompt_tokens":2}]}"#,
+            r#"{"id":"c","choices":[],"usage":"x","x_groq":{"usage":{"prompt_tokens":5}}}"#,
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":-1,"completion_tokens":1}}"#,
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":4,"prompt_tokens":"4"}}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":7}"#,
         ];
         for data in cases {
             let ours = Translator::default().on_event(&ev(data));
@@ -766,6 +813,90 @@ mod tests {
         assert_eq!((c.raw, c.body["model"].as_str()), (None, Some("fallback")));
         assert!(parse(bytes::Bytes::from_static(br#"{"choices":[]}"#), "m").is_err());
         assert!(parse(bytes::Bytes::from_static(b"<html>"), "m").is_err());
+    }
+
+    /// Wherever the scanner reads an answer, it reads what serde reads: over hand-picked
+    /// answers (repeated, escaped and wrong-typed keys, odd JSON) and 20,000 mutations
+    /// of them. Where it declines, serde decides alone, so only its acceptances are compared.
+    #[test]
+    fn an_answer_the_scanner_reads_is_what_serde_reads() {
+        let seeds: [&[u8]; 24] = [
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1764000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how are you?"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}},"system_fingerprint":"fp_1"}"#,
+            br#" { "choices" : [ { } , 1 , "x" ] , "model" : null , "usage" : null } "#,
+            br#"{"choices":[],"model":"m"}"#,
+            br#"{"choices":[{}],"usage":[1,{"prompt_tokens":3}],"model":"m\u00e9"}"#,
+            br#"{"choices":[{}],"usage":"x"}"#,
+            br#"{"choices":[{}],"usage":{"prompt_tokens":-1,"completion_tokens":2.5e3}}"#,
+            br#"{"choices":[{}],"choices":[{}]}"#,
+            br#"{"choices":[{}],"model":"a","model":"b"}"#,
+            br#"{"choices":[{}],"usage":null,"usage":{"prompt_tokens":1}}"#,
+            br#"{"\u0063hoices":[{}],"model":"m"}"#,
+            br#"{"choices":[{}],"mod\u0065l":"m"}"#,
+            br#"{"choices":[{}],"model":5}"#,
+            br#"{"choices":[{}],"model":{"name":"m"}}"#,
+            br#"{"choices":{"0":{}}}"#,
+            br#"{"choices":null}"#,
+            br#"{"model":"m"}"#,
+            br#"{"choices":[{}]} x"#,
+            br#"{"choices":[{}],"n":01}"#,
+            br#"{"choices":[{}],"n":1.e5,"m":-0,"big":1e400,"neg":-}"#,
+            br#"{"choices":[{"message":{"content":"tab	in a string"}}]}"#,
+            br#"{"choices":[{"message":{"content":"\ud800 lone, \ud83d\ude80 pair, \/ \b \u00zz"}}]}"#,
+            b"{\"choices\":[{\"message\":{\"content\":\"bad utf-8 \xff\xfe here\"}}],\"model\":\"m\"}",
+            br#"{"choices":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],"model":"m"}"#,
+            br#"{"choices":[{}],"usage":{"prompt_tokens":4,"prompt_tokens":"4","completion_tokens":1}}"#,
+        ];
+        let same = |body: &[u8]| -> bool {
+            let scanned = std::str::from_utf8(body)
+                .ok()
+                .and_then(chunk_scan::answer)
+                .is_some();
+            if scanned {
+                assert_eq!(
+                    Peeked::of(body),
+                    Peeked::by_serde(body),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+            scanned
+        };
+        // The plain ones; the rest it declines (duplicate or escaped keys, wrong types, bad
+        // JSON, a raw tab, a bad escape, bad UTF-8, nesting past its depth).
+        let read: Vec<usize> = (0..seeds.len()).filter(|&i| same(seeds[i])).collect();
+        assert_eq!(read, [0, 1, 2, 3, 4, 5, 23]);
+        // Mutations: a byte replaced by one that matters to JSON, removed, or repeated.
+        const BYTES: &[u8] = b"\"\\{}[],: 0-9eEn.tu\n\x01\xc3";
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut body = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + next(3) {
+                if body.is_empty() {
+                    break;
+                }
+                let at = next(body.len());
+                match next(3) {
+                    0 => body[at] = BYTES[next(BYTES.len())],
+                    1 => {
+                        body.remove(at);
+                    }
+                    _ => {
+                        let to = (at + 1 + next(12)).min(body.len());
+                        let piece = body[at..to].to_vec();
+                        body.splice(at..at, piece);
+                    }
+                }
+            }
+            accepted += usize::from(same(&body));
+        }
+        assert!(accepted > 1000, "the scanner read only {accepted} mutations");
     }
 
     #[test]
