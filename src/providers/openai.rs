@@ -38,7 +38,9 @@ pub fn build(
     } else {
         req.stream_options = None;
     }
-    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    // serde_json starts at 128 bytes and doubles: a short chat's body was copied three times.
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, &req).map_err(ApiError::internal)?;
     Ok(UpstreamCall {
         url: p.url("/chat/completions"),
         headers: vec![("authorization", p.bearer())],
