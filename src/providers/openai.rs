@@ -898,7 +898,10 @@ mod tests {
             }
             accepted += usize::from(same(&body));
         }
-        assert!(accepted > 1000, "the scanner read only {accepted} mutations");
+        assert!(
+            accepted > 1000,
+            "the scanner read only {accepted} mutations"
+        );
     }
 
     #[test]
