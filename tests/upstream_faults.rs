@@ -616,3 +616,68 @@ async fn after_a_pause(stream: bool) {
         }
     }
 }
+
+/// An OpenAI upstream that sends an answer's head and half its body, then nothing: the answer
+/// never completes.
+fn stalling_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = conn;
+                if !read_request(&mut s) {
+                    return;
+                }
+                let body = r#"{"id":"chatcmpl-stall","object":"chat.completion","model":"gpt-4o","choices":[]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body.as_bytes()[..body.len() / 2]);
+                std::thread::sleep(std::time::Duration::from_secs(30));
+            });
+        }
+    });
+    port
+}
+
+/// The provider's timeout bounds the whole answer, its body included: an answer whose body
+/// stops halfway is a 504 once the timeout has passed, and nothing is billed.
+#[actix_web::test]
+async fn an_answer_whose_body_stalls_is_a_504_at_the_providers_timeout() {
+    let port = stalling_upstream();
+    let toml = format!(
+        "[providers.stalling]\ndialect = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n\
+         api_key = \"k\"\ntier = \"mid\"\nmodels = [\"gpt-4o\"]\nprice_per_1k = 0.001\n\
+         timeout = \"1s\"\n"
+    );
+    let gw = Gateway::start(&toml, &[]);
+    let (key_id, key) = gw.key().await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["code"],
+        "upstream_timeout",
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("answer not complete")),
+        "{}",
+        r.text()
+    );
+    assert!(
+        gw.usage_rows(&key_id).is_empty(),
+        "nothing served, nothing billed"
+    );
+}

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use awc::error::SendRequestError;
+use awc::error::{PayloadError, SendRequestError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -178,16 +178,19 @@ pub async fn send(
         return Err(classify(status, error_message(&body)));
     }
     if !stream {
+        // The rest of the answer is bounded by the same deadline, on the timer awc already
+        // holds for the request (moved to the deadline, it stays registered): a timer of
+        // our own cost a registration and a removal per request.
         let left = deadline.saturating_duration_since(Instant::now());
-        let body = match tokio::time::timeout(left, resp.body().limit(MAX_UPSTREAM_BODY)).await {
-            Err(_) => {
+        let body = match resp.timeout(left).body().limit(MAX_UPSTREAM_BODY).await {
+            Err(PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(Failure::Timeout(format!(
                     "answer not complete within {:?}",
                     spec.timeout
                 )))
             }
-            Ok(Err(e)) => return Err(Failure::Upstream(format!("reading answer: {e}"))),
-            Ok(Ok(b)) => b,
+            Err(e) => return Err(Failure::Upstream(format!("reading answer: {e}"))),
+            Ok(b) => b,
         };
         let completion = if call_native {
             adapter.parse_native(body)
