@@ -77,7 +77,7 @@ impl Received {
             started: Instant::now(),
             trace: crate::telemetry::Trace::begin(
                 req.headers()
-                    .get("traceparent")
+                    .get(&names::TRACEPARENT)
                     .and_then(|v| v.to_str().ok()),
             ),
             entered: std::cell::Cell::new(false),
@@ -178,6 +178,7 @@ mod names {
     pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
     pub const PURA_REQUEST_ID: HeaderName = HeaderName::from_static("x-pura-request-id");
     pub const BODY_SHA256: HeaderName = HeaderName::from_static("x-pura-body-sha256");
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 }
 
 /// Response headers of a served request, ready to put on whatever the front end answers.
@@ -187,6 +188,9 @@ pub struct Headers(Vec<(HeaderName, HeaderValue)>);
 impl Headers {
     pub fn apply(self, resp: &mut HttpResponse) {
         let headers = resp.headers_mut();
+        // Room for these and `Received`'s two at once: the map would otherwise grow (and
+        // rehash) on the way.
+        headers.reserve(self.0.len() + 2);
         for (name, value) in self.0 {
             headers.insert(name, value);
         }
@@ -256,15 +260,17 @@ impl Meta {
     /// Records the finished request in the metrics: its count and latency, its time to first
     /// token (streams), and the tokens and cost billed.
     pub fn observe(&self, usage: &Usage, cost: Micros, ttft: Option<Duration>) {
-        let (provider, model) = (self.provider.name.as_str(), self.model.as_str());
-        let tier = self.provider.tier.as_str();
-        let latency = self.started.elapsed();
-        crate::metrics::request(self.protocol, "200", provider, model, tier, latency);
-        if let Some(t) = ttft {
-            crate::metrics::ttft(provider, model, t);
-        }
-        let (prompt, completion) = (usage.prompt_tokens, usage.completion_tokens);
-        crate::metrics::billed(provider, model, prompt, completion, cost.get());
+        crate::metrics::served(&crate::metrics::Served {
+            protocol: self.protocol,
+            provider: &self.provider.name,
+            model: &self.model,
+            tier: self.provider.tier.as_str(),
+            latency: self.started.elapsed(),
+            ttft,
+            prompt: usage.prompt_tokens,
+            completion: usage.completion_tokens,
+            cost_micros: cost.get(),
+        });
     }
 
     /// What `usage` would cost at the premium baseline (the actual cost when there is none).
@@ -296,7 +302,9 @@ impl Meta {
         h.push(names::MODEL, &self.model);
         h.push(names::COST, cost.decimal().as_str());
         h.push(names::SAVINGS, savings.decimal().as_str());
-        h.push(names::TIER, self.provider.tier.as_str());
+        // A static value: neither checked nor copied.
+        let tier = HeaderValue::from_static(self.provider.tier.as_str());
+        h.0.push((names::TIER, tier));
         h.push(
             names::BUDGET_REMAINING,
             left.max(Micros::ZERO).decimal().as_str(),

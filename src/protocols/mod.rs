@@ -85,15 +85,23 @@ pub fn sse_stream(
 
 /// Routing and tracing hints every protocol takes from the same headers.
 pub fn hints(req: &HttpRequest) -> Hints {
+    // Names made once: a name given as text is parsed (and checked) at every lookup.
+    use actix_web::http::header::HeaderName;
+    const TIER: HeaderName = HeaderName::from_static("x-pura-tier");
+    const SESSION: HeaderName = HeaderName::from_static("x-pura-session");
+    const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
     Hints {
-        tier: header(req, "x-pura-tier"),
-        session: header(req, "x-pura-session"),
-        client_request_id: header(req, "x-client-request-id"),
+        tier: header(req, &TIER),
+        session: header(req, &SESSION),
+        client_request_id: header(req, &CLIENT_REQUEST_ID),
     }
 }
 
 /// A request header as text, cut to 512 characters.
-pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
+pub fn header(
+    req: &HttpRequest,
+    name: impl actix_web::http::header::AsHeaderName,
+) -> Option<String> {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
