@@ -73,7 +73,12 @@ pub struct Decimal {
 impl Decimal {
     pub fn as_str(&self) -> &str {
         // Only ASCII digits, '.' and '-' are written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The text's bytes, for a header value (which checks them itself).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 }
 

@@ -202,6 +202,13 @@ impl Headers {
         }
     }
 
+    /// An amount in dollars, its ASCII text checked once (by the header value).
+    fn push_decimal(&mut self, name: HeaderName, value: Micros) {
+        if let Ok(v) = HeaderValue::from_bytes(value.decimal().as_bytes()) {
+            self.0.push((name, v));
+        }
+    }
+
     /// A number, formatted without going through `fmt`.
     fn push_number(&mut self, name: HeaderName, value: u64) {
         self.0.push((name, HeaderValue::from(value)));
@@ -300,15 +307,12 @@ impl Meta {
             .unwrap_or(&self.request_id);
         h.push(names::PROVIDER, &self.provider.name);
         h.push(names::MODEL, &self.model);
-        h.push(names::COST, cost.decimal().as_str());
-        h.push(names::SAVINGS, savings.decimal().as_str());
+        h.push_decimal(names::COST, cost);
+        h.push_decimal(names::SAVINGS, savings);
         // A static value: neither checked nor copied.
         let tier = HeaderValue::from_static(self.provider.tier.as_str());
         h.0.push((names::TIER, tier));
-        h.push(
-            names::BUDGET_REMAINING,
-            left.max(Micros::ZERO).decimal().as_str(),
-        );
+        h.push_decimal(names::BUDGET_REMAINING, left.max(Micros::ZERO));
         h.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
         h.push(names::REQUEST_ID, request_id);
         h.push_number(names::RATE_LIMIT, r.rate.limit.into());

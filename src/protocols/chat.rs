@@ -25,7 +25,7 @@ pub fn parse(req: &actix_web::HttpRequest, body: &[u8]) -> Result<ChatRequest, A
     if !json {
         return Err(crate::error::json_error(&JsonPayloadError::ContentType));
     }
-    serde_json::from_slice(body)
+    crate::api::from_json(body)
         .map_err(|e| crate::error::json_error(&JsonPayloadError::Deserialize(e)))
 }
 

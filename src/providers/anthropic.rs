@@ -509,8 +509,10 @@ impl super::Adapter for Anthropic {
         Box::new(Translator::new(model))
     }
 
-    fn request_id_header(&self) -> Option<&'static str> {
-        Some("request-id")
+    fn request_id_header(&self) -> Option<actix_web::http::header::HeaderName> {
+        Some(actix_web::http::header::HeaderName::from_static(
+            "request-id",
+        ))
     }
 
     fn build_native(

@@ -381,7 +381,7 @@ impl super::Adapter for Gemini {
         Box::new(Translator::new(model))
     }
 
-    fn request_id_header(&self) -> Option<&'static str> {
+    fn request_id_header(&self) -> Option<actix_web::http::header::HeaderName> {
         None
     }
 }

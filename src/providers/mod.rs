@@ -178,7 +178,7 @@ pub trait Adapter: Sync {
     /// A fresh translator of this dialect's stream events.
     fn translator(&self, model: &str) -> Box<dyn StreamTranslator>;
     /// The upstream's request-id header, when the dialect has one.
-    fn request_id_header(&self) -> Option<&'static str>;
+    fn request_id_header(&self) -> Option<actix_web::http::header::HeaderName>;
     /// Builds the call for a body in this dialect's own protocol.
     fn build_native(
         &self,

@@ -420,8 +420,10 @@ impl super::Adapter for OpenAi {
         Box::new(Translator::default())
     }
 
-    fn request_id_header(&self) -> Option<&'static str> {
-        Some("x-request-id")
+    fn request_id_header(&self) -> Option<actix_web::http::header::HeaderName> {
+        Some(actix_web::http::header::HeaderName::from_static(
+            "x-request-id",
+        ))
     }
 
     /// A Responses body goes to `/responses` with its own fields as the client sent them (see

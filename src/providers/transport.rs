@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
+use actix_web::http::uri::InvalidUri;
+use actix_web::http::{StatusCode, Uri};
 use awc::error::{PayloadError, SendRequestError};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -89,6 +90,36 @@ const STALE_RETRIES: usize = 4;
 /// What awc answers a request with (its body type depends on awc's compression features).
 type Sent = <awc::SendClientRequest as std::future::Future>::Output;
 
+/// Upstream addresses a worker has parsed; more than a configuration makes are parsed each
+/// time.
+const MAX_URIS: usize = 64;
+
+thread_local! {
+    static URIS: std::cell::RefCell<Vec<(String, Uri)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `url` parsed, once per worker: parsing it was about a thousand instructions a request, and
+/// a parsed address is cloned by counting references.
+fn uri(url: &str) -> Result<Uri, InvalidUri> {
+    let known = URIS.with(|cell| {
+        let uris = cell.borrow();
+        uris.iter()
+            .find(|(u, _)| u == url)
+            .map(|(_, parsed)| parsed.clone())
+    });
+    if let Some(parsed) = known {
+        return Ok(parsed);
+    }
+    let parsed = Uri::try_from(url)?;
+    URIS.with(|cell| {
+        let mut uris = cell.borrow_mut();
+        if uris.len() < MAX_URIS {
+            uris.push((url.to_owned(), parsed.clone()));
+        }
+    });
+    Ok(parsed)
+}
+
 /// One POST of the call's body.
 async fn post(
     client: &awc::Client,
@@ -97,12 +128,21 @@ async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Sent {
-    let mut request = client
-        .post(url)
+    use actix_web::http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+    let mut request = match uri(url) {
+        Ok(parsed) => client.post(parsed),
+        // awc reports the bad address when the request is sent.
+        Err(_) => client.post(url),
+    };
+    request = request
         .timeout(timeout)
-        .insert_header(("content-type", "application/json"));
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
     for (name, value) in headers {
-        request = request.insert_header((*name, value.as_str()));
+        // Every dialect sends `authorization` or none: its constant spares parsing the name.
+        request = match *name {
+            "authorization" => request.insert_header((AUTHORIZATION, value.as_str())),
+            _ => request.insert_header((*name, value.as_str())),
+        };
     }
     // Outside tokio's cooperative budget: taking a pooled connection, awc reads each idle one
     // to see whether the upstream closed it, and once the task has spent its budget (128 reads)
@@ -162,7 +202,7 @@ pub async fn send(
     })?;
     let request_id = adapter
         .request_id_header()
-        .and_then(|h| resp.headers().get(h))
+        .and_then(|h| resp.headers().get(&h))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let status = resp.status();

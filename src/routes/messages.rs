@@ -64,7 +64,7 @@ impl FromRequest for AnthropicKey {
 
 /// The body as a JSON object (kept for a native upstream) and as typed Messages fields.
 fn parse(bytes: &[u8]) -> Result<(Map<String, Value>, MessagesRequest), AnthropicError> {
-    let map: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
+    let map: Map<String, Value> = crate::api::from_json(bytes).map_err(|e| {
         ApiError::bad_request(format!(
             "There was an error parsing the body of your request: {e}"
         ))

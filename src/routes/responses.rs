@@ -47,7 +47,7 @@ async fn serve(
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     let bad = |e: serde_json::Error| ApiError::bad_request(format!("Invalid request body: {e}"));
-    let map: Map<String, Value> = serde_json::from_slice(body).map_err(bad)?;
+    let map: Map<String, Value> = crate::api::from_json(body).map_err(bad)?;
     let parsed: ResponsesRequest =
         serde_json::from_value(Value::Object(map.clone())).map_err(bad)?;
     let history =
