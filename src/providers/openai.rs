@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::outbound;
@@ -23,30 +23,143 @@ pub fn build(
     req: &ChatRequest,
     stream: bool,
 ) -> Result<UpstreamCall, ApiError> {
-    let mut req = req.clone();
-    req.model = Some(model.to_owned());
-    req.stream = Some(stream);
-    req.extra
-        .retain(|k, _| outbound::CHAT_EXTRAS.contains(&k.as_str()));
-    req.store = None;
-    req.service_tier = outbound::service_tier(p, req.service_tier.as_deref(), true)?;
-    if stream {
-        let opts = req.stream_options.get_or_insert_with(Default::default);
-        opts.include_usage = true;
-        opts.extra
-            .retain(|k, _| outbound::STREAM_OPTIONS.contains(&k.as_str()));
-    } else {
-        req.stream_options = None;
-    }
+    let service_tier = outbound::service_tier(p, req.service_tier.as_deref(), true)?;
+    let body = Outbound::of(req, model, stream, service_tier);
     // serde_json starts at 128 bytes and doubles: a short chat's body was copied three times.
-    let mut body = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut body, &req).map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, &body).map_err(ApiError::internal)?;
     Ok(UpstreamCall {
         url: p.url("/chat/completions"),
         headers: vec![("authorization", p.bearer())],
-        body,
+        body: out,
         native: false,
     })
+}
+
+/// The client's request as an OpenAI upstream gets it, borrowed from it (a clone of the whole
+/// request, to change four fields, was a thousand instructions a request): the model chosen,
+/// `stream` set, `store` never, the service tier allowed, usage asked for in a stream, and of
+/// the fields Pura does not model only those the dialect forwards. Serialized as
+/// `ChatRequest` is, field for field and in its order.
+#[derive(Serialize)]
+struct Outbound<'a> {
+    model: &'a str,
+    messages: &'a [crate::api::Message],
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<OutboundStreamOptions<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a [crate::api::chat::Tool]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<String>,
+    #[serde(flatten)]
+    extra: Allowed<'a>,
+}
+
+#[derive(Serialize)]
+struct OutboundStreamOptions<'a> {
+    include_usage: bool,
+    #[serde(flatten)]
+    extra: Allowed<'a>,
+}
+
+/// The members of `map` whose names are in `allowed`, serialized as a map.
+struct Allowed<'a> {
+    map: Option<&'a serde_json::Map<String, Value>>,
+    allowed: &'static [&'static str],
+}
+
+impl Serialize for Allowed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.map.into_iter().flatten() {
+            if self.allowed.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl<'a> Outbound<'a> {
+    fn of(
+        req: &'a ChatRequest,
+        model: &'a str,
+        stream: bool,
+        service_tier: Option<String>,
+    ) -> Outbound<'a> {
+        // Every field named, so one added to `ChatRequest` fails to compile here until it is
+        // decided whether the upstream gets it.
+        let ChatRequest {
+            model: _,
+            messages,
+            stream: _,
+            stream_options,
+            max_tokens,
+            max_completion_tokens,
+            temperature,
+            top_p,
+            n,
+            stop,
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            response_format,
+            user,
+            store: _,
+            service_tier: _,
+            extra,
+        } = req;
+        Outbound {
+            model,
+            messages,
+            stream,
+            stream_options: stream.then(|| OutboundStreamOptions {
+                include_usage: true,
+                extra: Allowed {
+                    map: stream_options.as_ref().map(|o| &o.extra),
+                    allowed: outbound::STREAM_OPTIONS,
+                },
+            }),
+            max_tokens: *max_tokens,
+            max_completion_tokens: *max_completion_tokens,
+            temperature: *temperature,
+            top_p: *top_p,
+            n: *n,
+            stop: stop.as_ref(),
+            tools: tools.as_deref(),
+            tool_choice: tool_choice.as_ref(),
+            parallel_tool_calls: *parallel_tool_calls,
+            response_format: response_format.as_ref(),
+            user: user.as_deref(),
+            service_tier,
+            extra: Allowed {
+                map: Some(extra),
+                allowed: outbound::CHAT_EXTRAS,
+            },
+        }
+    }
 }
 
 /// The parts of an OpenAI answer Pura needs; everything else stays in the raw bytes.
@@ -511,6 +624,91 @@ impl StreamTranslator for ResponsesTranslator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body as it was built before [`Outbound`]: the request cloned and changed.
+    fn cloned_body(p: &ProviderSpec, model: &str, req: &ChatRequest, stream: bool) -> Vec<u8> {
+        let mut req = req.clone();
+        req.model = Some(model.to_owned());
+        req.stream = Some(stream);
+        req.extra
+            .retain(|k, _| outbound::CHAT_EXTRAS.contains(&k.as_str()));
+        req.store = None;
+        req.service_tier =
+            outbound::service_tier(p, req.service_tier.as_deref(), true).unwrap_or_default();
+        if stream {
+            let opts = req.stream_options.get_or_insert_with(Default::default);
+            opts.include_usage = true;
+            opts.extra
+                .retain(|k, _| outbound::STREAM_OPTIONS.contains(&k.as_str()));
+        } else {
+            req.stream_options = None;
+        }
+        serde_json::to_vec(&req).unwrap_or_default()
+    }
+
+    /// The borrowed body is the cloned one, byte for byte, whatever the request carries.
+    #[test]
+    fn the_upstream_body_is_the_request_changed_as_before() {
+        let mut p = crate::providers::ProviderSpec {
+            name: "openai".into(),
+            dialect: crate::providers::Dialect::Openai,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: crate::secret::Secret::new("sk"),
+            tier: crate::providers::Tier::Mid,
+            models: vec!["gpt-4o".into()],
+            price: crate::money::Price {
+                input_per_1k: 0.0,
+                output_per_1k: 0.0,
+                cached_input_per_1k: None,
+            },
+            responses_api: false,
+            allow_service_tier: false,
+            timeout: std::time::Duration::from_secs(60),
+        };
+        let requests = [
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            json!({
+                "model": "auto", "messages": [
+                    {"role": "system", "content": "be brief", "name": "sys"},
+                    {"role": "user", "content": [{"type": "text", "text": "hé \"q\""}]},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1",
+                     "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                    {"role": "tool", "content": "42", "tool_call_id": "c1", "extra": 1}],
+                "stream": false, "stream_options": {"include_usage": false,
+                "include_obfuscation": false, "evil": 1},
+                "temperature": 0.2, "top_p": 0.9, "max_tokens": 7, "max_completion_tokens": 50,
+                "n": 2, "stop": ["END"], "presence_penalty": 0.1, "seed": 7, "logprobs": true,
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+                "tool_choice": "auto", "parallel_tool_calls": false,
+                "response_format": {"type": "json_object"}, "user": "u-1", "store": true,
+                "service_tier": "flex", "metadata": {"a": "b"}, "extra_body": {"x": 1},
+                "reasoning_effort": "low", "web_search_options": {}
+            }),
+            json!({"messages": [{"role": "user", "content": "x"}], "service_tier": "priority",
+                   "stream_options": {"include_obfuscation": true}}),
+        ];
+        for allow in [false, true] {
+            p.allow_service_tier = allow;
+            for r in &requests {
+                let req: ChatRequest = serde_json::from_value(r.clone()).unwrap_or_else(|e| {
+                    panic!("{r}: {e}");
+                });
+                for stream in [false, true] {
+                    let built = build(&p, "gpt-4o", &req, stream);
+                    let before = outbound::service_tier(&p, req.service_tier.as_deref(), true);
+                    match (built, before) {
+                        (Ok(call), Ok(_)) => assert_eq!(
+                            String::from_utf8_lossy(&call.body),
+                            String::from_utf8_lossy(&cloned_body(&p, "gpt-4o", &req, stream)),
+                            "{r} stream={stream}"
+                        ),
+                        (Err(_), Err(_)) => {}
+                        (a, b) => panic!("{r}: {:?} against {:?}", a.is_ok(), b.is_ok()),
+                    }
+                }
+            }
+        }
+    }
 
     /// Chunks as upstreams write them, plus the odd shapes the scanner must leave alone.
     const CHUNKS: &[&str] = &[
