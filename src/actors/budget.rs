@@ -463,6 +463,11 @@ impl BudgetActor {
     /// Starts new day and month windows when the calendar moved on.
     fn roll_windows(account: &mut Account) {
         let now = time::now();
+        // Still the day the books are on: neither window moved (both starts are set together,
+        // and a month starts at a day's midnight), and neither needs computing.
+        if now.date() == account.day_start.date() {
+            return;
+        }
         let day = Window::Day.start(now);
         if day != account.day_start {
             account.day_start = day;
@@ -909,5 +914,50 @@ impl Handler<GetAccount> for BudgetActor {
         }
         Self::roll_windows(&mut copy);
         Some(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(day_start: NaiveDateTime) -> Account {
+        Account {
+            account_id: "acc".into(),
+            balance_micros: 0,
+            free_remaining: 0,
+            day_start,
+            month_start: Window::Month.start(day_start),
+            keys: HashMap::default(),
+            defaults: Defaults {
+                daily_budget_micros: 0,
+                monthly_budget_micros: 0,
+                rpm: 0,
+                free_max_request_micros: 0,
+                free_daily_budget_micros: 0,
+            },
+            loaded_under: None,
+        }
+    }
+
+    /// Books on an earlier day (or month) roll to the current windows; books on today stay.
+    #[test]
+    fn the_windows_roll_to_today_and_stay_there() {
+        let today = Window::Day.start(time::now());
+        for days_ago in [0, 1, 40, 400] {
+            let mut a = account(today - chrono::Duration::days(days_ago));
+            BudgetActor::roll_windows(&mut a);
+            let now = time::now();
+            // A test run across midnight UTC sees the next day's windows.
+            assert!(
+                a.day_start == Window::Day.start(now) || a.day_start == today,
+                "{days_ago} days ago"
+            );
+            assert_eq!(
+                a.month_start,
+                Window::Month.start(a.day_start),
+                "{days_ago}"
+            );
+        }
     }
 }
