@@ -542,20 +542,14 @@ mod tests {
 
     fn spec() -> ProviderSpec {
         ProviderSpec {
-            name: "claude".into(),
-            dialect: Dialect::Anthropic,
-            base_url: "https://api.anthropic.com/v1".into(),
             api_key: crate::secret::Secret::new("sk-ant"),
-            tier: Tier::Premium,
-            models: vec!["claude-x".into()],
-            price: crate::money::Price {
-                input_per_1k: 0.0,
-                output_per_1k: 0.0,
-                cached_input_per_1k: None,
-            },
-            responses_api: false,
-            allow_service_tier: false,
-            timeout: std::time::Duration::from_secs(60),
+            ..ProviderSpec::for_test(
+                Dialect::Anthropic,
+                "claude",
+                "https://api.anthropic.com/v1",
+                Tier::Premium,
+                "claude-x",
+            )
         }
     }
 

@@ -394,20 +394,14 @@ mod tests {
 
     fn spec() -> ProviderSpec {
         ProviderSpec {
-            name: "gemini".into(),
-            dialect: Dialect::Gemini,
-            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
             api_key: crate::secret::Secret::new("AIza"),
-            tier: Tier::Cheap,
-            models: vec!["gemini-2.0-flash".into()],
-            price: crate::money::Price {
-                input_per_1k: 0.0,
-                output_per_1k: 0.0,
-                cached_input_per_1k: None,
-            },
-            responses_api: false,
-            allow_service_tier: false,
-            timeout: std::time::Duration::from_secs(60),
+            ..ProviderSpec::for_test(
+                Dialect::Gemini,
+                "gemini",
+                "https://generativelanguage.googleapis.com/v1beta",
+                Tier::Cheap,
+                "gemini-2.0-flash",
+            )
         }
     }
 

@@ -47,6 +47,27 @@ pub struct ProviderSpec {
 }
 
 impl ProviderSpec {
+    /// A provider for unit tests: free, a minute's timeout, no service tiers.
+    #[cfg(test)]
+    pub fn for_test(dialect: Dialect, name: &str, base_url: &str, tier: Tier, model: &str) -> Self {
+        ProviderSpec {
+            name: name.into(),
+            dialect,
+            base_url: base_url.into(),
+            api_key: crate::secret::Secret::new("sk-test"),
+            tier,
+            models: vec![model.into()],
+            price: crate::money::Price {
+                input_per_1k: 0.0,
+                output_per_1k: 0.0,
+                cached_input_per_1k: None,
+            },
+            responses_api: false,
+            allow_service_tier: false,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
     /// `base_url` followed by `path` (`/chat/completions`): joined, not `format!`ted, as it
     /// is on every request.
     pub fn url(&self, path: &str) -> String {

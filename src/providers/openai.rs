@@ -649,22 +649,13 @@ mod tests {
     /// The borrowed body is the cloned one, byte for byte, whatever the request carries.
     #[test]
     fn the_upstream_body_is_the_request_changed_as_before() {
-        let mut p = crate::providers::ProviderSpec {
-            name: "openai".into(),
-            dialect: crate::providers::Dialect::Openai,
-            base_url: "https://api.openai.com/v1".into(),
-            api_key: crate::secret::Secret::new("sk"),
-            tier: crate::providers::Tier::Mid,
-            models: vec!["gpt-4o".into()],
-            price: crate::money::Price {
-                input_per_1k: 0.0,
-                output_per_1k: 0.0,
-                cached_input_per_1k: None,
-            },
-            responses_api: false,
-            allow_service_tier: false,
-            timeout: std::time::Duration::from_secs(60),
-        };
+        let mut p = crate::providers::ProviderSpec::for_test(
+            crate::providers::Dialect::Openai,
+            "openai",
+            "https://api.openai.com/v1",
+            crate::providers::Tier::Mid,
+            "gpt-4o",
+        );
         let requests = [
             json!({"messages": [{"role": "user", "content": "hi"}]}),
             json!({
