@@ -229,7 +229,23 @@
   /** Only a refused key hides the dashboard; a gateway that is down or failing keeps it (and its Refresh). */
   const refused = (err) => err instanceof ApiError && (err.status === 401 || err.status === 403);
 
+  /**
+   * The dashboard is aria-busy while any load is in flight, so assistive technology (and the
+   * browser test) knows when its panels hold this key's figures rather than the last key's.
+   */
+  let loading = 0;
+
   async function loadAll() {
+    loading++;
+    $("panels").setAttribute("aria-busy", "true");
+    try {
+      await loadPanels();
+    } finally {
+      if (--loading === 0) $("panels").setAttribute("aria-busy", "false");
+    }
+  }
+
+  async function loadPanels() {
     try {
       renderInfo(await api("GET", "/api/keys/me"));
     } catch (err) {

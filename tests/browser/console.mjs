@@ -71,6 +71,13 @@ async function shot(name, full = true) {
 const text = (sel) => page.locator(sel).innerText();
 const stored = () => page.evaluate(() => localStorage.getItem("pura.console.key"));
 const visible = (sel) => page.locator(sel).isVisible();
+// For what a separate request reveals (the keys panel or note come from /api/account/keys,
+// after the report): wait for it to show rather than read its state at one instant.
+const appears = (sel) =>
+  page.locator(sel).waitFor({ state: "visible", timeout: 10000 }).then(() => true, () => false);
+// The console marks the dashboard aria-busy while a load (a key, a #key= link, Refresh) is in
+// flight; checks of what the loads fill in wait for it to finish first.
+const settled = () => page.waitForSelector('#panels[aria-busy="false"]', { state: "attached", timeout: 15000 });
 async function message() {
   return (await visible("#message")) ? (await text("#message-text")).trim() : "";
 }
@@ -126,9 +133,10 @@ try {
   await page.click('#key-form button[type="submit"]');
   await page.waitForSelector("#panels", { state: "visible" });
   await waitText("#report-requests", /[1-9]/);
+  await settled();
   check("a good key is stored", (await stored()) === KEY);
   check("balance $0.50 reads \"$0.50\"", (await text("#balance-usd")).includes("$0.50"), await text("#balance-usd"));
-  check("the keys panel shows for a manage key", await visible("#keys-panel"));
+  check("the keys panel shows for a manage key", await appears("#keys-panel"));
   check("savings are shown", /\$/.test(await text("#report-savings")) && /\$/.test(await text("#savings-total")));
   const anthropicRow = (await page.locator("#providers-body tr", { hasText: "anthropic" }).innerText()).split("\t");
   check("the per-provider table has a savings column", /^\$/.test(anthropicRow[3] || ""), JSON.stringify(anthropicRow));
@@ -244,6 +252,7 @@ try {
   await page.click("#message-close");
   await page.click("#refresh");
   await waitText("#report-requests", /[1-9]/);
+  await settled();
 
   // 8. Create while signed in asks first; Forget asks; a cancelled question changes nothing.
   dialogs.length = 0;
@@ -258,10 +267,12 @@ try {
   // 9. A #key= link in the open tab switches to that key (checked first), then back.
   await page.evaluate((k) => (location.hash = "key=" + k), OTHER_KEY);
   check("a #key= link in an open tab is taken", await waitText("#info-label", /other/));
+  await settled();
   check("… stored, and removed from the address bar", (await stored()) === OTHER_KEY && !page.url().includes("#"));
   check("the other account's key sees no keys panel of ours", !(await text("#keys-body")).includes("tool"));
   await page.evaluate((k) => (location.hash = "key=" + k), KEY);
   await waitText("#info-label", /owner/);
+  await settled();
 
   // 10. Accessibility of the full dashboard, and the phone width.
   await axe("the dashboard");
@@ -286,7 +297,8 @@ try {
   // 12. Disable: a use key disables itself, after a question; the console forgets it.
   await page.evaluate((k) => (location.hash = "key=" + k), USE_KEY);
   await waitText("#info-label", /tool/);
-  check("a use key gets the note instead of the keys panel", await visible("#keys-note"));
+  await settled();
+  check("a use key gets the note instead of the keys panel", await appears("#keys-note"));
   dialogs.length = 0;
   dialogAnswer = "accept";
   await page.click("#disable-key");
@@ -302,6 +314,7 @@ try {
   // 13. A gateway without Lightning offers no top-up form.
   await page.goto(env("PLAIN_URL") + "/#key=" + env("PLAIN_KEY"));
   await page.waitForSelector("#panels", { state: "visible" });
+  await settled();
   check("no Lightning backend: the top-up form is hidden, a note says so", await waitText("#topup-off", /no Lightning/) && (await visible("#topup-off")) && !(await visible("#topup-form")));
   await page.locator("#topup-panel").scrollIntoViewIfNeeded();
   await shot("12-no-lightning", false);
