@@ -92,6 +92,42 @@ pub fn answer(data: &str) -> Option<Answer> {
     })
 }
 
+/// Reads a stream's usage chunk (`"choices":[]` and a `usage`, no `error` or `x_groq`) in one
+/// pass, checking it as JSON: the byte range of its usage value. `None` when it is not plainly
+/// so (a repeated or escaped key among those four included): serde then decides. Every stream
+/// ends with one, and serde's walk over its other members cost more than reading them here.
+pub fn usage_chunk(data: &str) -> Option<(usize, usize)> {
+    let mut s = Scanner {
+        b: data.as_bytes(),
+        at: 0,
+        content: None,
+    };
+    let (mut choices, mut usage) = (None, None);
+    s.object(|s, key, _| {
+        match key {
+            b"choices" if choices.is_none() => {
+                let mut n = 0;
+                s.array(|s| {
+                    n += 1;
+                    s.value(2)
+                })?;
+                choices = Some(n);
+            }
+            b"usage" if usage.is_none() => {
+                let at = s.at;
+                s.value(1)?;
+                usage = Some((at, s.at));
+            }
+            b"choices" | b"usage" | b"error" | b"x_groq" => return None,
+            _ => s.value(1)?,
+        }
+        Some(())
+    })?;
+    s.ws();
+    (s.at == s.b.len() && choices == Some(0)).then_some(())?;
+    usage
+}
+
 /// The last chunk of a stream that [`scan`] read, to read the next one by: a stream's content
 /// chunks are alike byte for byte but for their text (same id, model, created, keys in the same
 /// order) and, from OpenAI, their `obfuscation` padding. A chunk that is the template's text

@@ -191,11 +191,8 @@ impl Peeked {
                 model: a.model,
                 usage: match a.usage {
                     // A JSON value the scanner checked: any reads as some usage or none.
-                    Some((from, to)) => {
-                        serde_json::from_slice::<Option<OpenAiUsage>>(&body[from..to])
-                            .map_err(|e| format!("invalid answer from upstream: {e}"))?
-                            .and_then(|u| u.0)
-                    }
+                    Some((from, to)) => OpenAiUsage::from_slice(&body[from..to])
+                        .map_err(|e| format!("invalid answer from upstream: {e}"))?,
                     None => None,
                 },
             }),
@@ -293,6 +290,12 @@ fn unscanned(data: &str) -> Result<Vec<StreamItem>, String> {
     }
     if data == "[DONE]" {
         return Ok(vec![StreamItem::Done]);
+    }
+    // The usage chunk, plainly so: what `peeked_chunk` reads of it, without serde's walk.
+    if let Some((from, to)) = chunk_scan::usage_chunk(data) {
+        if let Ok(usage) = OpenAiUsage::from_slice(&data.as_bytes()[from..to]) {
+            return Ok(usage.map(StreamItem::Usage).into_iter().collect());
+        }
     }
     match peeked_chunk(data) {
         Some(items) => Ok(items),
@@ -1093,6 +1096,67 @@ mod tests {
             accepted > 1000,
             "the scanner read only {accepted} mutations"
         );
+    }
+
+    /// Wherever the usage-chunk reader takes an event, it makes what serde's paths make of
+    /// it: over hand-picked usage chunks and 20,000 mutations of them.
+    #[test]
+    fn a_usage_chunk_read_by_hand_is_what_serde_reads() {
+        let seeds: [&str; 8] = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764000000,"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19,"prompt_tokens_details":{"cached_tokens":2,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}},"obfuscation":"x1"}"#,
+            r#" { "choices" : [ ] , "usage" : { "prompt_tokens" : 3 } } "#,
+            r#"{"choices":[],"usage":null}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":-1,"completion_tokens":2.5e3}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":4,"prompt_tokens":"4","completion_tokens":1}}"#,
+            r#"{"choices":[],"x_groq":{"usage":{"prompt_tokens":5}}}"#,
+            r#"{"choices":[],"error":null,"usage":{"prompt_tokens":5}}"#,
+            r#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":5}}"#,
+        ];
+        let serde_reads = |data: &str| peeked_chunk(data).map_or_else(|| general_chunk(data), Ok);
+        let same = |data: &str| -> bool {
+            let Some((from, to)) = chunk_scan::usage_chunk(data) else {
+                return false;
+            };
+            let Ok(usage) = OpenAiUsage::from_slice(&data.as_bytes()[from..to]) else {
+                return false;
+            };
+            let by_hand: Vec<StreamItem> = usage.map(StreamItem::Usage).into_iter().collect();
+            assert_eq!(Ok(by_hand), serde_reads(data), "{data}");
+            true
+        };
+        let read: Vec<usize> = (0..seeds.len()).filter(|&i| same(seeds[i])).collect();
+        assert_eq!(read, [0, 1, 2, 3, 4]);
+        const BYTES: &[u8] = b"\"\\{}[],: 0-9eEn.tu\n";
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(3) {
+                if body.is_empty() {
+                    break;
+                }
+                let at = next(body.len());
+                match next(3) {
+                    0 => body[at] = BYTES[next(BYTES.len())],
+                    1 => {
+                        body.remove(at);
+                    }
+                    _ => {
+                        let to = (at + 1 + next(12)).min(body.len());
+                        let piece = body[at..to].to_vec();
+                        body.splice(at..at, piece);
+                    }
+                }
+            }
+            accepted += usize::from(same(std::str::from_utf8(&body).unwrap()));
+        }
+        assert!(accepted > 1000, "the reader took only {accepted} mutations");
     }
 
     #[test]
