@@ -1,6 +1,7 @@
 //! Identifiers the gateway mints: random tails, time-ordered row ids, OpenAI-style ids.
 
 use rand::distributions::{Alphanumeric, DistString};
+use rand::Rng;
 
 pub fn random_alnum(n: usize) -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), n)
@@ -16,8 +17,23 @@ pub fn ordered_id(prefix: &str) -> String {
     let mut id = String::with_capacity(prefix.len() + 16 + 12);
     id.push_str(prefix);
     push_hex(&mut id, micros, 14);
-    Alphanumeric.append_string(&mut rand::thread_rng(), &mut id, 12);
+    push_tail(&mut id);
     id
+}
+
+/// Twelve random alphanumerics, six from each of two random words (62^6 is far below 2^64, so
+/// the digits are as good as uniform): `Alphanumeric` draws a word per character and rejects
+/// some, three times the instructions.
+fn push_tail(out: &mut String) {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    for _ in 0..2 {
+        let mut word: u64 = rng.gen();
+        for _ in 0..6 {
+            out.push(char::from(DIGITS[(word % 62) as usize]));
+            word /= 62;
+        }
+    }
 }
 
 /// `v` in lowercase hex with at least `width` digits, zero-padded (what `{v:0width$x}` writes).
@@ -81,5 +97,24 @@ mod tests {
         }
         assert!(a[4..18] <= b[4..18], "{a} then {b}");
         assert_ne!(a, b);
+    }
+
+    /// Every place of the tail takes every one of the 62 characters, about equally often.
+    #[test]
+    fn the_tail_spreads_over_all_alphanumerics() {
+        let mut counts = [[0u32; 128]; 12];
+        for _ in 0..12_400 {
+            let mut tail = String::new();
+            push_tail(&mut tail);
+            for (place, c) in tail.bytes().enumerate() {
+                counts[place][c as usize] += 1;
+            }
+        }
+        for place in counts {
+            let seen: Vec<u32> = place.into_iter().filter(|&n| n > 0).collect();
+            assert_eq!(seen.len(), 62);
+            // 200 expected each: far outside these bounds only if the digits are skewed.
+            assert!(seen.iter().all(|&n| (100..=320).contains(&n)), "{seen:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpResponse;
+use bytes::BytesMut;
 use serde::Serialize;
 
 use crate::actors::budget::Reservation;
@@ -195,23 +196,49 @@ impl Headers {
             headers.insert(name, value);
         }
     }
+}
 
-    fn push(&mut self, name: HeaderName, value: &str) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            self.0.push((name, v));
+/// The values of a request's headers written into one buffer, each value a slice of it: one
+/// allocation for them all, where a `HeaderValue` made from a `&str` copies it into one of its
+/// own (a dozen per request).
+struct Texts {
+    text: BytesMut,
+    /// Each header's name and where its value ends in `text` (it starts where the last ended).
+    ends: Vec<(HeaderName, usize)>,
+}
+
+impl Texts {
+    fn with_capacity(headers: usize) -> Texts {
+        Texts {
+            text: BytesMut::with_capacity(256),
+            ends: Vec::with_capacity(headers),
         }
     }
 
-    /// An amount in dollars, its ASCII text checked once (by the header value).
+    fn push(&mut self, name: HeaderName, value: &[u8]) {
+        self.text.extend_from_slice(value);
+        self.ends.push((name, self.text.len()));
+    }
+
+    /// An amount in dollars.
     fn push_decimal(&mut self, name: HeaderName, value: Micros) {
-        if let Ok(v) = HeaderValue::from_bytes(value.decimal().as_bytes()) {
-            self.0.push((name, v));
-        }
+        self.push(name, value.decimal().as_bytes());
     }
 
-    /// A number, formatted without going through `fmt`.
     fn push_number(&mut self, name: HeaderName, value: u64) {
-        self.0.push((name, HeaderValue::from(value)));
+        self.push(name, itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// The headers, into `out`; a value that is no header value (checked here) is left out.
+    fn finish(self, out: &mut Headers) {
+        let text = self.text.freeze();
+        let mut start = 0;
+        for (name, end) in self.ends {
+            if let Ok(v) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+                out.0.push((name, v));
+            }
+            start = end;
+        }
     }
 }
 
@@ -299,41 +326,42 @@ impl Meta {
 
     /// The `X-Pura-*`, request-id and rate-limit headers of a served request.
     pub fn headers(&self, r: &Reservation, cost: Micros, savings: Micros, left: Micros) -> Headers {
-        // Room for every header below, so the vector never grows.
+        // Room for every header below, so the vectors never grow.
         let mut h = Headers(Vec::with_capacity(16));
+        let mut t = Texts::with_capacity(16);
         let request_id = self
             .upstream_request_id
             .as_deref()
             .unwrap_or(&self.request_id);
-        h.push(names::PROVIDER, &self.provider.name);
-        h.push(names::MODEL, &self.model);
-        h.push_decimal(names::COST, cost);
-        h.push_decimal(names::SAVINGS, savings);
+        t.push(names::PROVIDER, self.provider.name.as_bytes());
+        t.push(names::MODEL, self.model.as_bytes());
+        t.push_decimal(names::COST, cost);
+        t.push_decimal(names::SAVINGS, savings);
         // A static value: neither checked nor copied.
         let tier = HeaderValue::from_static(self.provider.tier.as_str());
         h.0.push((names::TIER, tier));
-        h.push_decimal(names::BUDGET_REMAINING, left.max(Micros::ZERO));
-        h.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
-        h.push(names::REQUEST_ID, request_id);
-        h.push_number(names::RATE_LIMIT, r.rate.limit.into());
-        h.push_number(names::RATE_REMAINING, r.rate.remaining.into());
-        h.push(names::RATE_RESET, seconds(r.rate.reset.as_secs()).as_str());
+        t.push_decimal(names::BUDGET_REMAINING, left.max(Micros::ZERO));
+        t.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
+        t.push(names::REQUEST_ID, request_id.as_bytes());
+        t.push_number(names::RATE_LIMIT, r.rate.limit.into());
+        t.push_number(names::RATE_REMAINING, r.rate.remaining.into());
+        // `12s`, as `x-ratelimit-reset-requests` says a duration: its digits, then the `s`
+        // that ends the value.
+        t.text.extend_from_slice(
+            itoa::Buffer::new()
+                .format(r.rate.reset.as_secs())
+                .as_bytes(),
+        );
+        t.push(names::RATE_RESET, b"s");
         if let Some(score) = &self.score {
-            h.push(names::SCORE, score);
+            t.push(names::SCORE, score.as_bytes());
         }
         if let Some(id) = &self.client_request_id {
-            h.push(names::CLIENT_REQUEST_ID, id);
+            t.push(names::CLIENT_REQUEST_ID, id.as_bytes());
         }
+        t.finish(&mut h);
         h
     }
-}
-
-/// `12s`, as `x-ratelimit-reset-requests` says a duration (the integer's own `to_string`
-/// skips `format!`'s argument machinery).
-fn seconds(secs: u64) -> String {
-    let mut text = secs.to_string();
-    text.push('s');
-    text
 }
 
 /// Attributes of a span about this provider and model.
@@ -342,4 +370,73 @@ pub fn upstream_attributes(provider: &str, model: &str) -> Vec<(&'static str, St
         ("pura.provider", provider.to_owned()),
         ("pura.model", model.to_owned()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::budget::RateInfo;
+    use crate::config::Tier;
+    use crate::providers::Dialect;
+
+    /// Each header carries its own value, cut from the one buffer at the right places.
+    #[test]
+    fn a_served_requests_headers_carry_their_values() {
+        let provider =
+            ProviderSpec::for_test(Dialect::Openai, "openai", "http://x", Tier::Mid, "m");
+        let meta = Meta {
+            request_id: "req_1".into(),
+            body_sha256: BodyHash::of(b"{}"),
+            route: "/v1/chat/completions",
+            trace: None,
+            key_id: "key_1".into(),
+            account_id: "acc_1".into(),
+            client_request_id: Some("client-7".into()),
+            upstream_request_id: Some("up-9".into()),
+            provider: Arc::new(provider),
+            model: "gpt-4o-mini".into(),
+            started: Instant::now(),
+            stream: false,
+            prompt_estimate: 0,
+            premium: None,
+            score: Some("0.42".into()),
+            protocol: "chat",
+        };
+        let r = Reservation {
+            id: 1,
+            free: false,
+            estimate_micros: 0,
+            day: chrono::NaiveDateTime::default(),
+            free_remaining: -3,
+            budget_remaining_micros: 0,
+            rate: RateInfo {
+                limit: 60,
+                remaining: 59,
+                reset: Duration::from_secs(12),
+            },
+        };
+        let h = meta.headers(&r, Micros(123), Micros(1_500_000), Micros(-5));
+        let got: Vec<(&str, &str)> =
+            h.0.iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+                .collect();
+        assert_eq!(
+            got,
+            [
+                ("x-pura-tier", "mid"),
+                ("x-pura-provider", "openai"),
+                ("x-pura-model", "gpt-4o-mini"),
+                ("x-pura-cost", "0.000123"),
+                ("x-pura-savings", "1.500000"),
+                ("x-pura-budget-remaining", "0.000000"),
+                ("x-pura-free-requests-remaining", "0"),
+                ("x-request-id", "up-9"),
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "59"),
+                ("x-ratelimit-reset-requests", "12s"),
+                ("x-pura-score", "0.42"),
+                ("x-client-request-id", "client-7"),
+            ]
+        );
+    }
 }

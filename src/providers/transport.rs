@@ -134,15 +134,28 @@ async fn post(
         // awc reports the bad address when the request is sent.
         Err(_) => client.post(url),
     };
-    request = request
-        .timeout(timeout)
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
-    for (name, value) in headers {
+    // Headers go in through `headers_mut`: awc's builder methods take the request by value,
+    // and each moved the whole request (its head and config) once more.
+    request = request.timeout(timeout);
+    let map = request.headers_mut();
+    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut refused = None;
+    for &(name, ref value) in headers {
         // Every dialect sends `authorization` or none: its constant spares parsing the name.
-        request = match *name {
-            "authorization" => request.insert_header((AUTHORIZATION, value.as_str())),
-            _ => request.insert_header((*name, value.as_str())),
+        let parsed = match name {
+            "authorization" => Ok(AUTHORIZATION),
+            other => other.parse(),
         };
+        match (parsed, HeaderValue::from_str(value)) {
+            (Ok(parsed), Ok(header)) => {
+                map.insert(parsed, header);
+            }
+            _ => refused = Some((name, value.as_str())),
+        }
+    }
+    // A name or value that is no header: the builder keeps the error, and sending reports it.
+    if let Some(pair) = refused {
+        request = request.insert_header(pair);
     }
     // Outside tokio's cooperative budget: taking a pooled connection, awc reads each idle one
     // to see whether the upstream closed it, and once the task has spent its budget (128 reads)
