@@ -94,6 +94,26 @@ def dump_total(out_dir, tag):
     return total
 
 
+def writer_share(out_dir, tag):
+    """Instructions of the dump `tag` spent on the settlement writer's thread (its entry, which
+    `callgrind_annotate --inclusive` counts with all it calls), or None where it is not found.
+    The writer folds a batch of about a hundred settlements at a time, so its share moves with
+    where each batch's B-tree pages split: ±2,000 per request between runs of the same code,
+    most of the spread of the totals."""
+    try:
+        out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                              os.path.join(out_dir, f"{tag}.callgrind")],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    best = None
+    for line in out.splitlines():
+        if "usage_writer" in line and "__rust_begin_short_backtrace" in line:
+            cost = int(line.split()[0].replace(",", ""))
+            best = cost if best is None else max(best, cost)
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=500)
@@ -238,6 +258,13 @@ def main():
     floor_json = by["bare actix-web + awc forwarder, non-streaming"]
     lines.append(f"| Pura non-streaming − bare forwarder (Pura's own work) | "
                  f"{by['through Pura, non-streaming'] - floor_json:,.0f} |")
+    for tag, label in [("pura_json", "non-streaming"), ("pura_json_paid", "non-streaming, paid key")]:
+        w = writer_share(out_dir, tag)
+        if w is not None:
+            w /= args.requests
+            total = by["through Pura, " + label]
+            lines.append(f"| through Pura, {label}: the settlement writer's thread | {w:,.0f} |")
+            lines.append(f"| through Pura, {label}: the rest (the worker and actors) | {total - w:,.0f} |")
     if args.vector_string_ops:
         lines.append("\nWith glibc's memset/memcpy on their vector loops (`--vector-string-ops`).")
     text = "\n".join(lines)
