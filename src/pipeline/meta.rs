@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpResponse;
-use bytes::BytesMut;
 use serde::Serialize;
 
 use crate::actors::budget::Reservation;
@@ -196,49 +195,23 @@ impl Headers {
             headers.insert(name, value);
         }
     }
-}
 
-/// The values of a request's headers written into one buffer, each value a slice of it: one
-/// allocation for them all, where a `HeaderValue` made from a `&str` copies it into one of its
-/// own (a dozen per request).
-struct Texts {
-    text: BytesMut,
-    /// Each header's name and where its value ends in `text` (it starts where the last ended).
-    ends: Vec<(HeaderName, usize)>,
-}
-
-impl Texts {
-    fn with_capacity(headers: usize) -> Texts {
-        Texts {
-            text: BytesMut::with_capacity(256),
-            ends: Vec::with_capacity(headers),
+    fn push(&mut self, name: HeaderName, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.0.push((name, v));
         }
     }
 
-    fn push(&mut self, name: HeaderName, value: &[u8]) {
-        self.text.extend_from_slice(value);
-        self.ends.push((name, self.text.len()));
-    }
-
-    /// An amount in dollars.
+    /// An amount in dollars, its ASCII text checked once (by the header value).
     fn push_decimal(&mut self, name: HeaderName, value: Micros) {
-        self.push(name, value.decimal().as_bytes());
-    }
-
-    fn push_number(&mut self, name: HeaderName, value: u64) {
-        self.push(name, itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    /// The headers, into `out`; a value that is no header value (checked here) is left out.
-    fn finish(self, out: &mut Headers) {
-        let text = self.text.freeze();
-        let mut start = 0;
-        for (name, end) in self.ends {
-            if let Ok(v) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
-                out.0.push((name, v));
-            }
-            start = end;
+        if let Ok(v) = HeaderValue::from_bytes(value.decimal().as_bytes()) {
+            self.0.push((name, v));
         }
+    }
+
+    /// A number, formatted without going through `fmt`.
+    fn push_number(&mut self, name: HeaderName, value: u64) {
+        self.0.push((name, HeaderValue::from(value)));
     }
 }
 
@@ -326,42 +299,41 @@ impl Meta {
 
     /// The `X-Pura-*`, request-id and rate-limit headers of a served request.
     pub fn headers(&self, r: &Reservation, cost: Micros, savings: Micros, left: Micros) -> Headers {
-        // Room for every header below, so the vectors never grow.
+        // Room for every header below, so the vector never grows.
         let mut h = Headers(Vec::with_capacity(16));
-        let mut t = Texts::with_capacity(16);
         let request_id = self
             .upstream_request_id
             .as_deref()
             .unwrap_or(&self.request_id);
-        t.push(names::PROVIDER, self.provider.name.as_bytes());
-        t.push(names::MODEL, self.model.as_bytes());
-        t.push_decimal(names::COST, cost);
-        t.push_decimal(names::SAVINGS, savings);
+        h.push(names::PROVIDER, &self.provider.name);
+        h.push(names::MODEL, &self.model);
+        h.push_decimal(names::COST, cost);
+        h.push_decimal(names::SAVINGS, savings);
         // A static value: neither checked nor copied.
         let tier = HeaderValue::from_static(self.provider.tier.as_str());
         h.0.push((names::TIER, tier));
-        t.push_decimal(names::BUDGET_REMAINING, left.max(Micros::ZERO));
-        t.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
-        t.push(names::REQUEST_ID, request_id.as_bytes());
-        t.push_number(names::RATE_LIMIT, r.rate.limit.into());
-        t.push_number(names::RATE_REMAINING, r.rate.remaining.into());
-        // `12s`, as `x-ratelimit-reset-requests` says a duration: its digits, then the `s`
-        // that ends the value.
-        t.text.extend_from_slice(
-            itoa::Buffer::new()
-                .format(r.rate.reset.as_secs())
-                .as_bytes(),
-        );
-        t.push(names::RATE_RESET, b"s");
+        h.push_decimal(names::BUDGET_REMAINING, left.max(Micros::ZERO));
+        h.push_number(names::FREE_REMAINING, r.free_remaining.max(0) as u64);
+        h.push(names::REQUEST_ID, request_id);
+        h.push_number(names::RATE_LIMIT, r.rate.limit.into());
+        h.push_number(names::RATE_REMAINING, r.rate.remaining.into());
+        h.push(names::RATE_RESET, seconds(r.rate.reset.as_secs()).as_str());
         if let Some(score) = &self.score {
-            t.push(names::SCORE, score.as_bytes());
+            h.push(names::SCORE, score);
         }
         if let Some(id) = &self.client_request_id {
-            t.push(names::CLIENT_REQUEST_ID, id.as_bytes());
+            h.push(names::CLIENT_REQUEST_ID, id);
         }
-        t.finish(&mut h);
         h
     }
+}
+
+/// `12s`, as `x-ratelimit-reset-requests` says a duration (the integer's own `to_string`
+/// skips `format!`'s argument machinery).
+fn seconds(secs: u64) -> String {
+    let mut text = secs.to_string();
+    text.push('s');
+    text
 }
 
 /// Attributes of a span about this provider and model.
@@ -379,7 +351,7 @@ mod tests {
     use crate::config::Tier;
     use crate::providers::Dialect;
 
-    /// Each header carries its own value, cut from the one buffer at the right places.
+    /// Each header carries its value, in the form its readers expect.
     #[test]
     fn a_served_requests_headers_carry_their_values() {
         let provider =
@@ -423,11 +395,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("x-pura-tier", "mid"),
                 ("x-pura-provider", "openai"),
                 ("x-pura-model", "gpt-4o-mini"),
                 ("x-pura-cost", "0.000123"),
                 ("x-pura-savings", "1.500000"),
+                ("x-pura-tier", "mid"),
                 ("x-pura-budget-remaining", "0.000000"),
                 ("x-pura-free-requests-remaining", "0"),
                 ("x-request-id", "up-9"),
