@@ -105,19 +105,14 @@ impl<'de> Deserialize<'de> for OpenAiUsage {
 impl OpenAiUsage {
     /// Reads a usage value from its bytes (`null` included, as none). The shape upstreams send,
     /// an object of plain keys whose values are unsigned integers or detail objects of them, is
-    /// read by the chunk scanner: serde's walk over those few keys was about 1,600 instructions a request.
+    /// read by hand: serde's walk over those few keys was about 1,600 instructions a request.
     /// Anything else goes through serde, with the same result (see the tests).
     pub fn from_slice(b: &[u8]) -> serde_json::Result<Option<Usage>> {
-        match crate::providers::chunk_scan::usage(b) {
-            Some(counts) => Ok(counts.and_then(counted)),
+        match plain::read(b) {
+            Some(u) => Ok(u),
             None => Ok(serde_json::from_slice::<Option<OpenAiUsage>>(b)?.and_then(|u| u.0)),
         }
     }
-}
-
-/// What the scanner's counts ([`crate::providers::chunk_scan::usage`]) read as.
-fn counted(c: crate::providers::chunk_scan::UsageCounts) -> Option<Usage> {
-    assemble(c.prompt, c.completion, c.total, c.cached, c.reasoning)
 }
 
 /// What both readers make of the fields they found: none without a prompt count.
@@ -134,6 +129,146 @@ fn assemble(
         Usage::new(prompt, completion).with_details(cached.unwrap_or(0), reasoning.unwrap_or(0));
     u.total_tokens = total.unwrap_or(prompt + completion);
     Some(u)
+}
+
+/// The hand reader behind [`OpenAiUsage::from_slice`]: `None` (serde decides) at anything it
+/// does not read: an escape in a key, a value that is not a plain unsigned integer (or, under
+/// the two detail keys, an object of them), an integer past `u64`, or bytes after the value.
+mod plain {
+    use super::Usage;
+
+    struct Reader<'a> {
+        b: &'a [u8],
+        at: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        fn peek(&mut self) -> Option<u8> {
+            while let Some(&c) = self.b.get(self.at) {
+                if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                    return Some(c);
+                }
+                self.at += 1;
+            }
+            None
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek()? == c).then(|| self.at += 1)
+        }
+
+        /// A key without escapes or control characters, and its colon: its end found by
+        /// `memchr`, then its bytes checked in one branchless pass (a byte-by-byte loop with a
+        /// branch per byte cost more than serde's).
+        fn key(&mut self) -> Option<&'a [u8]> {
+            self.eat(b'"')?;
+            let start = self.at;
+            let len = memchr::memchr(b'"', &self.b[start..])?;
+            let key = &self.b[start..start + len];
+            let odd = key
+                .iter()
+                .fold(false, |odd, &c| odd | (c == b'\\') | (c < 0x20));
+            if odd {
+                return None;
+            }
+            self.at = start + len + 1;
+            self.eat(b':')?;
+            Some(key)
+        }
+
+        /// An unsigned integer as JSON writes one (no leading zero, no fraction or exponent).
+        fn count(&mut self) -> Option<u64> {
+            self.peek()?;
+            let start = self.at;
+            let mut n = 0u64;
+            while let Some(&c) = self.b.get(self.at) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                self.at += 1;
+            }
+            let digits = self.at - start;
+            if digits == 0 || (digits > 1 && self.b[start] == b'0') {
+                return None;
+            }
+            if matches!(self.b.get(self.at), Some(b'.' | b'e' | b'E')) {
+                return None;
+            }
+            Some(n)
+        }
+
+        /// An object's members, each handed to `member` (which reads the value).
+        fn object(
+            &mut self,
+            mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
+        ) -> Option<()> {
+            self.eat(b'{')?;
+            if self.peek()? == b'}' {
+                self.at += 1;
+                return Some(());
+            }
+            loop {
+                let key = self.key()?;
+                member(self, key)?;
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// A details object's `field` (its last occurrence; none when absent).
+        fn details(&mut self, field: &[u8]) -> Option<Option<u64>> {
+            let mut found = None;
+            self.object(|r, key| {
+                let n = r.count()?;
+                if key == field {
+                    found = Some(n);
+                }
+                Some(())
+            })?;
+            Some(found)
+        }
+    }
+
+    /// `Some(usage)` when the bytes are `null` or an object of the plain shape.
+    pub(super) fn read(b: &[u8]) -> Option<Option<Usage>> {
+        let mut r = Reader { b, at: 0 };
+        let usage = if r.peek()? == b'n' {
+            r.b[r.at..].starts_with(b"null").then(|| r.at += 4)?;
+            None
+        } else {
+            let (mut prompt, mut completion, mut total) = (None, None, None);
+            let (mut cached, mut reasoning) = (None, None);
+            r.object(|r, key| {
+                match key {
+                    b"prompt_tokens_details" => cached = r.details(b"cached_tokens")?,
+                    b"completion_tokens_details" => reasoning = r.details(b"reasoning_tokens")?,
+                    _ => {
+                        let n = r.count()?;
+                        match key {
+                            b"prompt_tokens" => prompt = Some(n),
+                            b"completion_tokens" => completion = Some(n),
+                            b"total_tokens" => total = Some(n),
+                            _ => {}
+                        }
+                    }
+                }
+                Some(())
+            })?;
+            super::assemble(prompt, completion, total, cached, reasoning)
+        };
+        // Only whitespace may follow: anything else is serde's to judge (an error).
+        match r.peek() {
+            None => Some(usage),
+            Some(_) => None,
+        }
+    }
 }
 
 mod lenient {
@@ -373,9 +508,11 @@ mod tests {
             r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
         ] {
             let value: Value = serde_json::from_str(case).unwrap();
-            let read = crate::providers::chunk_scan::usage(case.as_bytes())
-                .map(|counts| counts.and_then(counted));
-            assert_eq!(read, Some(Usage::from_openai(&value)), "{case}");
+            assert_eq!(
+                plain::read(case.as_bytes()),
+                Some(Usage::from_openai(&value)),
+                "{case}"
+            );
         }
     }
 }
