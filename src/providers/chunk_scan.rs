@@ -9,6 +9,8 @@
 //! takes its general path. It checks the whole text as JSON as it goes (strings, escapes,
 //! numbers, literals, nesting), so what it accepts is exactly what a parser accepts.
 
+use crate::api::usage::UsageCounts;
+
 /// What [`scan`] learned of a chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scanned {
@@ -56,6 +58,21 @@ pub struct Answer {
 /// plainly so: no `choices` array, a `model` neither string nor null, a repeated or escaped key
 /// among those three, anything that is not JSON. The caller then asks serde, which decides.
 pub fn answer(data: &str) -> Option<Answer> {
+    members(data, &[])
+}
+
+/// Reads a stream's usage chunk (`"choices":[]` and a `usage`, no `error` or `x_groq`) as
+/// [`answer`] reads an answer: the byte range of its usage value. `None` when it is not plainly
+/// so: serde then decides. Every stream ends with one, and serde's walk over its other members
+/// cost more than reading them here.
+pub fn usage_chunk(data: &str) -> Option<(usize, usize)> {
+    let found = members(data, &[b"error", b"x_groq"])?;
+    (found.choices == 0).then_some(found.usage)?
+}
+
+/// What [`answer`] and [`usage_chunk`] read of a top-level object; `None` also at any key of
+/// `refused`.
+fn members(data: &str, refused: &[&[u8]]) -> Option<Answer> {
     let mut s = Scanner {
         b: data.as_bytes(),
         at: 0,
@@ -79,6 +96,7 @@ pub fn answer(data: &str) -> Option<Answer> {
                 usage = Some((at, s.at));
             }
             b"choices" | b"model" | b"usage" => return None,
+            _ if refused.contains(&key) => return None,
             _ => s.value(1)?,
         }
         Some(())
@@ -92,40 +110,41 @@ pub fn answer(data: &str) -> Option<Answer> {
     })
 }
 
-/// Reads a stream's usage chunk (`"choices":[]` and a `usage`, no `error` or `x_groq`) in one
-/// pass, checking it as JSON: the byte range of its usage value. `None` when it is not plainly
-/// so (a repeated or escaped key among those four included): serde then decides. Every stream
-/// ends with one, and serde's walk over its other members cost more than reading them here.
-pub fn usage_chunk(data: &str) -> Option<(usize, usize)> {
+/// Reads a usage value (all of `data`) of the shape upstreams send: `null` (`Some(None)`), or an
+/// object of plain keys whose values are unsigned integers or, under the two detail keys,
+/// objects of them. `None` at anything else (an escaped key, a negative, fractional or too large
+/// number, any other value, bytes after it): serde then decides.
+pub fn usage(data: &[u8]) -> Option<Option<UsageCounts>> {
     let mut s = Scanner {
-        b: data.as_bytes(),
+        b: data,
         at: 0,
         content: None,
     };
-    let (mut choices, mut usage) = (None, None);
-    s.object(|s, key, _| {
-        match key {
-            b"choices" if choices.is_none() => {
-                let mut n = 0;
-                s.array(|s| {
-                    n += 1;
-                    s.value(2)
-                })?;
-                choices = Some(n);
-            }
-            b"usage" if usage.is_none() => {
-                let at = s.at;
-                s.value(1)?;
-                usage = Some((at, s.at));
-            }
-            b"choices" | b"usage" | b"error" | b"x_groq" => return None,
-            _ => s.value(1)?,
-        }
-        Some(())
-    })?;
     s.ws();
-    (s.at == s.b.len() && choices == Some(0)).then_some(())?;
-    usage
+    let found = if s.null()? {
+        None
+    } else {
+        let mut c = UsageCounts::default();
+        s.object(|s, key, _| {
+            match key {
+                b"prompt_tokens_details" => c.cached = s.detail(b"cached_tokens")?,
+                b"completion_tokens_details" => c.reasoning = s.detail(b"reasoning_tokens")?,
+                _ => {
+                    let n = s.count()?;
+                    match key {
+                        b"prompt_tokens" => c.prompt = Some(n),
+                        b"completion_tokens" => c.completion = Some(n),
+                        b"total_tokens" => c.total = Some(n),
+                        _ => {}
+                    }
+                }
+            }
+            Some(())
+        })?;
+        Some(c)
+    };
+    s.ws();
+    (s.at == s.b.len()).then_some(found)
 }
 
 /// The last chunk of a stream that [`scan`] read, to read the next one by: a stream's content
@@ -595,6 +614,32 @@ impl<'a> Scanner<'a> {
             self.some_digits()?;
         }
         Some(())
+    }
+
+    /// An unsigned integer as JSON writes one (no sign, leading zero, fraction or exponent).
+    fn count(&mut self) -> Option<u64> {
+        let from = self.at;
+        let mut n = 0u64;
+        while let Some(c @ b'0'..=b'9') = self.peek() {
+            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - from;
+        let plain = digits == 1 || (digits > 1 && self.b[from] != b'0');
+        (plain && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))).then_some(n)
+    }
+
+    /// A usage details object of counts: its `field` (the last occurrence; none when absent).
+    fn detail(&mut self, field: &[u8]) -> Option<Option<u64>> {
+        let mut found = None;
+        self.object(|s, key, _| {
+            let n = s.count()?;
+            if key == field {
+                found = Some(n);
+            }
+            Some(())
+        })?;
+        Some(found)
     }
 
     fn digits(&mut self) {

@@ -13,7 +13,7 @@ use super::sse::SseEvent;
 use super::{
     chunk_scan, Completion, ProviderSpec, RawChunk, StreamItem, StreamTranslator, UpstreamCall,
 };
-use crate::api::usage::OpenAiUsage;
+use crate::api::usage::{OpenAiUsage, UsageCounts};
 use crate::api::{ChatRequest, Usage};
 use crate::error::ApiError;
 
@@ -162,6 +162,18 @@ impl<'a> Outbound<'a> {
     }
 }
 
+/// Reads an OpenAI usage value from its bytes (`null` included, as none), with the same result
+/// as [`Usage::from_openai`] on its `Value` for any JSON. The shape upstreams send, an object of
+/// plain keys whose values are unsigned integers or detail objects of them, is read by the
+/// chunk scanner: serde's walk over those few keys was about 1,600 instructions a request.
+/// Anything else goes through serde ([`OpenAiUsage`]), with the same result (see the tests).
+fn usage_from_slice(b: &[u8]) -> serde_json::Result<Option<Usage>> {
+    match chunk_scan::usage(b) {
+        Some(counts) => Ok(counts.and_then(UsageCounts::usage)),
+        None => Ok(serde_json::from_slice::<Option<OpenAiUsage>>(b)?.and_then(|u| u.0)),
+    }
+}
+
 /// The parts of an OpenAI answer Pura needs; everything else stays in the raw bytes.
 #[derive(Deserialize)]
 struct Peek {
@@ -191,7 +203,7 @@ impl Peeked {
                 model: a.model,
                 usage: match a.usage {
                     // A JSON value the scanner checked: any reads as some usage or none.
-                    Some((from, to)) => OpenAiUsage::from_slice(&body[from..to])
+                    Some((from, to)) => usage_from_slice(&body[from..to])
                         .map_err(|e| format!("invalid answer from upstream: {e}"))?,
                     None => None,
                 },
@@ -293,7 +305,7 @@ fn unscanned(data: &str) -> Result<Vec<StreamItem>, String> {
     }
     // The usage chunk, plainly so: what `peeked_chunk` reads of it, without serde's walk.
     if let Some((from, to)) = chunk_scan::usage_chunk(data) {
-        if let Ok(usage) = OpenAiUsage::from_slice(&data.as_bytes()[from..to]) {
+        if let Ok(usage) = usage_from_slice(&data.as_bytes()[from..to]) {
             return Ok(usage.map(StreamItem::Usage).into_iter().collect());
         }
     }
@@ -627,6 +639,88 @@ impl StreamTranslator for ResponsesTranslator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// For any usage JSON, reading it straight from the bytes gives what `from_openai` gives
+    /// on its `Value`: absent, null, wrong-typed and repeated fields included.
+    #[test]
+    fn an_openai_usage_read_from_bytes_is_what_from_openai_reads() {
+        let cases = [
+            r#"{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}"#,
+            r#"{"prompt_tokens":9}"#,
+            r#"{"completion_tokens":12}"#,
+            r#"{}"#,
+            r#"null"#,
+            r#"[]"#,
+            r#"[1,{"prompt_tokens":3}]"#,
+            r#""text""#,
+            r#"17"#,
+            r#"true"#,
+            r#"{"prompt_tokens":-1,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":1.5,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":"5","completion_tokens":2}"#,
+            r#"{"prompt_tokens":5,"completion_tokens":null,"total_tokens":"x"}"#,
+            r#"{"prompt_tokens":5,"completion_tokens":-3,"total_tokens":99}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens":7,"completion_tokens":1}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens":"7","completion_tokens":1}"#,
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":0}"#,
+            r#"{"prompt_tokens":18446744073709551616,"completion_tokens":0}"#,
+            r#"{"prompt_tokens":10,"completion_tokens":20,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":6}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":1},"prompt_tokens_details":{"audio_tokens":2}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":{"reasoning_tokens":4},"completion_tokens_details":{"cached_tokens":6}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":[{"cached_tokens":4}],"completion_tokens_details":"x"}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}"#,
+            r#"{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":{"a":[1,2]}},"x":{"prompt_tokens":99}}"#,
+            r#"{"prompt_\u0074okens":8,"completion_tokens":1,"extra":[{"deep":[[[]]]}]}"#,
+            r#"{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"prompt_tokens_details":{"cached_tokens":0}}"#,
+        ];
+        let more = [
+            " { \"prompt_tokens\" : 3 ,\n\t\"completion_tokens\":4 } ",
+            r#"{"prompt_tokens":0,"completion_tokens":01}"#,
+            r#"{"prompt_tokens":1.0,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":1e3,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":-0,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":3,"seen":7,"completion_tokens":2}"#,
+            r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":10}"#,
+            r#"{"prompt_tokens":3,"seen":{"prompt_tokens":1},"completion_tokens":2}"#,
+            r#"{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}"#,
+            r#"{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1},"prompt_tokens_details":{}}"#,
+            r#"{"prompt_tokens":3,"completion_tokens_details":{"reasoning_tokens":1.5}}"#,
+            r#"{"prompt_tokens":3,"completion_tokens_details":null}"#,
+            r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
+            r#"{"prompt_\u0074okens":8}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens":9,}"#,
+            r#"{"prompt_tokens":9}x"#,
+            r#"{"prompt_tokens":9"#,
+            r#"nul"#,
+            r#"null x"#,
+            "",
+        ];
+        for case in cases.iter().chain(&more) {
+            let direct = usage_from_slice(case.as_bytes());
+            let Ok(value) = serde_json::from_str::<Value>(case) else {
+                assert!(direct.is_err(), "{case}: not JSON, yet read as {direct:?}");
+                continue;
+            };
+            let read: OpenAiUsage = serde_json::from_str(case).unwrap();
+            assert_eq!(read.0, Usage::from_openai(&value), "{case}");
+            assert_eq!(direct.unwrap(), Usage::from_openai(&value), "{case}");
+        }
+    }
+
+    /// The shapes upstreams send are read by hand, not handed to serde.
+    #[test]
+    fn the_usual_usage_shapes_are_read_by_hand() {
+        for case in [
+            "null",
+            r#"{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}"#,
+            r#"{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
+        ] {
+            let value: Value = serde_json::from_str(case).unwrap();
+            let read = chunk_scan::usage(case.as_bytes()).map(|c| c.and_then(UsageCounts::usage));
+            assert_eq!(read, Some(Usage::from_openai(&value)), "{case}");
+        }
+    }
 
     /// The body as it was built before [`Outbound`]: the request cloned and changed.
     fn cloned_body(p: &ProviderSpec, model: &str, req: &ChatRequest, stream: bool) -> Vec<u8> {
@@ -1011,6 +1105,41 @@ mod tests {
         assert!(parse(bytes::Bytes::from_static(b"<html>"), "m").is_err());
     }
 
+    /// 20,000 mutations of `seeds` (a byte replaced by one of `bytes`, removed, or a run of them
+    /// repeated, one to three times), each handed to `take`: how many it took.
+    fn mutations(seeds: &[&[u8]], bytes: &[u8], mut take: impl FnMut(&[u8]) -> bool) -> usize {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut body = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + next(3) {
+                if body.is_empty() {
+                    break;
+                }
+                let at = next(body.len());
+                match next(3) {
+                    0 => body[at] = bytes[next(bytes.len())],
+                    1 => {
+                        body.remove(at);
+                    }
+                    _ => {
+                        let to = (at + 1 + next(12)).min(body.len());
+                        let piece = body[at..to].to_vec();
+                        body.splice(at..at, piece);
+                    }
+                }
+            }
+            accepted += usize::from(take(&body));
+        }
+        accepted
+    }
+
     /// Wherever the scanner reads an answer, it reads what serde reads: over hand-picked
     /// answers (repeated, escaped and wrong-typed keys, odd JSON) and 20,000 mutations
     /// of them. Where it declines, serde decides alone, so only its acceptances are compared.
@@ -1062,36 +1191,7 @@ mod tests {
         let read: Vec<usize> = (0..seeds.len()).filter(|&i| same(seeds[i])).collect();
         assert_eq!(read, [0, 1, 2, 3, 4, 5, 23]);
         // Mutations: a byte replaced by one that matters to JSON, removed, or repeated.
-        const BYTES: &[u8] = b"\"\\{}[],: 0-9eEn.tu\n\x01\xc3";
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let mut accepted = 0;
-        for round in 0..20_000 {
-            let mut body = seeds[round % seeds.len()].to_vec();
-            for _ in 0..1 + next(3) {
-                if body.is_empty() {
-                    break;
-                }
-                let at = next(body.len());
-                match next(3) {
-                    0 => body[at] = BYTES[next(BYTES.len())],
-                    1 => {
-                        body.remove(at);
-                    }
-                    _ => {
-                        let to = (at + 1 + next(12)).min(body.len());
-                        let piece = body[at..to].to_vec();
-                        body.splice(at..at, piece);
-                    }
-                }
-            }
-            accepted += usize::from(same(&body));
-        }
+        let accepted = mutations(&seeds, b"\"\\{}[],: 0-9eEn.tu\n\x01\xc3", same);
         assert!(
             accepted > 1000,
             "the scanner read only {accepted} mutations"
@@ -1117,7 +1217,7 @@ mod tests {
             let Some((from, to)) = chunk_scan::usage_chunk(data) else {
                 return false;
             };
-            let Ok(usage) = OpenAiUsage::from_slice(&data.as_bytes()[from..to]) else {
+            let Ok(usage) = usage_from_slice(&data.as_bytes()[from..to]) else {
                 return false;
             };
             let by_hand: Vec<StreamItem> = usage.map(StreamItem::Usage).into_iter().collect();
@@ -1126,36 +1226,11 @@ mod tests {
         };
         let read: Vec<usize> = (0..seeds.len()).filter(|&i| same(seeds[i])).collect();
         assert_eq!(read, [0, 1, 2, 3, 4]);
-        const BYTES: &[u8] = b"\"\\{}[],: 0-9eEn.tu\n";
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let mut accepted = 0;
-        for round in 0..20_000 {
-            let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
-            for _ in 0..1 + next(3) {
-                if body.is_empty() {
-                    break;
-                }
-                let at = next(body.len());
-                match next(3) {
-                    0 => body[at] = BYTES[next(BYTES.len())],
-                    1 => {
-                        body.remove(at);
-                    }
-                    _ => {
-                        let to = (at + 1 + next(12)).min(body.len());
-                        let piece = body[at..to].to_vec();
-                        body.splice(at..at, piece);
-                    }
-                }
-            }
-            accepted += usize::from(same(std::str::from_utf8(&body).unwrap()));
-        }
+        // ASCII only, so that every mutation is still text.
+        let seeds: Vec<&[u8]> = seeds.iter().map(|s| s.as_bytes()).collect();
+        let accepted = mutations(&seeds, b"\"\\{}[],: 0-9eEn.tu\n", |body| {
+            same(std::str::from_utf8(body).unwrap())
+        });
         assert!(accepted > 1000, "the reader took only {accepted} mutations");
     }
 
