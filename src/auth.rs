@@ -127,7 +127,10 @@ fn remembered_hash(token: &str) -> [u8; 64] {
 
 /// The bearer token of a request, if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    // What `to_str` accepts (a header value holds no control byte but tab, so: ASCII), checked
+    // a word at a time: `to_str` looks at each byte in turn, a third of this function's cost.
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let value = std::str::from_utf8(value).ok().filter(|v| v.is_ascii())?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -173,6 +176,40 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bearer token is what the header's `to_str` and a split at its first space give:
+    /// any case of the scheme, spaces around the token, and nothing for a value that is not
+    /// ASCII, another scheme, or no token.
+    #[test]
+    fn the_bearer_token_is_read_as_to_str_reads_the_header() {
+        let reference = |v: &header::HeaderValue| {
+            let (scheme, token) = v.to_str().ok()?.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        };
+        let values: [&[u8]; 10] = [
+            b"Bearer pura_abc",
+            b"bearer  pura_abc \t",
+            b"BEARER pura_abc",
+            b"Basic pura_abc",
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer pura_\xc3\xa9",
+            b"\xc3\xa9 pura_abc",
+            b"Bearer\tpura_abc",
+            b"Bearer pura a b",
+        ];
+        for raw in values {
+            let v = header::HeaderValue::from_bytes(raw).unwrap();
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::AUTHORIZATION, v.clone()))
+                .to_http_request();
+            assert_eq!(bearer(&req).map(str::to_owned), reference(&v), "{raw:?}");
+        }
+        let none = actix_web::test::TestRequest::default().to_http_request();
+        assert_eq!(bearer(&none), None);
+    }
     use sha2::{Digest, Sha256};
 
     #[test]
