@@ -174,6 +174,15 @@ fn usage_from_slice(b: &[u8]) -> serde_json::Result<Option<Usage>> {
     }
 }
 
+/// What a `usage` member the scanner found in `data` holds: the counts it read, or else what
+/// [`usage_from_slice`] reads of the value's bytes.
+fn member_usage(data: &[u8], member: chunk_scan::UsageMember) -> serde_json::Result<Option<Usage>> {
+    match member.counts {
+        Some(counts) => Ok(counts.and_then(UsageCounts::usage)),
+        None => usage_from_slice(&data[member.range.0..member.range.1]),
+    }
+}
+
 /// The parts of an OpenAI answer Pura needs; everything else stays in the raw bytes.
 #[derive(Deserialize)]
 struct Peek {
@@ -203,7 +212,7 @@ impl Peeked {
                 model: a.model,
                 usage: match a.usage {
                     // A JSON value the scanner checked: any reads as some usage or none.
-                    Some((from, to)) => usage_from_slice(&body[from..to])
+                    Some(member) => member_usage(body, member)
                         .map_err(|e| format!("invalid answer from upstream: {e}"))?,
                     None => None,
                 },
@@ -304,8 +313,8 @@ fn unscanned(data: &str) -> Result<Vec<StreamItem>, String> {
         return Ok(vec![StreamItem::Done]);
     }
     // The usage chunk, plainly so: what `peeked_chunk` reads of it, without serde's walk.
-    if let Some((from, to)) = chunk_scan::usage_chunk(data) {
-        if let Ok(usage) = usage_from_slice(&data.as_bytes()[from..to]) {
+    if let Some(member) = chunk_scan::usage_chunk(data) {
+        if let Ok(usage) = member_usage(data.as_bytes(), member) {
             return Ok(usage.map(StreamItem::Usage).into_iter().collect());
         }
     }
@@ -1214,10 +1223,10 @@ mod tests {
         ];
         let serde_reads = |data: &str| peeked_chunk(data).map_or_else(|| general_chunk(data), Ok);
         let same = |data: &str| -> bool {
-            let Some((from, to)) = chunk_scan::usage_chunk(data) else {
+            let Some(member) = chunk_scan::usage_chunk(data) else {
                 return false;
             };
-            let Ok(usage) = usage_from_slice(&data.as_bytes()[from..to]) else {
+            let Ok(usage) = member_usage(data.as_bytes(), member) else {
                 return false;
             };
             let by_hand: Vec<StreamItem> = usage.map(StreamItem::Usage).into_iter().collect();
