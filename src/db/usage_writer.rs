@@ -111,8 +111,12 @@ pub enum Outcome {
     Held,
 }
 
-/// A queued settlement, as the request that queued it sees it.
-pub struct Pending {
+/// A queued settlement, as the request that queued it sees it: `None` for one committed as far
+/// as its request is concerned (journalled), which needs no channel to say so.
+pub struct Pending(Option<Waiting>);
+
+/// A settlement its request waits on.
+struct Waiting {
     state: Arc<AtomicU8>,
     done: oneshot::Receiver<bool>,
 }
@@ -123,7 +127,22 @@ impl Pending {
     /// down) the request stops waiting: with
     /// `withdraw` it takes the settlement back (`Withdrawn`), otherwise it leaves it to the
     /// writer (`Held`). A commit being tried is always waited for: its result decides.
-    pub async fn wait(mut self, withdraw: bool) -> Outcome {
+    pub async fn wait(self, withdraw: bool) -> Outcome {
+        match self.0 {
+            Some(waiting) => waiting.wait(withdraw).await,
+            None => Outcome::Committed,
+        }
+    }
+}
+
+impl Waiting {
+    async fn wait(mut self, withdraw: bool) -> Outcome {
+        // Already answered: no clock, no timer.
+        match self.done.try_recv() {
+            Ok(true) => return Outcome::Committed,
+            Ok(false) | Err(oneshot::error::TryRecvError::Closed) => return Outcome::Withdrawn,
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
         let started = Instant::now();
         loop {
             // A database known to be down needs no patience: its commit fails (or failed).
@@ -300,14 +319,7 @@ impl UsageWriter {
             }
         });
         match appended {
-            Ok(()) => {
-                let (done, rx) = oneshot::channel();
-                let _ = done.send(true);
-                Pending {
-                    state: Arc::new(AtomicU8::new(COMMITTED)),
-                    done: rx,
-                }
-            }
+            Ok(()) => Pending(None),
             Err((e, settlement)) => {
                 log::error!("settlement journal: append failed ({e}); committing it instead");
                 self.backlog.fetch_sub(1, Ordering::AcqRel);
@@ -329,7 +341,7 @@ impl UsageWriter {
         if !self.send_waited(job) {
             log::error!("settlement writer is gone; a settlement was not recorded");
         }
-        Pending { state, done: rx }
+        Pending(Some(Waiting { state, done: rx }))
     }
 
     /// Before reading usage or money from the database: waits until the journalled
