@@ -135,9 +135,20 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Compares secrets in constant time (the admin token, key hashes).
+/// Compares secrets in constant time (the admin token, key hashes), eight bytes a step:
+/// `subtle` compares a byte slice with an optimisation barrier per byte, about 600 instructions
+/// for a key hash's 64, on every request.
 pub fn secrets_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(w)
+    };
+    let mut same = subtle::Choice::from(1);
+    for (x, y) in a.as_bytes().chunks(8).zip(b.as_bytes().chunks(8)) {
+        same &= word(x).ct_eq(&word(y));
+    }
+    a.len() == b.len() && bool::from(same)
 }
 
 /// The key behind a bearer token: the cache first, the database once on a miss. The error is
@@ -176,6 +187,23 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Secrets are equal only when every byte is: a difference at any place of any length,
+    /// or in the length alone, makes them unequal.
+    #[test]
+    fn secrets_are_equal_only_when_every_byte_is() {
+        for len in 0..=70usize {
+            let a: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(secrets_equal(&a, &a.clone()), "{len}");
+            for at in 0..len {
+                let mut b = a.clone().into_bytes();
+                b[at] = b'0';
+                assert!(!secrets_equal(&a, std::str::from_utf8(&b).unwrap()), "{len} {at}");
+            }
+            assert!(!secrets_equal(&a, &format!("{a}x")), "{len}");
+            assert!(!secrets_equal(&format!("{a}\0"), &a), "{len}");
+        }
+    }
 
     /// The bearer token is what the header's `to_str` and a split at its first space give:
     /// any case of the scheme, spaces around the token, and nothing for a value that is not
