@@ -193,12 +193,17 @@ mod tests {
     #[test]
     fn secrets_are_equal_only_when_every_byte_is() {
         for len in 0..=70usize {
-            let a: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let a: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
             assert!(secrets_equal(&a, &a.clone()), "{len}");
             for at in 0..len {
                 let mut b = a.clone().into_bytes();
                 b[at] = b'0';
-                assert!(!secrets_equal(&a, std::str::from_utf8(&b).unwrap()), "{len} {at}");
+                assert!(
+                    !secrets_equal(&a, std::str::from_utf8(&b).unwrap()),
+                    "{len} {at}"
+                );
             }
             assert!(!secrets_equal(&a, &format!("{a}x")), "{len}");
             assert!(!secrets_equal(&format!("{a}\0"), &a), "{len}");
